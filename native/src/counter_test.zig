@@ -1,0 +1,303 @@
+//! Tests of the counter with its real dispatcher thread: thread identity, ordering,
+//! exactly-once under races, re-entrancy, concurrency, shutdown. Every wait is bounded, and
+//! `std.testing.allocator` fails any test that leaks.
+
+const std = @import("std");
+const testing = std.testing;
+const counter_module = @import("counter.zig");
+const Counter = counter_module.Counter;
+const Id = counter_module.Id;
+const sink_none = counter_module.sink_none;
+
+const wait_timeout_ns = 10 * std.time.ns_per_s;
+
+/// Counts events and lets a test wait, with a bound, until a number is reached.
+const Latch = struct {
+    mutex: std.Thread.Mutex = .{},
+    condition: std.Thread.Condition = .{},
+    count: u32 = 0,
+
+    fn add(latch: *Latch) void {
+        latch.mutex.lock();
+        defer latch.mutex.unlock();
+        latch.count += 1;
+        latch.condition.broadcast();
+    }
+
+    fn waitFor(latch: *Latch, target: u32) !void {
+        latch.mutex.lock();
+        defer latch.mutex.unlock();
+        var timer = try std.time.Timer.start();
+        while (latch.count < target) {
+            const elapsed = timer.read();
+            if (elapsed >= wait_timeout_ns) return error.Timeout;
+            latch.condition.timedWait(&latch.mutex, wait_timeout_ns - elapsed) catch {};
+        }
+    }
+
+    fn get(latch: *Latch) u32 {
+        latch.mutex.lock();
+        defer latch.mutex.unlock();
+        return latch.count;
+    }
+};
+
+fn countCallback(_: f64, context: ?*anyopaque) callconv(.c) void {
+    const latch: *Latch = @ptrCast(@alignCast(context.?));
+    latch.add();
+}
+
+/// Records which registration ran, in which order and on which thread.
+const Recorder = struct {
+    latch: Latch = .{},
+    order: [8]u32 = undefined,
+    threads: [8]std.Thread.Id = undefined,
+
+    const Tag = struct { recorder: *Recorder, tag: u32 };
+
+    fn callback(_: f64, context: ?*anyopaque) callconv(.c) void {
+        const tag: *Tag = @ptrCast(@alignCast(context.?));
+        const recorder = tag.recorder;
+        recorder.latch.mutex.lock();
+        const position = recorder.latch.count;
+        recorder.order[position] = tag.tag;
+        recorder.threads[position] = std.Thread.getCurrentId();
+        recorder.latch.count += 1;
+        recorder.latch.condition.broadcast();
+        recorder.latch.mutex.unlock();
+    }
+};
+
+fn releaseOnThread(counter: *Counter, id: Id, thread_id: *std.Thread.Id) void {
+    thread_id.* = std.Thread.getCurrentId();
+    _ = counter.release(id, sink_none) catch unreachable;
+}
+
+test "native callbacks run on the dispatcher thread, in registration order" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+
+    var recorder: Recorder = .{};
+    var tags: [3]Recorder.Tag = undefined;
+    const id = try counter.create(64);
+    for (&tags, 0..) |*tag, index| {
+        tag.* = .{ .recorder = &recorder, .tag = @intCast(index) };
+        try testing.expect(try counter.register(id, .{ .native = .{ .function = Recorder.callback, .context = tag } }));
+    }
+
+    var releasing_thread_id: std.Thread.Id = 0;
+    const thread = try std.Thread.spawn(.{}, releaseOnThread, .{ counter, id, &releasing_thread_id });
+    thread.join();
+    try recorder.latch.waitFor(3);
+
+    try testing.expectEqualSlices(u32, &.{ 0, 1, 2 }, recorder.order[0..3]);
+    const dispatcher_id = counter.dispatcher_thread_id.load(.acquire);
+    for (recorder.threads[0..3]) |thread_id| {
+        try testing.expectEqual(dispatcher_id, thread_id);
+        try testing.expect(thread_id != releasing_thread_id);
+        try testing.expect(thread_id != std.Thread.getCurrentId());
+    }
+    try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+}
+
+fn freeObject(counter: *Counter, id: Id) void {
+    // Losing the race to the last release is fine: the object is then already deleted.
+    _ = counter.free(id, sink_none) catch |err| std.debug.assert(err == error.StaleId);
+}
+
+fn releaseTwice(counter: *Counter, id: Id) void {
+    _ = counter.release(id, sink_none) catch unreachable;
+    _ = counter.release(id, sink_none) catch unreachable;
+}
+
+test "exactly once when an explicit free races the last release" {
+    const counter = try Counter.open(testing.allocator);
+    var latch: Latch = .{};
+    const rounds = 500;
+    for (0..rounds) |_| {
+        const id = try counter.create(1);
+        try counter.retain(id);
+        try testing.expect(try counter.register(id, .{ .native = .{ .function = countCallback, .context = &latch } }));
+        const freer = try std.Thread.spawn(.{}, freeObject, .{ counter, id });
+        const releaser = try std.Thread.spawn(.{}, releaseTwice, .{ counter, id });
+        freer.join();
+        releaser.join();
+    }
+    try latch.waitFor(rounds);
+    // Destroy runs whatever is still queued: a duplicate would show up here.
+    try counter.destroy();
+    try testing.expectEqual(@as(u32, rounds), latch.get());
+}
+
+/// A callback that re-enters the counter: it creates an object, registers itself on it and
+/// releases it, `depth` times over. Each release runs on the dispatcher thread.
+const Chain = struct {
+    counter: *Counter,
+    latch: Latch = .{},
+    depth_max: u32,
+
+    fn callback(_: f64, context: ?*anyopaque) callconv(.c) void {
+        const chain: *Chain = @ptrCast(@alignCast(context.?));
+        chain.latch.add();
+        if (chain.latch.get() >= chain.depth_max) return;
+        const id = chain.counter.create(8) catch unreachable;
+        _ = chain.counter.info(id) catch unreachable;
+        _ = chain.counter.register(id, .{ .native = .{ .function = callback, .context = chain } }) catch unreachable;
+        _ = chain.counter.release(id, sink_none) catch unreachable;
+    }
+};
+
+test "a native callback that calls back into the counter does not deadlock" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+
+    var chain: Chain = .{ .counter = counter, .depth_max = 100 };
+    const id = try counter.create(8);
+    try testing.expect(try counter.register(id, .{ .native = .{ .function = Chain.callback, .context = &chain } }));
+    _ = try counter.release(id, sink_none);
+    try chain.latch.waitFor(100);
+    // The first object plus one created by each of the first 99 callbacks.
+    try testing.expectEqual(@as(u64, 100), counter.stats().objects_created);
+}
+
+const Worker = struct {
+    fn run(counter: *Counter, shared: []const Id, latch: *Latch, objects: u32) void {
+        var ids: [64]Id = undefined;
+        var created: u32 = 0;
+        while (created < objects) {
+            const batch = @min(ids.len, objects - created);
+            for (ids[0..batch]) |*id| {
+                id.* = counter.create(16) catch unreachable;
+                _ = counter.register(id.*, .{ .native = .{ .function = countCallback, .context = latch } }) catch unreachable;
+            }
+            // Alternate single releases with batch releases to cover both paths.
+            if (created % 128 == 0) {
+                _ = counter.releaseBatch(ids[0..batch], sink_none) catch unreachable;
+            } else {
+                for (ids[0..batch]) |id| _ = counter.release(id, sink_none) catch unreachable;
+            }
+            created += batch;
+        }
+        for (shared) |id| _ = counter.release(id, sink_none) catch unreachable;
+    }
+};
+
+test "threads releasing concurrently: every callback fires exactly once" {
+    const counter = try Counter.open(testing.allocator);
+    var latch: Latch = .{};
+    const thread_count = 4;
+    const objects_per_thread = 2000;
+
+    // Shared objects start with one reference per thread: the last thread to release one
+    // sends it out of scope, whichever thread that is.
+    var shared: [32]Id = undefined;
+    for (&shared) |*id| {
+        id.* = try counter.create(4);
+        for (1..thread_count) |_| try counter.retain(id.*);
+        try testing.expect(try counter.register(id.*, .{ .native = .{ .function = countCallback, .context = &latch } }));
+    }
+
+    var threads: [thread_count]std.Thread = undefined;
+    for (&threads) |*thread| {
+        thread.* = try std.Thread.spawn(.{}, Worker.run, .{ counter, &shared, &latch, objects_per_thread });
+    }
+    for (threads) |thread| thread.join();
+
+    const expected = thread_count * objects_per_thread + shared.len;
+    try latch.waitFor(expected);
+    const stats = counter.stats();
+    try testing.expectEqual(@as(u64, 0), stats.objects_live);
+    try testing.expectEqual(@as(u64, 0), stats.bytes_live);
+    try counter.destroy();
+    try testing.expectEqual(@as(u32, expected), latch.get());
+}
+
+const Destroyer = struct {
+    counter: *Counter,
+    result: ?counter_module.Error = null,
+    latch: Latch = .{},
+
+    fn callback(_: f64, context: ?*anyopaque) callconv(.c) void {
+        const destroyer: *Destroyer = @ptrCast(@alignCast(context.?));
+        destroyer.counter.destroy() catch |err| {
+            destroyer.result = err;
+        };
+        destroyer.latch.add();
+    }
+};
+
+test "destroy from a callback is refused instead of deadlocking" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+
+    var destroyer: Destroyer = .{ .counter = counter };
+    const id = try counter.create(0);
+    try testing.expect(try counter.register(id, .{ .native = .{ .function = Destroyer.callback, .context = &destroyer } }));
+    _ = try counter.release(id, sink_none);
+    try destroyer.latch.waitFor(1);
+    try testing.expectEqual(@as(?counter_module.Error, error.WrongThread), destroyer.result);
+}
+
+test "close delivers the callbacks of every live object and refuses later calls" {
+    const counter = try Counter.open(testing.allocator);
+    var latch: Latch = .{};
+    var ids: [100]Id = undefined;
+    for (&ids) |*id| {
+        id.* = try counter.create(1);
+        try testing.expect(try counter.register(id.*, .{ .native = .{ .function = countCallback, .context = &latch } }));
+    }
+    try testing.expectEqual(counter_module.Outcome.ok, try counter.close(sink_none));
+    try testing.expectError(error.Closed, counter.create(1));
+    try testing.expectError(error.Closed, counter.release(ids[0], sink_none));
+    try testing.expectError(error.Closed, counter.close(sink_none));
+    try counter.destroy();
+    try testing.expectEqual(@as(u32, ids.len), latch.get());
+}
+
+const WakeCount = struct {
+    latch: Latch = .{},
+
+    fn wake(context: ?*anyopaque) callconv(.c) void {
+        const self: *WakeCount = @ptrCast(@alignCast(context.?));
+        self.latch.add();
+    }
+};
+
+test "a sink gets one coalesced wake per batch, and its tokens in order" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+
+    var wakes: WakeCount = .{};
+    const sink = try counter.sinkOpen(WakeCount.wake, &wakes);
+    var ids: [1000]Id = undefined;
+    for (&ids, 0..) |*id, index| {
+        id.* = try counter.create(0);
+        try testing.expect(try counter.register(id.*, .{ .sink = .{ .sink = sink, .token = @intCast(index) } }));
+    }
+    try testing.expectEqual(counter_module.Outcome.ok, try counter.releaseBatch(&ids, sink_none));
+    try wakes.latch.waitFor(1);
+
+    var tokens: [256]u32 = undefined;
+    var received: u32 = 0;
+    while (true) {
+        const count = try counter.sinkDrain(sink, &tokens);
+        if (count == 0) break;
+        for (tokens[0..count]) |token| {
+            try testing.expectEqual(received, token);
+            received += 1;
+        }
+    }
+    try testing.expectEqual(@as(u32, ids.len), received);
+    try testing.expectEqual(@as(u32, 1), wakes.latch.get());
+
+    // Disarmed by the empty drain: the next token asks for a wake again. A release by the
+    // sink's own thread asks it to drain instead.
+    const id = try counter.create(0);
+    try testing.expect(try counter.register(id, .{ .sink = .{ .sink = sink, .token = 7 } }));
+    try testing.expectEqual(counter_module.Outcome.drain, try counter.release(id, sink));
+    try testing.expectEqual(@as(usize, 1), try counter.sinkDrain(sink, &tokens));
+    try testing.expectEqual(@as(usize, 0), try counter.sinkDrain(sink, &tokens));
+    try testing.expectEqual(@as(u32, 1), wakes.latch.get());
+    try testing.expectError(error.InvalidArgument, counter.sinkDrain(sink + 1, &tokens));
+    try testing.expectError(error.InvalidArgument, counter.release(id, sink + 1));
+}

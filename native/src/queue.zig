@@ -1,0 +1,239 @@
+//! The callback queue: where callbacks wait between leaving the table and being run.
+//!
+//! Native callbacks wait in one FIFO that the dispatcher thread pops. Sink callbacks (tokens
+//! for a JS runtime instance) wait in that sink's outbox, which its owner drains in batches.
+//! Routing is O(1) per callback and never allocates: nodes are relinked, not copied.
+//!
+//! Each sink has a coalescing wake, in the manner of libuv's `uv_async_t`: the first token
+//! into a sink that is not `armed` arms it and asks for one wake; later tokens ride on that
+//! wake; a drain that finds the outbox empty disarms it, so the next token asks again. The
+//! wake carries no data. When the sink's own thread caused the release (`caller_sink`), the
+//! wake is skipped and the caller is told to drain instead: a JS release then costs no
+//! thread hop at all.
+//!
+//! Not thread-safe; the counter's mutex guards it.
+
+const std = @import("std");
+const assert = std.debug.assert;
+const callback = @import("callback.zig");
+
+/// Sinks per counter: one per JS runtime instance (the main thread and each Worker).
+pub const sink_count_max = 64;
+pub const sink_none: u32 = std.math.maxInt(u32);
+
+/// Called on the dispatcher thread, with no lock held, to tell a sink's owner to drain.
+pub const WakeFunction = *const fn (context: ?*anyopaque) callconv(.c) void;
+
+pub const Sink = struct {
+    open: bool = false,
+    wake: ?WakeFunction = null,
+    wake_context: ?*anyopaque = null,
+    outbox: callback.List = .{},
+    /// A drain is due: a wake was requested or the owner was told to drain. Cleared only
+    /// by a drain that finds the outbox empty.
+    armed: bool = false,
+    /// The dispatcher owes this sink a wake call.
+    wake_requested: bool = false,
+};
+
+/// A native callback copied out of its node, to run with no lock held.
+pub const Job = struct {
+    function: callback.Function,
+    context: ?*anyopaque,
+    id: f64,
+};
+
+/// A wake copied out of its sink, to call with no lock held.
+pub const Wake = struct {
+    function: WakeFunction,
+    context: ?*anyopaque,
+};
+
+pub const Routed = struct {
+    /// The calling sink received tokens and was not armed: the caller must drain.
+    drain_caller: bool = false,
+    /// The dispatcher has new work (native callbacks or wakes).
+    signal_dispatcher: bool = false,
+};
+
+pub const Queue = struct {
+    native: callback.List = .{},
+    sinks: [sink_count_max]Sink = [_]Sink{.{}} ** sink_count_max,
+    /// How many sinks have `wake_requested` set, so the dispatcher's wait predicate is O(1).
+    wakes_requested: u32 = 0,
+
+    pub fn sinkOpen(queue: *Queue, wake: ?WakeFunction, wake_context: ?*anyopaque) error{Limit}!u32 {
+        for (&queue.sinks, 0..) |*sink, index| {
+            if (sink.open) continue;
+            assert(sink.outbox.len == 0 and !sink.armed and !sink.wake_requested);
+            sink.* = .{ .open = true, .wake = wake, .wake_context = wake_context };
+            return @intCast(index);
+        }
+        return error.Limit;
+    }
+
+    pub fn isSink(queue: *const Queue, sink: u32) bool {
+        return sink < sink_count_max and queue.sinks[sink].open;
+    }
+
+    /// True when the dispatcher has nothing to do.
+    pub fn isIdle(queue: *const Queue) bool {
+        return queue.native.len == 0 and queue.wakes_requested == 0;
+    }
+
+    /// Moves every callback of `released` to its destination, preserving order per
+    /// destination (so each object's callbacks keep their registration order).
+    pub fn route(queue: *Queue, pool: *callback.Pool, released: *callback.List, caller_sink: u32) Routed {
+        var routed: Routed = .{};
+        while (true) {
+            const index = released.pop(pool);
+            if (index == callback.nil) break;
+            switch (pool.get(index).callback) {
+                .native => {
+                    queue.native.push(pool, index);
+                    routed.signal_dispatcher = true;
+                },
+                .sink => |target| {
+                    assert(queue.isSink(target.sink));
+                    const sink = &queue.sinks[target.sink];
+                    sink.outbox.push(pool, index);
+                    if (sink.armed) continue;
+                    sink.armed = true;
+                    if (target.sink == caller_sink) {
+                        routed.drain_caller = true;
+                    } else if (sink.wake != null) {
+                        assert(!sink.wake_requested);
+                        sink.wake_requested = true;
+                        queue.wakes_requested += 1;
+                        routed.signal_dispatcher = true;
+                    }
+                },
+            }
+        }
+        assert(released.len == 0);
+        return routed;
+    }
+
+    /// Pops up to `jobs.len` native callbacks, returning their nodes to the pool.
+    pub fn popNative(queue: *Queue, pool: *callback.Pool, jobs: []Job) usize {
+        var count: usize = 0;
+        while (count < jobs.len) : (count += 1) {
+            const index = queue.native.pop(pool);
+            if (index == callback.nil) break;
+            const node = pool.get(index);
+            jobs[count] = .{
+                .function = node.callback.native.function,
+                .context = node.callback.native.context,
+                .id = @bitCast(node.object_id),
+            };
+            pool.destroy(index);
+        }
+        return count;
+    }
+
+    /// Takes every requested wake. The sinks stay armed until drained empty.
+    pub fn takeWakes(queue: *Queue, wakes: *[sink_count_max]Wake) usize {
+        var count: usize = 0;
+        if (queue.wakes_requested == 0) return 0;
+        for (&queue.sinks) |*sink| {
+            if (!sink.wake_requested) continue;
+            assert(sink.armed and sink.open);
+            sink.wake_requested = false;
+            wakes[count] = .{ .function = sink.wake.?, .context = sink.wake_context };
+            count += 1;
+        }
+        assert(count == queue.wakes_requested);
+        queue.wakes_requested = 0;
+        return count;
+    }
+
+    /// Copies up to `tokens.len` tokens out of the sink's outbox, in order. Returning zero
+    /// disarms the sink, so that the next token asks for a wake again.
+    pub fn drain(queue: *Queue, pool: *callback.Pool, sink_index: u32, tokens: []u32) usize {
+        assert(queue.isSink(sink_index));
+        const sink = &queue.sinks[sink_index];
+        var count: usize = 0;
+        while (count < tokens.len) : (count += 1) {
+            const index = sink.outbox.pop(pool);
+            if (index == callback.nil) break;
+            tokens[count] = pool.get(index).callback.sink.token;
+            pool.destroy(index);
+        }
+        if (count == 0 and tokens.len > 0) sink.armed = false;
+        return count;
+    }
+
+    /// Returns every queued node to the pool, for teardown after the dispatcher has exited
+    /// and sinks were abandoned with tokens in them.
+    pub fn discardAll(queue: *Queue, pool: *callback.Pool) void {
+        assert(queue.native.len == 0);
+        for (&queue.sinks) |*sink| {
+            while (true) {
+                const index = sink.outbox.pop(pool);
+                if (index == callback.nil) break;
+                pool.destroy(index);
+            }
+            sink.* = .{};
+        }
+        queue.wakes_requested = 0;
+    }
+};
+
+const testing = std.testing;
+
+fn noopWake(_: ?*anyopaque) callconv(.c) void {}
+fn noopCallback(_: f64, _: ?*anyopaque) callconv(.c) void {}
+
+fn releasedList(pool: *callback.Pool, callbacks: []const callback.Callback) !callback.List {
+    var list: callback.List = .{};
+    for (callbacks) |cb| list.push(pool, try pool.create(testing.allocator, cb, 0));
+    return list;
+}
+
+test "one wake per batch: the first token arms the sink, a drain to empty disarms it" {
+    var pool: callback.Pool = .{};
+    defer pool.deinit(testing.allocator);
+    var queue: Queue = .{};
+    const sink = try queue.sinkOpen(noopWake, null);
+    var wakes: [sink_count_max]Wake = undefined;
+    var tokens: [8]u32 = undefined;
+
+    var first = try releasedList(&pool, &.{ .{ .sink = .{ .sink = sink, .token = 1 } }, .{ .sink = .{ .sink = sink, .token = 2 } } });
+    try testing.expectEqual(Routed{ .signal_dispatcher = true }, queue.route(&pool, &first, sink_none));
+    var second = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 3 } }});
+    try testing.expectEqual(Routed{}, queue.route(&pool, &second, sink_none));
+    try testing.expectEqual(@as(usize, 1), queue.takeWakes(&wakes));
+    try testing.expectEqual(@as(usize, 0), queue.takeWakes(&wakes));
+
+    try testing.expectEqual(@as(usize, 3), queue.drain(&pool, sink, &tokens));
+    try testing.expectEqualSlices(u32, &.{ 1, 2, 3 }, tokens[0..3]);
+    try testing.expect(queue.sinks[sink].armed);
+    try testing.expectEqual(@as(usize, 0), queue.drain(&pool, sink, &tokens));
+    try testing.expect(!queue.sinks[sink].armed);
+
+    var third = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 4 } }});
+    try testing.expectEqual(Routed{ .signal_dispatcher = true }, queue.route(&pool, &third, sink_none));
+    try testing.expectEqual(@as(usize, 1), queue.takeWakes(&wakes));
+    try testing.expectEqual(@as(usize, 1), queue.drain(&pool, sink, &tokens));
+    try testing.expectEqual(@as(usize, 0), pool.countInUse());
+}
+
+test "the calling sink is told to drain instead of being woken" {
+    var pool: callback.Pool = .{};
+    defer pool.deinit(testing.allocator);
+    var queue: Queue = .{};
+    const sink = try queue.sinkOpen(noopWake, null);
+    var tokens: [8]u32 = undefined;
+
+    var list = try releasedList(&pool, &.{
+        .{ .sink = .{ .sink = sink, .token = 1 } },
+        .{ .native = .{ .function = noopCallback, .context = null } },
+    });
+    try testing.expectEqual(Routed{ .drain_caller = true, .signal_dispatcher = true }, queue.route(&pool, &list, sink));
+    try testing.expectEqual(@as(u32, 0), queue.wakes_requested);
+    var jobs: [4]Job = undefined;
+    try testing.expectEqual(@as(usize, 1), queue.popNative(&pool, &jobs));
+    try testing.expectEqual(@as(usize, 1), queue.drain(&pool, sink, &tokens));
+    try testing.expectEqual(@as(usize, 0), queue.drain(&pool, sink, &tokens));
+    try testing.expect(queue.isIdle());
+}
