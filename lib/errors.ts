@@ -1,0 +1,91 @@
+/**
+ * Errors: `RefscopeError` for every misuse and failure (with the native status code), and
+ * `HandlerError` for a user handler that threw.
+ *
+ * @module
+ */
+
+/** Native status codes (`REFSCOPE_*` in `native/include/refscope.h`); values never change. */
+export const Status = {
+  OK: 0,
+  DRAIN: 1,
+  INVALID_ARGUMENT: -1,
+  INVALID_ID: -2,
+  STALE_ID: -3,
+  NO_REFERENCE: -4,
+  LIMIT: -5,
+  OUT_OF_MEMORY: -6,
+  CLOSED: -7,
+  WRONG_THREAD: -8,
+  SYSTEM_RESOURCES: -9,
+} as const;
+
+/** The status codes that are errors. */
+export type NativeErrorCode = Exclude<keyof typeof Status, "OK" | "DRAIN">;
+
+/**
+ * What went wrong: a native status name (without `REFSCOPE_E_`), or a failure that happens
+ * before any native call can (`LIBRARY_NOT_FOUND`, `ABI_MISMATCH`).
+ */
+export type ErrorCode = NativeErrorCode | "LIBRARY_NOT_FOUND" | "ABI_MISMATCH";
+
+/** An id of an object in a counter's table. */
+export type ObjectId = number;
+
+/**
+ * Thrown for bad input, use after close, and native failures. When thrown, the counter is
+ * unchanged.
+ */
+export class RefscopeError extends Error {
+  /** A stable, machine-readable reason. */
+  readonly code: ErrorCode;
+  /** The native status code (`REFSCOPE_E_*`), or 0 for `LIBRARY_NOT_FOUND`/`ABI_MISMATCH`. */
+  readonly status: number;
+
+  /** Creates an error; `status` follows from `code`. */
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "RefscopeError";
+    this.code = code;
+    this.status = code in Status ? Status[code as NativeErrorCode] : 0;
+  }
+}
+
+const codeByStatus = new Map<number, NativeErrorCode>(
+  Object.entries(Status).filter(([, value]) => value < 0).map(([name, value]) => [value, name as NativeErrorCode]),
+);
+
+/** The error for a negative native status, explaining it in terms of `what` was attempted. */
+export function errorFromStatus(status: number, what: string): RefscopeError {
+  const code = codeByStatus.get(status);
+  if (code === undefined) {
+    return new RefscopeError("INVALID_ARGUMENT", `${what}: unexpected native status ${status}`);
+  }
+  return new RefscopeError(code, `${what}: ${statusMessages[code]}`);
+}
+
+const statusMessages: Record<NativeErrorCode, string> = {
+  INVALID_ARGUMENT: "an argument is outside its domain",
+  INVALID_ID: "not an object id issued by this counter",
+  STALE_ID: "the object has been deleted",
+  NO_REFERENCE: "no reference of that kind is held",
+  LIMIT: "a count, the object table or the byte total would overflow",
+  OUT_OF_MEMORY: "out of memory",
+  CLOSED: "the counter is closed",
+  WRONG_THREAD: "not allowed on this thread",
+  SYSTEM_RESOURCES: "the operating system refused a resource",
+};
+
+/** Reported (never thrown at the caller) when an out-of-scope handler throws or rejects. */
+export class HandlerError extends Error {
+  /** The object whose handler failed. */
+  readonly objectId: ObjectId;
+
+  /** Wraps what the handler threw as `cause`. */
+  constructor(objectId: ObjectId, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super(`out-of-scope handler for object ${objectId} failed: ${detail}`, { cause });
+    this.name = "HandlerError";
+    this.objectId = objectId;
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The Bun backend: `bun:ffi` `dlopen` and `JSCallback` with `threadsafe: true`.
+ *
+ * A Bun thread-safe callback called from a foreign thread is queued to the JS thread and
+ * the caller returns at once; it does not keep the process alive. Calls already queued
+ * when it is closed still arrive, so the wake's owner checks its own closed flag.
+ *
+ * @module
+ */
+import { CString, dlopen, JSCallback, type FFIFunction, type Pointer as BunPointer } from "bun:ffi";
+import process from "node:process";
+import type { Backend, Bound, NativeType, Pointer, SymbolSpec, Wake } from "./symbols.ts";
+
+const bunTypes: Record<NativeType, string> = {
+  u32: "u32",
+  i32: "i32",
+  f64: "f64",
+  pointer: "ptr",
+  buffer: "ptr",
+  void: "void",
+};
+
+export const backend: Backend = {
+  runtime: "bun",
+
+  libraryFileName(name: string): string {
+    switch (process.platform) {
+      case "win32":
+        return `${name}.dll`;
+      case "darwin":
+        return `lib${name}.dylib`;
+      default:
+        return `lib${name}.so`;
+    }
+  },
+
+  env(name: string): string | undefined {
+    return process.env[name];
+  },
+
+  open<S extends Record<string, SymbolSpec>>(path: string, symbols: S): Bound<S> {
+    const translated: Record<string, FFIFunction> = {};
+    for (const [name, spec] of Object.entries(symbols)) {
+      translated[name] = {
+        args: spec.parameters.map((type) => bunTypes[type]),
+        returns: bunTypes[spec.result],
+      } as FFIFunction;
+    }
+    return dlopen(path, translated).symbols as unknown as Bound<S>;
+  },
+
+  pointerFromCell(cell: BigUint64Array): Pointer {
+    return Number(cell[0]) as unknown as Pointer;
+  },
+
+  cString(pointer: Pointer): string {
+    return new CString(pointer as unknown as BunPointer).toString();
+  },
+
+  wake(callback: () => void): Wake {
+    const js = new JSCallback(() => callback(), { args: ["ptr"], returns: "void", threadsafe: true });
+    return {
+      pointer: js.ptr as unknown as Pointer,
+      close: () => js.close(),
+    };
+  },
+};

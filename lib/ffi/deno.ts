@@ -1,0 +1,57 @@
+/**
+ * The Deno backend: `Deno.dlopen` and `Deno.UnsafeCallback.threadSafe`.
+ *
+ * A Deno thread-safe callback called from a foreign thread blocks that thread until the JS
+ * thread has run it, and it keeps the event loop alive while referenced. Only the
+ * dispatcher thread ever calls the wake, so the blocking costs mutators nothing; the
+ * callback is unreferenced at once so that an idle counter does not keep the process alive.
+ *
+ * @module
+ */
+import type { Backend, Bound, Pointer, SymbolSpec, Wake } from "./symbols.ts";
+
+export const backend: Backend = {
+  runtime: "deno",
+
+  libraryFileName(name: string): string {
+    switch (Deno.build.os) {
+      case "windows":
+        return `${name}.dll`;
+      case "darwin":
+        return `lib${name}.dylib`;
+      default:
+        return `lib${name}.so`;
+    }
+  },
+
+  env(name: string): string | undefined {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined; // No --allow-env: behave as if unset.
+    }
+  },
+
+  open<S extends Record<string, SymbolSpec>>(path: string, symbols: S): Bound<S> {
+    // The symbol table is written in Deno's own vocabulary, so it passes through as is.
+    const library = Deno.dlopen(path, symbols as unknown as Deno.ForeignLibraryInterface);
+    return library.symbols as unknown as Bound<S>;
+  },
+
+  pointerFromCell(cell: BigUint64Array): Pointer {
+    return Deno.UnsafePointer.create(cell[0]) as unknown as Pointer;
+  },
+
+  cString(pointer: Pointer): string {
+    return Deno.UnsafePointerView.getCString(pointer as unknown as Deno.PointerObject);
+  },
+
+  wake(callback: () => void): Wake {
+    const unsafe = Deno.UnsafeCallback.threadSafe({ parameters: ["pointer"], result: "void" }, () => callback());
+    unsafe.unref();
+    return {
+      pointer: unsafe.pointer as unknown as Pointer,
+      close: () => unsafe.close(),
+    };
+  },
+};

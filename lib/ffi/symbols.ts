@@ -1,0 +1,116 @@
+/**
+ * The librefscope symbol table, written once for both runtimes (see
+ * `native/include/refscope.h` for each function's contract).
+ *
+ * Types use Deno's names; the Bun backend translates them. Ids and byte sizes are `f64`
+ * because a double is on both runtimes' fast FFI path, while a 64-bit integer costs a
+ * BigInt (slow on Bun) or a slow number conversion (on Deno).
+ *
+ * @module
+ */
+
+/** A parameter or result type, in Deno's spelling. */
+export type NativeType = "u32" | "i32" | "f64" | "pointer" | "buffer" | "void";
+
+/** One foreign function. */
+export interface SymbolSpec {
+  readonly parameters: readonly NativeType[];
+  readonly result: NativeType;
+}
+
+/** librefscope's exported functions. */
+export const refscopeSymbols = {
+  /** uint32_t refscope_abi_version(void) */
+  refscope_abi_version: { parameters: [], result: "u32" },
+  /** const char *refscope_status_name(int32_t status) */
+  refscope_status_name: { parameters: ["i32"], result: "pointer" },
+  /** int32_t refscope_counter_open(refscope_counter **out_counter) */
+  refscope_counter_open: { parameters: ["buffer"], result: "i32" },
+  /** int32_t refscope_counter_close(refscope_counter *counter, refscope_sink caller_sink) */
+  refscope_counter_close: { parameters: ["pointer", "u32"], result: "i32" },
+  /** int32_t refscope_counter_state(refscope_counter *counter) */
+  refscope_counter_state: { parameters: ["pointer"], result: "i32" },
+  /** int32_t refscope_counter_destroy(refscope_counter *counter) */
+  refscope_counter_destroy: { parameters: ["pointer"], result: "i32" },
+  /** int32_t refscope_counter_stats(refscope_counter *counter, refscope_stats *out_stats) */
+  refscope_counter_stats: { parameters: ["pointer", "buffer"], result: "i32" },
+  /** int32_t refscope_sink_open(refscope_counter *, refscope_wake_fn wake, void *wake_context, refscope_sink *out_sink) */
+  refscope_sink_open: { parameters: ["pointer", "pointer", "pointer", "buffer"], result: "i32" },
+  /** int32_t refscope_sink_drain(refscope_counter *, refscope_sink sink, uint32_t *tokens, uint32_t capacity) */
+  refscope_sink_drain: { parameters: ["pointer", "u32", "buffer", "u32"], result: "i32" },
+  /** int32_t refscope_sink_pending(refscope_counter *, refscope_sink sink) */
+  refscope_sink_pending: { parameters: ["pointer", "u32"], result: "i32" },
+  /** int32_t refscope_object_create(refscope_counter *, double size_bytes, refscope_id *out_id) */
+  refscope_object_create: { parameters: ["pointer", "f64", "buffer"], result: "i32" },
+  /** int32_t refscope_object_retain(refscope_counter *, refscope_id id) */
+  refscope_object_retain: { parameters: ["pointer", "f64"], result: "i32" },
+  /** int32_t refscope_object_release(refscope_counter *, refscope_id id, refscope_sink caller_sink) */
+  refscope_object_release: { parameters: ["pointer", "f64", "u32"], result: "i32" },
+  /** int32_t refscope_object_release_batch(refscope_counter *, const refscope_id *ids, uint32_t count, refscope_sink caller_sink) */
+  refscope_object_release_batch: { parameters: ["pointer", "buffer", "u32", "u32"], result: "i32" },
+  /** int32_t refscope_submitted_add(refscope_counter *, const refscope_id *ids, uint32_t count) */
+  refscope_submitted_add: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
+  /** int32_t refscope_submitted_remove(refscope_counter *, const refscope_id *ids, uint32_t count, refscope_sink caller_sink) */
+  refscope_submitted_remove: { parameters: ["pointer", "buffer", "u32", "u32"], result: "i32" },
+  /** int32_t refscope_object_free(refscope_counter *, refscope_id id, refscope_sink caller_sink) */
+  refscope_object_free: { parameters: ["pointer", "f64", "u32"], result: "i32" },
+  /** int32_t refscope_object_on_out_of_scope_sink(refscope_counter *, refscope_id id, refscope_sink sink, uint32_t token) */
+  refscope_object_on_out_of_scope_sink: { parameters: ["pointer", "f64", "u32", "u32"], result: "i32" },
+  /** int32_t refscope_object_info(refscope_counter *, refscope_id id, refscope_info *out_info) */
+  refscope_object_info: { parameters: ["pointer", "f64", "buffer"], result: "i32" },
+} as const satisfies Record<string, SymbolSpec>;
+
+/** librefscope_testkit's exported functions (tests and benchmarks only). */
+export const testkitSymbols = {
+  /** int32_t refscope_testkit_release_start(refscope_counter *, const double *ids, uint32_t count, job **out_job) */
+  refscope_testkit_release_start: { parameters: ["pointer", "buffer", "u32", "buffer"], result: "i32" },
+  /** int32_t refscope_testkit_job_done(job *) */
+  refscope_testkit_job_done: { parameters: ["pointer"], result: "i32" },
+  /** int32_t refscope_testkit_job_join(job *, double *out_call_ns_max, int32_t *out_first_error) */
+  refscope_testkit_job_join: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
+} as const satisfies Record<string, SymbolSpec>;
+
+declare const pointerBrand: unique symbol;
+/** A native pointer, opaque to everything outside the backends. */
+export type Pointer = { readonly [pointerBrand]: true };
+
+type JsParameter<T extends NativeType> = T extends "pointer" ? Pointer | null
+  : T extends "buffer" ? ArrayBufferView
+  : number;
+type JsResult<T extends NativeType> = T extends "void" ? void
+  : T extends "pointer" ? Pointer | null
+  : number;
+type JsParameters<P extends readonly NativeType[]> = { -readonly [K in keyof P]: JsParameter<P[K]> };
+
+/** The callable functions a backend produces for a symbol table. */
+export type Bound<S extends Record<string, SymbolSpec>> = {
+  readonly [K in keyof S]: (...args: JsParameters<S[K]["parameters"]>) => JsResult<S[K]["result"]>;
+};
+
+/** A wake callback that native code may call from any thread. */
+export interface Wake {
+  /** The C function pointer to hand to `refscope_sink_open`. */
+  readonly pointer: Pointer;
+  /** Frees the callback; only once no native thread can call it any more. */
+  close(): void;
+}
+
+/** What a runtime backend provides: everything in `lib/` that differs between runtimes. */
+export interface Backend {
+  readonly runtime: "deno" | "bun";
+  /** The platform's file name for a shared library called `name`. */
+  libraryFileName(name: string): string;
+  /** Reads an environment variable, or undefined when unset or not permitted. */
+  env(name: string): string | undefined;
+  /** Opens a shared library; throws the runtime's error when it cannot. */
+  open<S extends Record<string, SymbolSpec>>(path: string, symbols: S): Bound<S>;
+  /** Reads the pointer a native call wrote into an out-parameter cell. */
+  pointerFromCell(cell: BigUint64Array): Pointer;
+  /** Reads a NUL-terminated string. */
+  cString(pointer: Pointer): string;
+  /**
+   * Makes a `void (*)(void *)` callable from any native thread. The callback must not
+   * keep the process alive by itself: liveness is the caller's decision.
+   */
+  wake(callback: () => void): Wake;
+}

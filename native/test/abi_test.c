@@ -1,0 +1,134 @@
+/* Checks native/include/refscope.h against the built library from C: the declarations
+ * compile with -Wall -Werror, the status values and struct layouts agree, and a native
+ * consumer can use the whole lifecycle. Exits non-zero on the first failed check. */
+#include "refscope.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CHECK(condition)                                                              \
+    do {                                                                              \
+        if (!(condition)) {                                                           \
+            fprintf(stderr, "abi_test: %s:%d: check failed: %s\n", __FILE__, __LINE__, \
+                    #condition);                                                      \
+            exit(1);                                                                  \
+        }                                                                             \
+    } while (0)
+
+struct fired {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int count;
+    refscope_id last_id;
+};
+
+static void on_out_of_scope(refscope_id id, void *context) {
+    struct fired *fired = context;
+    pthread_mutex_lock(&fired->mutex);
+    fired->count += 1;
+    fired->last_id = id;
+    pthread_cond_broadcast(&fired->cond);
+    pthread_mutex_unlock(&fired->mutex);
+}
+
+/* Waits, at most ten seconds, until count reaches target. */
+static int wait_for(struct fired *fired, int target) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    pthread_mutex_lock(&fired->mutex);
+    while (fired->count < target) {
+        if (pthread_cond_timedwait(&fired->cond, &fired->mutex, &deadline) != 0) break;
+    }
+    int count = fired->count;
+    pthread_mutex_unlock(&fired->mutex);
+    return count;
+}
+
+struct release_args {
+    refscope_counter *counter;
+    refscope_id id;
+    int32_t status;
+};
+
+static void *release_on_thread(void *argument) {
+    struct release_args *args = argument;
+    args->status = refscope_object_release(args->counter, args->id, REFSCOPE_NO_SINK);
+    return NULL;
+}
+
+int main(void) {
+    CHECK(refscope_abi_version() == REFSCOPE_ABI_VERSION);
+    CHECK(strcmp(refscope_status_name(REFSCOPE_E_STALE_ID), "REFSCOPE_E_STALE_ID") == 0);
+    CHECK(strcmp(refscope_status_name(12345), "REFSCOPE_E_UNKNOWN") == 0);
+    CHECK(strlen(refscope_status_message(REFSCOPE_E_CLOSED)) > 0);
+    CHECK(refscope_counter_open(NULL) == REFSCOPE_E_INVALID_ARGUMENT);
+    CHECK(refscope_counter_destroy(NULL) == REFSCOPE_OK);
+
+    refscope_counter *counter = NULL;
+    CHECK(refscope_counter_open(&counter) == REFSCOPE_OK && counter != NULL);
+    CHECK(refscope_counter_state(counter) == REFSCOPE_STATE_OPEN);
+
+    struct fired fired = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    refscope_id id = 0;
+    CHECK(refscope_object_create(counter, 4096, &id) == REFSCOPE_OK);
+    CHECK(refscope_object_create(counter, -1, &id) == REFSCOPE_E_INVALID_ARGUMENT);
+    CHECK(refscope_object_create(counter, 0.5, &id) == REFSCOPE_E_INVALID_ARGUMENT);
+    CHECK(refscope_object_on_out_of_scope(counter, id, NULL, NULL) == REFSCOPE_E_INVALID_ARGUMENT);
+    CHECK(refscope_object_on_out_of_scope(counter, id, on_out_of_scope, &fired) == REFSCOPE_REGISTERED);
+    CHECK(refscope_object_retain(counter, id) == REFSCOPE_OK);
+    CHECK(refscope_submitted_add(counter, &id, 1) == REFSCOPE_OK);
+    CHECK(refscope_submitted_add(counter, NULL, 1) == REFSCOPE_E_INVALID_ARGUMENT);
+
+    refscope_info info;
+    memset(&info, 0xff, sizeof info);
+    CHECK(refscope_object_info(counter, id, &info) == REFSCOPE_OK);
+    CHECK(info.refs_local == 2 && info.refs_submitted == 1 && info.callbacks_pending == 1);
+    CHECK(info.flags == REFSCOPE_OBJECT_OWNED && info.size_bytes == 4096);
+    CHECK(refscope_object_info(counter, 12345, &info) == REFSCOPE_E_INVALID_ID);
+
+    CHECK(refscope_object_release(counter, id, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_submitted_remove(counter, &id, 1, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_submitted_remove(counter, &id, 1, REFSCOPE_NO_SINK) == REFSCOPE_E_NO_REFERENCE);
+
+    /* The last reference drops on another thread; the callback runs on the dispatcher. */
+    struct release_args args = {counter, id, 99};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, release_on_thread, &args) == 0);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(args.status == REFSCOPE_OK);
+    CHECK(wait_for(&fired, 1) == 1);
+    CHECK(fired.last_id == id);
+    CHECK(refscope_object_release(counter, id, REFSCOPE_NO_SINK) == REFSCOPE_E_STALE_ID);
+    CHECK(refscope_object_on_out_of_scope(counter, id, on_out_of_scope, &fired) == REFSCOPE_REFUSED);
+
+    /* Free hands the callback over at once; the entry stays until its reference drops. */
+    refscope_id freed = 0;
+    CHECK(refscope_object_create(counter, 1, &freed) == REFSCOPE_OK);
+    CHECK(refscope_object_on_out_of_scope(counter, freed, on_out_of_scope, &fired) == REFSCOPE_REGISTERED);
+    CHECK(refscope_object_free(counter, freed, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(wait_for(&fired, 2) == 2);
+    CHECK(refscope_object_on_out_of_scope(counter, freed, on_out_of_scope, &fired) == REFSCOPE_REFUSED);
+    CHECK(refscope_object_info(counter, freed, &info) == REFSCOPE_OK);
+    CHECK(info.flags == (REFSCOPE_OBJECT_OWNED | REFSCOPE_OBJECT_FREED) && info.callbacks_pending == 0);
+
+    /* A live object at close is deleted, and its callback still runs exactly once. */
+    refscope_id live = 0;
+    CHECK(refscope_object_create(counter, 1, &live) == REFSCOPE_OK);
+    CHECK(refscope_object_on_out_of_scope(counter, live, on_out_of_scope, &fired) == REFSCOPE_REGISTERED);
+
+    refscope_stats stats;
+    CHECK(refscope_counter_stats(counter, &stats) == REFSCOPE_OK);
+    CHECK(stats.objects_live == 2 && stats.objects_created == 3 && stats.callbacks_registered == 3);
+
+    CHECK(refscope_counter_close(counter, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_object_retain(counter, live) == REFSCOPE_E_CLOSED);
+    CHECK(refscope_counter_destroy(counter) == REFSCOPE_OK);
+    CHECK(fired.count == 3);
+
+    printf("abi_test: ok\n");
+    return 0;
+}

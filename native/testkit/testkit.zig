@@ -1,0 +1,80 @@
+//! librefscope_testkit: native helpers for the JS tests and benchmarks, never shipped.
+//!
+//! JS cannot start a native thread by itself, yet the interesting cases need one: a native
+//! thread that drops the last reference while the JS thread is busy must return at once.
+//! This library links the real librefscope and drives it through its public C ABI only,
+//! exactly as a native consumer would.
+
+const std = @import("std");
+
+const Counter = opaque {};
+const sink_none: u32 = std.math.maxInt(u32);
+const status_invalid_argument: i32 = -1;
+const status_out_of_memory: i32 = -6;
+const status_system_resources: i32 = -9;
+
+extern fn refscope_object_release(counter: *Counter, id: f64, caller_sink: u32) i32;
+
+const allocator = std.heap.c_allocator;
+
+/// A native thread releasing a list of ids, one call per id, timing each call.
+const Job = struct {
+    counter: *Counter,
+    ids: []f64,
+    thread: std.Thread,
+    /// Release: `done` publishes the fields written by the thread before it.
+    done: std.atomic.Value(bool) = .init(false),
+    call_ns_max: u64 = 0,
+    first_error: i32 = 0,
+
+    fn run(job: *Job) void {
+        var timer = std.time.Timer.start() catch unreachable;
+        for (job.ids) |id| {
+            const start = timer.read();
+            const status = refscope_object_release(job.counter, id, sink_none);
+            job.call_ns_max = @max(job.call_ns_max, timer.read() - start);
+            if (status < 0 and job.first_error == 0) job.first_error = status;
+        }
+        job.done.store(true, .release);
+    }
+};
+
+/// Starts a thread that releases each id once. The ids are copied.
+export fn refscope_testkit_release_start(counter: ?*Counter, ids: ?[*]const f64, count: u32, out_job: ?*?*Job) i32 {
+    const c = counter orelse return status_invalid_argument;
+    const out = out_job orelse return status_invalid_argument;
+    if (count > 0 and ids == null) return status_invalid_argument;
+    const job = allocator.create(Job) catch return status_out_of_memory;
+    const copy = allocator.alloc(f64, count) catch {
+        allocator.destroy(job);
+        return status_out_of_memory;
+    };
+    if (count > 0) @memcpy(copy, ids.?[0..count]);
+    job.* = .{ .counter = c, .ids = copy, .thread = undefined };
+    job.thread = std.Thread.spawn(.{}, Job.run, .{job}) catch {
+        allocator.free(copy);
+        allocator.destroy(job);
+        return status_system_resources;
+    };
+    out.* = job;
+    return 0;
+}
+
+/// 1 once the thread has made every call, else 0. Does not block.
+export fn refscope_testkit_job_done(job: ?*Job) i32 {
+    const j = job orelse return status_invalid_argument;
+    return @intFromBool(j.done.load(.acquire));
+}
+
+/// Joins the thread (it never calls into JS, so this cannot deadlock), reports the longest
+/// single release call in nanoseconds and the first error status (0 if none), and frees
+/// the job.
+export fn refscope_testkit_job_join(job: ?*Job, out_call_ns_max: ?*f64, out_first_error: ?*i32) i32 {
+    const j = job orelse return status_invalid_argument;
+    j.thread.join();
+    if (out_call_ns_max) |out| out.* = @floatFromInt(j.call_ns_max);
+    if (out_first_error) |out| out.* = j.first_error;
+    allocator.free(j.ids);
+    allocator.destroy(j);
+    return 0;
+}

@@ -1,0 +1,75 @@
+/**
+ * Shared test helpers. Test files use zora and run unchanged under Deno and Bun; each
+ * file is one top-level test whose subtests run one after another (zora would otherwise
+ * run them concurrently), and every wait is bounded.
+ */
+import { spawnSync } from "node:child_process";
+import process from "node:process";
+import { test as zoraTest, type IAssert } from "zora";
+
+export type { IAssert };
+
+/** Runs `body` as one top-level test with a generous overall bound. */
+export function suite(name: string, body: (t: IAssert) => Promise<void>): void {
+  zoraTest(name, body, { timeout: 120_000 });
+}
+
+/** Resolves with `promise`, or rejects after `ms` naming what did not happen. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Waits until `predicate` holds, checking once per macrotask, for at most `ms`. */
+export async function until(predicate: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!predicate()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+/** Lets `turns` macrotasks run. Used only to show that something did NOT happen. */
+export async function macrotasks(turns: number): Promise<void> {
+  for (let index = 0; index < turns; index++) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Keeps the JS thread busy (not yielding) for `ms`, calling `poll` as it spins. */
+export function busy(ms: number, poll: () => void = () => {}): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) poll();
+}
+
+export const runtime: "deno" | "bun" = "Bun" in globalThis ? "bun" : "deno";
+
+export interface ScriptResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  elapsedMs: number;
+}
+
+/** Runs a script under the current runtime in a child process, bounded by `timeoutMs`. */
+export function runScript(path: string, env: Record<string, string> = {}, timeoutMs = 30_000): ScriptResult {
+  const args = runtime === "deno" ? ["run", "-A", path] : [path];
+  const started = performance.now();
+  const result = spawnSync(process.execPath, args, {
+    encoding: "utf8",
+    timeout: timeoutMs,
+    env: { ...process.env, ...env },
+  });
+  return {
+    status: result.status,
+    stdout: result.stdout ?? "",
+    stderr: result.stderr ?? "",
+    elapsedMs: performance.now() - started,
+  };
+}
+
+/** The absolute path of a file next to this one. */
+export function testPath(relative: string): string {
+  return new URL(relative, import.meta.url).pathname;
+}
