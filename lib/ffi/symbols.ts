@@ -68,6 +68,8 @@ export const testkitSymbols = {
   refscope_testkit_job_done: { parameters: ["pointer"], result: "i32" },
   /** int32_t refscope_testkit_job_join(job *, double *out_call_ns_max, int32_t *out_first_error) */
   refscope_testkit_job_join: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
+  /** int32_t refscope_testkit_stall_dispatcher(refscope_counter *, uint32_t ms) */
+  refscope_testkit_stall_dispatcher: { parameters: ["pointer", "u32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 
 declare const pointerBrand: unique symbol;

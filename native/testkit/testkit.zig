@@ -13,6 +13,8 @@ const status_invalid_argument: i32 = -1;
 const status_out_of_memory: i32 = -6;
 const status_system_resources: i32 = -9;
 
+extern fn refscope_object_create(counter: *Counter, size_bytes: f64, out_id: *f64) i32;
+extern fn refscope_object_on_out_of_scope(counter: *Counter, id: f64, function: *const fn (f64, ?*anyopaque) callconv(.c) void, context: ?*anyopaque) i32;
 extern fn refscope_object_release(counter: *Counter, id: f64, caller_sink: u32) i32;
 
 const allocator = std.heap.c_allocator;
@@ -77,4 +79,21 @@ export fn refscope_testkit_job_join(job: ?*Job, out_call_ns_max: ?*f64, out_firs
     allocator.free(j.ids);
     allocator.destroy(j);
     return 0;
+}
+
+fn sleepCallback(_: f64, context: ?*anyopaque) callconv(.c) void {
+    std.Thread.sleep(@as(u64, @intFromPtr(context)) * std.time.ns_per_ms);
+}
+
+/// Keeps the counter's dispatcher thread busy for `ms` milliseconds, by sending an object
+/// with a sleeping native callback out of scope. Wakes queued meanwhile wait for it: this
+/// is how a test makes "the wake has not arrived yet" deterministic.
+export fn refscope_testkit_stall_dispatcher(counter: ?*Counter, ms: u32) i32 {
+    const c = counter orelse return status_invalid_argument;
+    var id: f64 = 0;
+    var status = refscope_object_create(c, 0, &id);
+    if (status < 0) return status;
+    status = refscope_object_on_out_of_scope(c, id, sleepCallback, @ptrFromInt(@as(usize, ms)));
+    if (status < 0) return status;
+    return refscope_object_release(c, id, sink_none);
 }

@@ -1,0 +1,34 @@
+// Whole-process behaviour, in child processes: pending deliveries keep the process alive
+// until delivered, an idle counter does not, and a missing library is a clear error.
+import { runScript, suite, testPath } from "./_harness.ts";
+
+suite("process", async (t) => {
+  await t.test("a delivery pending from a JS release is made before the process exits", (t) => {
+    const result = runScript(testPath("fixtures/pending-js.ts"));
+    t.eq(result.status, 0, "exits cleanly");
+    t.ok(/^delivered \d+$/m.test(result.stdout), `the handler ran (stdout: ${JSON.stringify(result.stdout)})`);
+  });
+
+  await t.test("deliveries pending from a native thread are made before the process exits", (t) => {
+    const result = runScript(testPath("fixtures/pending-native.ts"));
+    t.eq(result.status, 0, "exits cleanly");
+    t.ok(result.stdout.includes("released, delivered so far: 0"), "nothing was delivered inside the script");
+    t.ok(result.stdout.includes("delivered 100"), `then all 100 handlers ran (stdout: ${JSON.stringify(result.stdout)})`);
+  });
+
+  await t.test("an idle counter does not keep the process alive", (t) => {
+    const result = runScript(testPath("fixtures/idle.ts"), {}, 20_000);
+    t.eq(result.status, 0, `exits by itself (not killed by the 20 s bound; took ${Math.round(result.elapsedMs)} ms)`);
+    t.eq(result.stdout.trim(), "idle", "and its handler never ran");
+  });
+
+  await t.test("a library that cannot be loaded is a RefscopeError naming the path and the fix", (t) => {
+    const missing = "/nonexistent/librefscope.so";
+    const result = runScript(testPath("fixtures/load-failure.ts"), { REFSCOPE_LIB: missing });
+    const report = JSON.parse(result.stdout || "{}");
+    t.eq(report.isRefscopeError, true, "a RefscopeError");
+    t.eq(report.code, "LIBRARY_NOT_FOUND", "with code LIBRARY_NOT_FOUND");
+    t.ok(String(report.message).includes(missing), "naming the path tried");
+    t.ok(String(report.message).includes("npm run build"), "and how to build the library");
+  });
+});
