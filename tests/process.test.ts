@@ -16,10 +16,14 @@ suite("process", async (t) => {
     t.ok(result.stdout.includes("delivered 100"), `then all 100 handlers ran (stdout: ${JSON.stringify(result.stdout)})`);
   });
 
-  await t.test("an idle counter does not keep the process alive", (t) => {
-    const result = runScript(testPath("fixtures/idle.ts"), {}, 20_000);
-    t.eq(result.status, 0, `exits by itself (not killed by the 20 s bound; took ${Math.round(result.elapsedMs)} ms)`);
-    t.eq(result.stdout.trim(), "idle", "and its handler never ran");
+  await t.test("an idle counter does not keep the process alive, and exits cleanly", (t) => {
+    // Repeated: exiting while the dispatcher thread starts up used to crash Deno about one
+    // run in five (it unloaded the library under the thread; see native/src/pin.zig).
+    const runs = 20;
+    const results = Array.from({ length: runs }, () => runScript(testPath("fixtures/idle.ts"), {}, 20_000));
+    const statuses = results.map((result) => result.status);
+    t.ok(statuses.every((status) => status === 0), `all ${runs} runs exit by themselves with status 0 (got ${statuses})`);
+    t.ok(results.every((result) => result.stdout.trim() === "idle"), "and no handler ever ran");
   });
 
   await t.test("a library that cannot be loaded is a RefscopeError naming the path and the fix", (t) => {

@@ -10,6 +10,7 @@ const std = @import("std");
 const callback = @import("callback.zig");
 const counter_module = @import("counter.zig");
 const queue_module = @import("queue.zig");
+const pin = @import("pin.zig");
 
 const Counter = counter_module.Counter;
 const allocator = std.heap.c_allocator;
@@ -139,6 +140,8 @@ export fn refscope_status_message(status: i32) [*:0]const u8 {
 export fn refscope_counter_open(out_counter: ?*?*Counter) i32 {
     const out = out_counter orelse return invalid_argument;
     out.* = null;
+    // The dispatcher thread runs this library's code: the host must not unload it.
+    if (!pin.pin()) return Status.system_resources.int();
     out.* = Counter.open(allocator) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
