@@ -5,13 +5,18 @@
  */
 import { spawnSync } from "node:child_process";
 import process from "node:process";
-import { test as zoraTest, type IAssert } from "zora";
+import { createTAPReporter, hold, type IAssert, report, test as zoraTest } from "zora";
 
 export type { IAssert };
 
-/** Runs `body` as one top-level test with a generous overall bound. */
+// zora reports on a timer it sets when it loads; if module loading outlasts that timer, it
+// reports zero tests. Report explicitly instead, once the suite is defined.
+hold();
+
+/** Runs `body` as the file's one top-level test, with a generous overall bound. */
 export function suite(name: string, body: (t: IAssert) => Promise<void>): void {
   zoraTest(name, body, { timeout: 120_000 });
+  void report({ reporter: createTAPReporter() });
 }
 
 /** Resolves with `promise`, or rejects after `ms` naming what did not happen. */

@@ -5,11 +5,22 @@
  * the caller returns at once; it does not keep the process alive. Calls already queued
  * when it is closed still arrive, so the wake's owner checks its own closed flag.
  *
+ * `bun:ffi` is required on first use rather than imported, so that this module can be
+ * imported statically on every runtime: a top-level await would let timers that other
+ * modules set during loading fire before the importer's body runs.
+ *
  * @module
  */
-import { CString, dlopen, JSCallback, type FFIFunction, type Pointer as BunPointer } from "bun:ffi";
+import type * as BunFfi from "bun:ffi";
 import process from "node:process";
 import type { Backend, Bound, NativeType, Pointer, SymbolSpec, Wake } from "./symbols.ts";
+
+let ffi: typeof BunFfi | undefined;
+
+function bunFfi(): typeof BunFfi {
+  ffi ??= (import.meta as unknown as { require(id: string): typeof BunFfi }).require("bun:ffi");
+  return ffi;
+}
 
 const bunTypes: Record<NativeType, string> = {
   u32: "u32",
@@ -39,14 +50,14 @@ export const backend: Backend = {
   },
 
   open<S extends Record<string, SymbolSpec>>(path: string, symbols: S): Bound<S> {
-    const translated: Record<string, FFIFunction> = {};
+    const translated: Record<string, BunFfi.FFIFunction> = {};
     for (const [name, spec] of Object.entries(symbols)) {
       translated[name] = {
         args: spec.parameters.map((type) => bunTypes[type]),
         returns: bunTypes[spec.result],
-      } as FFIFunction;
+      } as BunFfi.FFIFunction;
     }
-    return dlopen(path, translated).symbols as unknown as Bound<S>;
+    return bunFfi().dlopen(path, translated).symbols as unknown as Bound<S>;
   },
 
   pointerFromCell(cell: BigUint64Array): Pointer {
@@ -54,11 +65,11 @@ export const backend: Backend = {
   },
 
   cString(pointer: Pointer): string {
-    return new CString(pointer as unknown as BunPointer).toString();
+    return new (bunFfi().CString)(pointer as unknown as BunFfi.Pointer).toString();
   },
 
   wake(callback: () => void): Wake {
-    const js = new JSCallback(() => callback(), { args: ["ptr"], returns: "void", threadsafe: true });
+    const js = new (bunFfi().JSCallback)(() => callback(), { args: ["ptr"], returns: "void", threadsafe: true });
     return {
       pointer: js.ptr as unknown as Pointer,
       close: () => js.close(),

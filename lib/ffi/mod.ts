@@ -8,6 +8,8 @@
  * @module
  */
 import { RefscopeError } from "../errors.ts";
+import { backend as bunBackend } from "./bun.ts";
+import { backend as denoBackend } from "./deno.ts";
 import {
   type Backend,
   type Bound,
@@ -22,9 +24,7 @@ export type { Pointer, Wake } from "./symbols.ts";
 export const abiVersion = 1;
 
 /** The running runtime's backend. The only runtime test in `lib/`. */
-export const backend: Backend = "Bun" in globalThis
-  ? (await import("./bun.ts")).backend
-  : (await import("./deno.ts")).backend;
+export const backend: Backend = "Bun" in globalThis ? bunBackend : denoBackend;
 
 /** A loaded librefscope. */
 export interface Native {
