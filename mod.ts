@@ -23,4 +23,11 @@ export {
   SubmittedRefs,
   type Target,
 } from "./lib/counter.ts";
-export { type ErrorCode, HandlerError, type NativeErrorCode, type ObjectId, RefscopeError, Status } from "./lib/errors.ts";
+export {
+  type ErrorCode,
+  HandlerError,
+  type NativeErrorCode,
+  type ObjectId,
+  RefscopeError,
+  Status,
+} from "./lib/errors.ts";

@@ -10,8 +10,6 @@ import { backend, native, type Pointer } from "./ffi/mod.ts";
 
 export type { OutOfScopeHandler };
 
-/** Not a sink: the caller is not the JS thread of a sink (`REFSCOPE_NO_SINK`). */
-const sinkNone = 0xffffffff;
 /** `REFSCOPE_STATE_CLOSED`: the dispatcher thread has exited. */
 const stateClosed = 2;
 /** How often `close` polls for the dispatcher to finish its queue and exit. */
@@ -31,6 +29,7 @@ export interface CreateOptions {
 
 /** A snapshot of one live object. */
 export interface ObjectInfo {
+  /** The object's id. */
   readonly id: ObjectId;
   /** Local references (held by `Ref`s). */
   readonly localRefs: number;
@@ -42,13 +41,17 @@ export interface ObjectInfo {
   readonly owned: boolean;
   /** Explicitly freed: its handlers have fired; the entry lives until its references drop. */
   readonly freed: boolean;
+  /** The size given at creation. */
   readonly sizeBytes: number;
 }
 
 /** Counter-wide figures. */
 export interface CounterStats {
+  /** Objects in the table (in scope, or freed with references left). */
   readonly liveObjects: number;
+  /** The sum of the live objects' sizes. */
   readonly liveBytes: number;
+  /** Objects ever created. */
   readonly objectsCreated: number;
   /** Out-of-scope callbacks ever registered. */
   readonly callbacksRegistered: number;
@@ -58,6 +61,7 @@ export interface CounterStats {
   readonly pendingDeliveries: number;
   /** JS handlers registered and not yet run. */
   readonly pendingHandlers: number;
+  /** JS handlers that have run. */
   readonly handlersFired: number;
   /** Handlers that threw or rejected. */
   readonly handlerErrors: number;
@@ -136,7 +140,12 @@ class Core {
 
   releaseBatch(ids: readonly ObjectId[]): void {
     this.checkOpen("release");
-    const status = this.#symbols.refscope_object_release_batch(this.pointer, this.batch(ids), ids.length, this.delivery.sink);
+    const status = this.#symbols.refscope_object_release_batch(
+      this.pointer,
+      this.batch(ids),
+      ids.length,
+      this.delivery.sink,
+    );
     if (status !== Status.OK) this.settle(status, `release of ${ids.length} objects`);
   }
 
@@ -148,7 +157,12 @@ class Core {
 
   submittedRemove(ids: readonly ObjectId[]): void {
     this.checkOpen("remove submitted refs");
-    const status = this.#symbols.refscope_submitted_remove(this.pointer, this.batch(ids), ids.length, this.delivery.sink);
+    const status = this.#symbols.refscope_submitted_remove(
+      this.pointer,
+      this.batch(ids),
+      ids.length,
+      this.delivery.sink,
+    );
     if (status !== Status.OK) this.settle(status, `remove submitted refs from ${ids.length} objects`);
   }
 
@@ -161,7 +175,10 @@ class Core {
   register(id: ObjectId, handler: OutOfScopeHandler): boolean {
     this.checkOpen("onOutOfScope");
     if (typeof handler !== "function") {
-      throw new RefscopeError("INVALID_ARGUMENT", `onOutOfScope: the handler must be a function, not ${typeName(handler)}`);
+      throw new RefscopeError(
+        "INVALID_ARGUMENT",
+        `onOutOfScope: the handler must be a function, not ${typeName(handler)}`,
+      );
     }
     return this.delivery.register(id, handler);
   }
@@ -456,7 +473,10 @@ export class Counter implements AsyncDisposable {
         const ref = list[index];
         checkRef(ref, this.#core, "releaseAll");
         if (!refHeld(ref)) {
-          throw new RefscopeError("NO_REFERENCE", `releaseAll: the Ref to object ${ref.id} at index ${index} is already released or repeated`);
+          throw new RefscopeError(
+            "NO_REFERENCE",
+            `releaseAll: the Ref to object ${ref.id} at index ${index} is already released or repeated`,
+          );
         }
         setRefHeld(ref, false);
         ids[index] = ref.id;

@@ -18,7 +18,7 @@
 import process from "node:process";
 import { errorFromStatus, HandlerError, RefscopeError } from "./errors.ts";
 import type { ObjectId } from "./errors.ts";
-import { native, type Pointer, type Wake, backend } from "./ffi/mod.ts";
+import { backend, native, type Pointer, type Wake } from "./ffi/mod.ts";
 
 /** Called with the object's id once it is out of scope or freed. */
 export type OutOfScopeHandler = (id: ObjectId) => void | Promise<void>;

@@ -113,7 +113,11 @@ suite("counter", async (t) => {
     await until(() => fired === 1, "a's handler");
     stats = counter.stats();
     t.eq([stats.liveObjects, stats.liveBytes], [1, 23], "a's bytes are gone");
-    t.eq([stats.callbacksReleased, stats.pendingHandlers, stats.handlersFired, stats.pendingDeliveries], [1, 1, 1, 0], "one fired");
+    t.eq(
+      [stats.callbacksReleased, stats.pendingHandlers, stats.handlersFired, stats.pendingDeliveries],
+      [1, 1, 1, 0],
+      "one fired",
+    );
     b.release();
     await until(() => fired === 2, "b's handler");
   });
@@ -141,16 +145,18 @@ suite("counter", async (t) => {
     t.eq(releasedFired, 1, "the pending delivery arrived once");
     t.eq(counter.stats().liveObjects, 0, "stats after close show nothing live");
 
-    for (const [what, call] of [
-      ["create", () => counter.create()],
-      ["release", () => refs[0].release()],
-      ["retain", () => refs[0].retain()],
-      ["onOutOfScope", () => counter.onOutOfScope(refs[0], () => {})],
-      ["free", () => counter.free(refs[0])],
-      ["info", () => counter.info(refs[0])],
-      ["addSubmittedRefs", () => counter.addSubmittedRefs([refs[0]])],
-      ["releaseAll", () => counter.releaseAll([refs[1]])],
-    ] as const) {
+    for (
+      const [what, call] of [
+        ["create", () => counter.create()],
+        ["release", () => refs[0].release()],
+        ["retain", () => refs[0].retain()],
+        ["onOutOfScope", () => counter.onOutOfScope(refs[0], () => {})],
+        ["free", () => counter.free(refs[0])],
+        ["info", () => counter.info(refs[0])],
+        ["addSubmittedRefs", () => counter.addSubmittedRefs([refs[0]])],
+        ["releaseAll", () => counter.releaseAll([refs[1]])],
+      ] as const
+    ) {
       try {
         call();
         t.fail(`${what} after close should throw`);

@@ -76,7 +76,11 @@ suite("misuse", async (t) => {
 
   await t.test("Refs cannot be forged", (t) => {
     const RefClass = live.constructor as Loose;
-    t.throws(() => new RefClass(Symbol("fake"), counter, undefined, live.id), TypeError, "the constructor is not public");
+    t.throws(
+      () => new RefClass(Symbol("fake"), counter, undefined, live.id),
+      TypeError,
+      "the constructor is not public",
+    );
   });
 
   await t.test("error messages say what was attempted and why", (t) => {

@@ -13,7 +13,10 @@ suite("process", async (t) => {
     const result = runScript(testPath("fixtures/pending-native.ts"));
     t.eq(result.status, 0, "exits cleanly");
     t.ok(result.stdout.includes("released, delivered so far: 0"), "nothing was delivered inside the script");
-    t.ok(result.stdout.includes("delivered 100"), `then all 100 handlers ran (stdout: ${JSON.stringify(result.stdout)})`);
+    t.ok(
+      result.stdout.includes("delivered 100"),
+      `then all 100 handlers ran (stdout: ${JSON.stringify(result.stdout)})`,
+    );
   });
 
   await t.test("an idle counter does not keep the process alive, and exits cleanly", (t) => {
@@ -22,7 +25,10 @@ suite("process", async (t) => {
     const runs = 20;
     const results = Array.from({ length: runs }, () => runScript(testPath("fixtures/idle.ts"), {}, 20_000));
     const statuses = results.map((result) => result.status);
-    t.ok(statuses.every((status) => status === 0), `all ${runs} runs exit by themselves with status 0 (got ${statuses})`);
+    t.ok(
+      statuses.every((status) => status === 0),
+      `all ${runs} runs exit by themselves with status 0 (got ${statuses})`,
+    );
     t.ok(results.every((result) => result.stdout.trim() === "idle"), "and no handler ever ran");
   });
 

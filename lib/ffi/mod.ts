@@ -10,13 +10,7 @@
 import { RefscopeError } from "../errors.ts";
 import { backend as bunBackend } from "./bun.ts";
 import { backend as denoBackend } from "./deno.ts";
-import {
-  type Backend,
-  type Bound,
-  refscopeSymbols,
-  type SymbolSpec,
-  testkitSymbols,
-} from "./symbols.ts";
+import { type Backend, type Bound, refscopeSymbols, type SymbolSpec, testkitSymbols } from "./symbols.ts";
 
 export type { Pointer, Wake } from "./symbols.ts";
 
