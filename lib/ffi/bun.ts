@@ -34,15 +34,10 @@ const bunTypes: Record<NativeType, string> = {
 export const backend: Backend = {
   runtime: "bun",
 
-  libraryFileName(name: string): string {
-    switch (process.platform) {
-      case "win32":
-        return `${name}.dll`;
-      case "darwin":
-        return `lib${name}.dylib`;
-      default:
-        return `lib${name}.so`;
-    }
+  get os() {
+    const platform = process.platform;
+    if (platform === "win32") return "windows";
+    return platform === "linux" || platform === "darwin" ? platform : "other";
   },
 
   env(name: string): string | undefined {

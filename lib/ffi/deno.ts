@@ -13,15 +13,10 @@ import type { Backend, Bound, Pointer, SymbolSpec, Wake } from "./symbols.ts";
 export const backend: Backend = {
   runtime: "deno",
 
-  libraryFileName(name: string): string {
-    switch (Deno.build.os) {
-      case "windows":
-        return `${name}.dll`;
-      case "darwin":
-        return `lib${name}.dylib`;
-      default:
-        return `lib${name}.so`;
-    }
+  // A getter, like every use of `Deno` here: this module is also loaded (never used) on Bun.
+  get os() {
+    const os = Deno.build.os;
+    return os === "linux" || os === "darwin" || os === "windows" ? os : "other";
   },
 
   env(name: string): string | undefined {

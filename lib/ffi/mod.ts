@@ -34,14 +34,25 @@ export function native(): Native {
   return loaded;
 }
 
+/** The platform's file name for the shared library `name`, and its directory in `zig-out/`. */
+function libraryFile(name: string): { directory: string; file: string } {
+  switch (backend.os) {
+    case "windows":
+      return { directory: "bin", file: `${name}.dll` };
+    case "darwin":
+      return { directory: "lib", file: `lib${name}.dylib` };
+    default:
+      return { directory: "lib", file: `lib${name}.so` };
+  }
+}
+
 function candidates(): string[] {
   const override = backend.env("REFSCOPE_LIB");
   if (override) return [override];
   const found: string[] = [];
   if (import.meta.url.startsWith("file:")) {
-    const name = backend.libraryFileName("refscope");
-    const directory = name.endsWith(".dll") ? "bin" : "lib";
-    found.push(new URL(`../../zig-out/${directory}/${name}`, import.meta.url).pathname);
+    const { directory, file } = libraryFile("refscope");
+    found.push(new URL(`../../zig-out/${directory}/${file}`, import.meta.url).pathname);
   }
   return found;
 }
@@ -83,6 +94,6 @@ function load(): Native {
 /** Loads librefscope_testkit from beside librefscope (tests and benchmarks only). */
 export function testkit(): Bound<typeof testkitSymbols> {
   const directory = native().path.replace(/[^/\\]*$/, "");
-  const path = directory + backend.libraryFileName("refscope_testkit");
+  const path = directory + libraryFile("refscope_testkit").file;
   return openFirst([path], testkitSymbols, "librefscope_testkit").symbols;
 }

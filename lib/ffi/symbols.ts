@@ -100,8 +100,8 @@ export interface Wake {
 /** What a runtime backend provides: everything in `lib/` that differs between runtimes. */
 export interface Backend {
   readonly runtime: "deno" | "bun";
-  /** The platform's file name for a shared library called `name`. */
-  libraryFileName(name: string): string;
+  /** The operating system, which decides shared library file names. */
+  readonly os: "linux" | "darwin" | "windows" | "other";
   /** Reads an environment variable, or undefined when unset or not permitted. */
   env(name: string): string | undefined;
   /** Opens a shared library; throws the runtime's error when it cannot. */
