@@ -84,6 +84,20 @@ suite("native threads", async (t) => {
     t.eq(counter.liveObjects, 5000, "the freed objects stay until their references drop");
   });
 
+  await t.test("close drains a sink whose wake the stalled dispatcher still owes", async (t) => {
+    // The owner empties its outbox before the wake is sent; that must cancel the wake, not
+    // leave it owed to a disarmed sink (which used to abort the process).
+    const counter = new Counter();
+    const counts = new Map<ObjectId, number>();
+    const ids = objects(counter, 10, counts);
+    t.eq(kit.refscope_testkit_stall_dispatcher(nativeCounter(counter), 300), 0, "the dispatcher is busy for 300 ms");
+    const job = new ReleaseJob(counter, ids);
+    await until(() => job.done, "the native releases");
+    job.join();
+    await counter.close();
+    t.ok(exactlyOnce(counts, 10), "every handler ran once, and the process is still alive");
+  });
+
   await t.test("close racing a releasing native thread loses and duplicates nothing", async (t) => {
     const counter = new Counter();
     const counts = new Map<ObjectId, number>();

@@ -32,7 +32,7 @@ pub const Sink = struct {
     /// A drain is due: a wake was requested or the owner was told to drain. Cleared only
     /// by a drain that finds the outbox empty.
     armed: bool = false,
-    /// The dispatcher owes this sink a wake call.
+    /// The dispatcher owes this sink a wake call. Invariant: `wake_requested => armed`.
     wake_requested: bool = false,
 };
 
@@ -148,7 +148,8 @@ pub const Queue = struct {
     }
 
     /// Copies up to `tokens.len` tokens out of the sink's outbox, in order. Returning zero
-    /// disarms the sink, so that the next token asks for a wake again.
+    /// disarms the sink (cancelling a wake not yet sent), so that the next token asks for a
+    /// wake again. The owner may drain at any time, not only when woken.
     pub fn drain(queue: *Queue, pool: *callback.Pool, sink_index: u32, tokens: []u32) usize {
         assert(queue.isSink(sink_index));
         const sink = &queue.sinks[sink_index];
@@ -159,7 +160,16 @@ pub const Queue = struct {
             tokens[count] = pool.get(index).callback.sink.token;
             pool.destroy(index);
         }
-        if (count == 0 and tokens.len > 0) sink.armed = false;
+        if (count == 0 and tokens.len > 0) {
+            // Disarm, and cancel a wake still owed: the owner has just seen the outbox
+            // empty, so that wake would announce nothing. This keeps the invariant
+            // `wake_requested => armed`, so the next token requests a wake afresh.
+            sink.armed = false;
+            if (sink.wake_requested) {
+                sink.wake_requested = false;
+                queue.wakes_requested -= 1;
+            }
+        }
         return count;
     }
 
@@ -216,6 +226,32 @@ test "one wake per batch: the first token arms the sink, a drain to empty disarm
     try testing.expectEqual(@as(usize, 1), queue.takeWakes(&wakes));
     try testing.expectEqual(@as(usize, 1), queue.drain(&pool, sink, &tokens));
     try testing.expectEqual(@as(usize, 0), pool.countInUse());
+}
+
+test "an owner that drains before its wake is sent cancels the wake, and is woken again later" {
+    var pool: callback.Pool = .{};
+    defer pool.deinit(testing.allocator);
+    var queue: Queue = .{};
+    const sink = try queue.sinkOpen(noopWake, null);
+    var wakes: [sink_count_max]Wake = undefined;
+    var tokens: [8]u32 = undefined;
+
+    // A token from another thread owes a wake; the dispatcher has not sent it yet (busy in
+    // a native callback) when the owner drains on its own (closing, or before exit).
+    var first = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 1 } }});
+    try testing.expectEqual(Routed{ .signal_dispatcher = true }, queue.route(&pool, &first, sink_none));
+    try testing.expectEqual(@as(usize, 1), queue.drain(&pool, sink, &tokens));
+    try testing.expectEqual(@as(usize, 0), queue.drain(&pool, sink, &tokens));
+    try testing.expect(!queue.sinks[sink].armed and !queue.sinks[sink].wake_requested);
+    try testing.expectEqual(@as(usize, 0), queue.takeWakes(&wakes));
+
+    // The next token requests a wake afresh.
+    var second = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 2 } }});
+    try testing.expectEqual(Routed{ .signal_dispatcher = true }, queue.route(&pool, &second, sink_none));
+    try testing.expectEqual(@as(usize, 1), queue.takeWakes(&wakes));
+    try testing.expectEqual(@as(usize, 1), queue.drain(&pool, sink, &tokens));
+    try testing.expectEqual(@as(usize, 0), queue.drain(&pool, sink, &tokens));
+    try testing.expect(queue.isIdle());
 }
 
 test "the calling sink is told to drain instead of being woken" {
