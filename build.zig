@@ -13,9 +13,14 @@ pub fn build(b: *std.Build) void {
 
     // libc is not optional: without it std.Thread spawns threads with raw clone() instead
     // of pthread_create, and Deno crashes when such a thread calls a JS callback.
+    //
+    // LLVM is not optional either: Zig 0.15's own x86_64 backend (the default for Debug)
+    // emits a library that crashes in its first futex wait once loaded with dlopen, which
+    // is exactly how Deno and Bun load it.
     const library = b.addLibrary(.{
         .name = "refscope",
         .linkage = .dynamic,
+        .use_llvm = true,
         .root_module = b.createModule(.{
             .root_source_file = b.path("native/src/abi.zig"),
             .target = target,
@@ -36,7 +41,12 @@ pub fn build(b: *std.Build) void {
     });
     testkit_module.linkLibrary(library);
     testkit_module.addRPathSpecial("$ORIGIN");
-    const testkit = b.addLibrary(.{ .name = "refscope_testkit", .linkage = .dynamic, .root_module = testkit_module });
+    const testkit = b.addLibrary(.{
+        .name = "refscope_testkit",
+        .linkage = .dynamic,
+        .use_llvm = true,
+        .root_module = testkit_module,
+    });
     b.installArtifact(testkit);
 
     const test_step = b.step("test", "Run the native tests");
