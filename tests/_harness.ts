@@ -5,6 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { createTAPReporter, hold, type IAssert, report, test as zoraTest } from "zora";
 
 export type { IAssert };
@@ -76,5 +77,5 @@ export function runScript(path: string, env: Record<string, string> = {}, timeou
 
 /** The absolute path of a file next to this one. */
 export function testPath(relative: string): string {
-  return new URL(relative, import.meta.url).pathname;
+  return fileURLToPath(new URL(relative, import.meta.url));
 }

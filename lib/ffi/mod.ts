@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { fileURLToPath } from "node:url";
 import { RefscopeError } from "../errors.ts";
 import { backend as bunBackend } from "./bun.ts";
 import { backend as denoBackend } from "./deno.ts";
@@ -52,7 +53,8 @@ function candidates(): string[] {
   const found: string[] = [];
   if (import.meta.url.startsWith("file:")) {
     const { directory, file } = libraryFile("refscope");
-    found.push(new URL(`../../zig-out/${directory}/${file}`, import.meta.url).pathname);
+    // fileURLToPath, not `.pathname`: a checkout path may contain spaces or non-ASCII.
+    found.push(fileURLToPath(new URL(`../../zig-out/${directory}/${file}`, import.meta.url)));
   }
   return found;
 }
