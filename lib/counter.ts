@@ -229,10 +229,10 @@ class Core {
    */
   async close(): Promise<void> {
     this.checkOpen("close");
-    this.state = "closing";
     const symbols = this.#symbols;
     const status = symbols.refscope_counter_close(this.pointer, this.delivery.sink);
     if (status < 0) throw errorFromStatus(status, "close");
+    this.state = "closing";
     // Handlers never run inside the call that released their object, close included.
     await sleep(0);
     while (true) {
@@ -521,7 +521,12 @@ export class Counter implements AsyncDisposable {
    */
   close(): Promise<void> {
     this.#closing ??= this.#core.close();
-    return this.#closing;
+    const closing = this.#closing;
+    // A close that failed before it began (the counter is still open) may be retried.
+    closing.catch(() => {
+      if (!this.closed) this.#closing = undefined;
+    });
+    return closing;
   }
 
   /** Same as `close()`, for `await using`. */

@@ -22,7 +22,11 @@ suite("process", async (t) => {
   await t.test("a delivery made before its owed wake is sent does not upset the dispatcher", (t) => {
     const result = runScript(testPath("fixtures/owed-wake.ts"));
     t.eq(result.status, 0, `exits cleanly (stderr: ${JSON.stringify(result.stderr.slice(0, 300))})`);
-    t.eq(result.stdout.trim().split("\n"), ["handler ran", "still alive after the owed wake"], "delivered, and alive after");
+    t.eq(
+      result.stdout.trim().split("\n"),
+      ["handler ran", "still alive after the owed wake"],
+      "delivered, and alive after",
+    );
   });
 
   await t.test("an idle counter does not keep the process alive, and exits cleanly", (t) => {

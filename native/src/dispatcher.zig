@@ -54,5 +54,8 @@ pub fn main(counter: *Counter) void {
         counter.wakes_sent += wakes_count;
     }
     counter.state = .closed;
+    // A thread created after this one exits may reuse its id; it must not be mistaken
+    // for the dispatcher by `Counter.destroy`.
+    counter.dispatcher_thread_id.store(0, .release);
     counter.mutex.unlock();
 }
