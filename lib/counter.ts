@@ -235,15 +235,10 @@ class Core {
     this.state = "closing";
     // Handlers never run inside the call that released their object, close included.
     await sleep(0);
-    while (true) {
-      while (this.delivery.drainOnce()) { /* run every handler that is waiting */ }
-      if (symbols.refscope_counter_state(this.pointer) === stateClosed) {
-        // No token can arrive after close began; one more empty drain confirms it.
-        if (!this.delivery.drainOnce()) break;
-        continue;
-      }
-      await sleep(closePollMs);
-    }
+    // Every token was queued by the native close (mutations are refused since), so once the
+    // outbox is empty only the dispatcher's exit is awaited.
+    while (this.delivery.drainOnce()) { /* run every handler that is waiting */ }
+    while (symbols.refscope_counter_state(this.pointer) !== stateClosed) await sleep(closePollMs);
     this.#finalStats = this.stats();
     this.delivery.close();
     const destroyed = symbols.refscope_counter_destroy(this.pointer);

@@ -175,17 +175,18 @@ pub const Table = struct {
     /// Drops one local reference; if that was the object's last reference, the object is
     /// deleted and its callbacks are appended to `released`.
     pub fn release(table: *Table, id: Id, released: *callback.List) Error!void {
-        const entry = try table.lookup(id);
+        const slot = try table.lookupSlot(id);
+        const entry = &table.entries.items[slot];
         if (entry.refs_local == 0) return error.NoReference;
         entry.refs_local -= 1;
-        table.deleteIfOutOfScope(id, released);
+        table.deleteIfUnreferenced(slot, released);
     }
 
     /// Drops one local reference per id (an id may repeat). All or nothing: on error the
     /// table is unchanged and nothing is released.
     pub fn releaseBatch(table: *Table, ids: []const Id, released: *callback.List) Error!void {
         try table.decrementAll(ids, .local);
-        for (ids) |id| table.deleteIfOutOfScope(id, released);
+        table.deleteAllUnreferenced(ids, released);
     }
 
     /// Adds one submitted-task reference per id (an id may repeat): a task took them as
@@ -206,7 +207,7 @@ pub const Table = struct {
     /// Removes one submitted-task reference per id: the task finished. All or nothing.
     pub fn submittedRemove(table: *Table, ids: []const Id, released: *callback.List) Error!void {
         try table.decrementAll(ids, .submitted);
-        for (ids) |id| table.deleteIfOutOfScope(id, released);
+        table.deleteAllUnreferenced(ids, released);
     }
 
     /// Explicitly frees an owned object: its callbacks leave the table now (once in total,
@@ -267,12 +268,17 @@ pub const Table = struct {
     }
 
     fn lookup(table: *Table, id: Id) Error!*Entry {
+        return &table.entries.items[try table.lookupSlot(id)];
+    }
+
+    /// The slot of a live object, or why `id` names none.
+    fn lookupSlot(table: *Table, id: Id) Error!u32 {
         const parts = IdParts.decode(id) orelse return error.InvalidId;
         if (parts.slot >= table.entries.items.len) return error.InvalidId;
         const entry = &table.entries.items[parts.slot];
         if (parts.generation > entry.generation) return error.InvalidId;
         if (parts.generation < entry.generation or entry.state != .live) return error.StaleId;
-        return entry;
+        return parts.slot;
     }
 
     const Count = enum { local, submitted };
@@ -309,15 +315,23 @@ pub const Table = struct {
         for (ids) |id| countOf(table.lookup(id) catch unreachable, count).* -= 1;
     }
 
-    /// Deletes the object if every count is zero. An id already deleted earlier in the same
-    /// batch (a duplicate) is skipped.
-    fn deleteIfOutOfScope(table: *Table, id: Id, released: *callback.List) void {
-        const entry = table.lookup(id) catch |err| {
-            assert(err == error.StaleId);
-            return;
-        };
+    /// Deletes the object in `slot` if every count is zero.
+    fn deleteIfUnreferenced(table: *Table, slot: u32, released: *callback.List) void {
+        const entry = &table.entries.items[slot];
         if (entry.refs_local != 0 or entry.refs_submitted != 0) return;
-        table.delete(IdParts.decode(id).?.slot, released);
+        table.delete(slot, released);
+    }
+
+    /// The second pass of a batch: ids were all valid in the first, so one that is stale
+    /// now is a duplicate whose object an earlier occurrence already deleted.
+    fn deleteAllUnreferenced(table: *Table, ids: []const Id, released: *callback.List) void {
+        for (ids) |id| {
+            const slot = table.lookupSlot(id) catch |err| {
+                assert(err == error.StaleId);
+                continue;
+            };
+            table.deleteIfUnreferenced(slot, released);
+        }
     }
 
     fn delete(table: *Table, slot: u32, released: *callback.List) void {
