@@ -1,5 +1,7 @@
 /**
- * refscope: native reference counting with out-of-scope notifications for Deno and Bun.
+ * refscope: native reference counting with out-of-scope notifications for Deno and Bun,
+ * with Ray Core's semantics (owned and borrowed references, nested objects, lineage,
+ * explicit free) in a table that Workers can share.
  *
  * ```ts
  * import { Counter } from "./mod.ts";
@@ -17,12 +19,20 @@ export {
   type CounterOptions,
   type CounterStats,
   type CreateOptions,
+  type Holding,
+  Lease,
+  type LentRef,
+  LineageRefs,
   type ObjectInfo,
+  type ObjectRecord,
   type OutOfScopeHandler,
+  type Participant,
   Ref,
+  type Snapshot,
   SubmittedRefs,
   type Target,
 } from "./lib/counter.ts";
+export { formatSnapshot, type SnapshotSummary } from "./lib/snapshot.ts";
 export {
   type ErrorCode,
   HandlerError,

@@ -1,23 +1,29 @@
 /**
- * The public API: a `Counter` of owned objects, `Ref` handles that each hold one local
- * reference, and `SubmittedRefs` leases that hold submitted-task references.
+ * The public API: a `Counter` of objects, `Ref` handles that each hold one local
+ * reference, leases that hold submitted-task or lineage references, and the lend/borrow
+ * hand-off between JS threads.
  *
  * @module
  */
-import { Delivery, type OutOfScopeHandler } from "./delivery.ts";
-import { errorFromStatus, type HandlerError, type ObjectId, RefscopeError, Status } from "./errors.ts";
-import { backend, native, type Pointer } from "./ffi/mod.ts";
+import {
+  Core,
+  type CounterStats,
+  HandlerKind,
+  type Holding,
+  type ObjectInfo,
+  type Participant,
+  typeName,
+} from "./core.ts";
+import type { OutOfScopeHandler } from "./delivery.ts";
+import { type HandlerError, type ObjectId, RefscopeError } from "./errors.ts";
+import type { Pointer } from "./ffi/mod.ts";
+import { type ObjectRecord, type Snapshot, takeSnapshot } from "./snapshot.ts";
 
-export type { OutOfScopeHandler };
+export type { CounterStats, Holding, ObjectInfo, ObjectRecord, OutOfScopeHandler, Participant, Snapshot };
 
-/** `REFSCOPE_STATE_CLOSED`: the dispatcher thread has exited. */
-const stateClosed = 2;
-/** How often `close` polls for the dispatcher to finish its queue and exit. */
-const closePollMs = 1;
-
-/** Options for `new Counter()`. */
+/** Options for `new Counter()` and `Counter.attach()`. */
 export interface CounterOptions {
-  /** Receives every error thrown (or rejected) by an out-of-scope handler. */
+  /** Receives every error thrown (or rejected) by a handler on this thread. */
   onHandlerError?: (error: HandlerError) => void;
 }
 
@@ -25,271 +31,53 @@ export interface CounterOptions {
 export interface CreateOptions {
   /** The object's size, for accounting: an integer in [0, 2^53). Default 0. */
   sizeBytes?: number;
+  /** Objects it contains: each stays in scope while this one is (repeats count once). */
+  contains?: Iterable<Target>;
+  /**
+   * Objects its lineage depends on (the task that made it took them as arguments): each
+   * gets a lineage reference until this object is deleted (repeats count once).
+   */
+  lineage?: Iterable<Target>;
+  /**
+   * Whether it could be rebuilt from its lineage. Lineage references then only delay its
+   * deletion, instead of keeping it in scope. Default false.
+   */
+  reconstructable?: boolean;
 }
 
-/** A snapshot of one live object. */
-export interface ObjectInfo {
-  /** The object's id. */
+/**
+ * A reference in transit between JS threads: plain data, so it crosses `postMessage`.
+ * Made by `Ref.lend()`, claimed once by `Counter.borrow()` on the receiving thread.
+ */
+export interface LentRef {
+  /** The counter's key (`Counter.key`). */
+  readonly key: number;
+  /** The object. */
   readonly id: ObjectId;
-  /** Local references (held by `Ref`s). */
-  readonly localRefs: number;
-  /** Submitted-task references (held by `SubmittedRefs`). */
-  readonly submittedRefs: number;
-  /** Out-of-scope callbacks registered and not yet handed over. */
-  readonly pendingCallbacks: number;
-  /** Created by this counter. */
-  readonly owned: boolean;
-  /** Explicitly freed: its handlers have fired; the entry lives until its references drop. */
-  readonly freed: boolean;
-  /** The size given at creation. */
-  readonly sizeBytes: number;
-}
-
-/** Counter-wide figures. */
-export interface CounterStats {
-  /** Objects in the table (in scope, or freed with references left). */
-  readonly liveObjects: number;
-  /** The sum of the live objects' sizes. */
-  readonly liveBytes: number;
-  /** Objects ever created. */
-  readonly objectsCreated: number;
-  /** Out-of-scope callbacks ever registered. */
-  readonly callbacksRegistered: number;
-  /** Callbacks that left the table (fired, or waiting to be delivered). */
-  readonly callbacksReleased: number;
-  /** Deliveries waiting for the JS thread to drain them. */
-  readonly pendingDeliveries: number;
-  /** JS handlers registered and not yet run. */
-  readonly pendingHandlers: number;
-  /** JS handlers that have run. */
-  readonly handlersFired: number;
-  /** Handlers that threw or rejected. */
-  readonly handlerErrors: number;
-  /** Coalesced wakes the dispatcher thread sent to this JS thread. */
-  readonly wakesSent: number;
+  /** The participant that lent it. */
+  readonly lender: number;
 }
 
 /** Something that names an object: a `Ref` or a raw id. */
 export type Target = Ref | ObjectId;
 
-/** The native counter and everything a `Ref` needs from it. Not exported from `mod.ts`. */
-class Core {
-  readonly pointer: Pointer;
-  readonly delivery: Delivery;
-  state: "open" | "closing" | "closed" = "open";
-  readonly #symbols = native().symbols;
-  readonly #id = new Float64Array(1);
-  #ids = new Float64Array(64);
-  readonly #info = new Uint32Array(6);
-  readonly #stats = new Uint32Array(18);
-  #finalStats: CounterStats | undefined;
-
-  constructor() {
-    const cell = new BigUint64Array(1);
-    const symbols = this.#symbols;
-    const status = symbols.refscope_counter_open(cell);
-    if (status < 0) throw errorFromStatus(status, "opening a counter");
-    this.pointer = backend.pointerFromCell(cell);
-    try {
-      this.delivery = new Delivery(this.pointer);
-    } catch (error) {
-      symbols.refscope_counter_destroy(this.pointer);
-      throw error;
-    }
-  }
-
-  checkOpen(what: string): void {
-    if (this.state !== "open") throw new RefscopeError("CLOSED", `${what}: the counter is closed`);
-  }
-
-  /** Acts on a mutation's status: schedules a drain, or throws for an error. */
-  settle(status: number, what: string, id?: ObjectId): void {
-    if (status === Status.DRAIN) {
-      this.delivery.schedule();
-    } else if (status < 0) {
-      throw errorFromStatus(status, id === undefined ? what : `${what} object ${id}`);
-    }
-  }
-
-  create(sizeBytes: number): ObjectId {
-    this.checkOpen("create");
-    const status = this.#symbols.refscope_object_create(this.pointer, sizeBytes, this.#id);
-    if (status < 0) throw errorFromStatus(status, `create (sizeBytes ${sizeBytes})`);
-    return this.#id[0];
-  }
-
-  retain(id: ObjectId): void {
-    this.checkOpen("retain");
-    const status = this.#symbols.refscope_object_retain(this.pointer, id);
-    if (status < 0) throw errorFromStatus(status, `retain object ${id}`);
-  }
-
-  release(id: ObjectId): void {
-    this.checkOpen("release");
-    const status = this.#symbols.refscope_object_release(this.pointer, id, this.delivery.sink);
-    if (status !== Status.OK) this.settle(status, "release", id);
-  }
-
-  /** Copies ids into the reusable batch buffer, growing it when needed. */
-  batch(ids: readonly ObjectId[]): Float64Array {
-    if (ids.length > this.#ids.length) this.#ids = new Float64Array(Math.max(ids.length, this.#ids.length * 2));
-    const buffer = this.#ids;
-    for (let index = 0; index < ids.length; index++) buffer[index] = ids[index];
-    return buffer;
-  }
-
-  releaseBatch(ids: readonly ObjectId[]): void {
-    this.checkOpen("release");
-    const status = this.#symbols.refscope_object_release_batch(
-      this.pointer,
-      this.batch(ids),
-      ids.length,
-      this.delivery.sink,
-    );
-    if (status !== Status.OK) this.settle(status, `release of ${ids.length} objects`);
-  }
-
-  submittedAdd(ids: readonly ObjectId[]): void {
-    this.checkOpen("add submitted refs");
-    const status = this.#symbols.refscope_submitted_add(this.pointer, this.batch(ids), ids.length);
-    if (status < 0) throw errorFromStatus(status, `add submitted refs to ${ids.length} objects`);
-  }
-
-  submittedRemove(ids: readonly ObjectId[]): void {
-    this.checkOpen("remove submitted refs");
-    const status = this.#symbols.refscope_submitted_remove(
-      this.pointer,
-      this.batch(ids),
-      ids.length,
-      this.delivery.sink,
-    );
-    if (status !== Status.OK) this.settle(status, `remove submitted refs from ${ids.length} objects`);
-  }
-
-  free(id: ObjectId): void {
-    this.checkOpen("free");
-    const status = this.#symbols.refscope_object_free(this.pointer, id, this.delivery.sink);
-    if (status !== Status.OK) this.settle(status, "free", id);
-  }
-
-  register(id: ObjectId, handler: OutOfScopeHandler): boolean {
-    this.checkOpen("onOutOfScope");
-    if (typeof handler !== "function") {
-      throw new RefscopeError(
-        "INVALID_ARGUMENT",
-        `onOutOfScope: the handler must be a function, not ${typeName(handler)}`,
-      );
-    }
-    return this.delivery.register(id, handler);
-  }
-
-  info(id: ObjectId): ObjectInfo | undefined {
-    this.checkOpen("info");
-    const info = this.#info;
-    const status = this.#symbols.refscope_object_info(this.pointer, id, info);
-    if (status === Status.STALE_ID) return undefined;
-    if (status < 0) throw errorFromStatus(status, `info of object ${id}`);
-    return {
-      id,
-      localRefs: info[0],
-      submittedRefs: info[1],
-      pendingCallbacks: info[2],
-      owned: (info[3] & 1) !== 0,
-      freed: (info[3] & 2) !== 0,
-      sizeBytes: info[4] + info[5] * 2 ** 32,
-    };
-  }
-
-  stats(): CounterStats {
-    if (this.#finalStats !== undefined) return this.#finalStats;
-    const raw = this.#stats;
-    const status = this.#symbols.refscope_counter_stats(this.pointer, raw);
-    if (status < 0) throw errorFromStatus(status, "stats");
-    const u64 = (index: number) => raw[2 * index] + raw[2 * index + 1] * 2 ** 32;
-    const delivery = this.delivery;
-    return {
-      liveObjects: u64(0),
-      liveBytes: u64(1),
-      objectsCreated: u64(2),
-      callbacksRegistered: u64(3),
-      callbacksReleased: u64(4),
-      pendingDeliveries: u64(7),
-      pendingHandlers: delivery.handlersPending,
-      handlersFired: delivery.handlersFired,
-      handlerErrors: delivery.handlerErrors,
-      wakesSent: u64(8),
-    };
-  }
-
-  /**
-   * Closes natively (every live object goes out of scope), delivers every handler, waits
-   * for the dispatcher thread to exit, then destroys the counter. The join happens only
-   * once the dispatcher has exited, so it never waits on a thread that is blocked in a
-   * wake to this JS thread (the Deno hazard).
-   */
-  async close(): Promise<void> {
-    this.checkOpen("close");
-    const symbols = this.#symbols;
-    const status = symbols.refscope_counter_close(this.pointer, this.delivery.sink);
-    if (status < 0) throw errorFromStatus(status, "close");
-    this.state = "closing";
-    // Handlers never run inside the call that released their object, close included.
-    await sleep(0);
-    // Every token was queued by the native close (mutations are refused since), so once the
-    // outbox is empty only the dispatcher's exit is awaited.
-    while (this.delivery.drainOnce()) { /* run every handler that is waiting */ }
-    while (symbols.refscope_counter_state(this.pointer) !== stateClosed) await sleep(closePollMs);
-    this.#finalStats = this.stats();
-    this.delivery.close();
-    const destroyed = symbols.refscope_counter_destroy(this.pointer);
-    this.state = "closed";
-    if (destroyed < 0) throw errorFromStatus(destroyed, "destroy");
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * The native counter behind `counter`, for librefscope_testkit in tests and benchmarks.
- * Not exported from `mod.ts`.
- *
- * @internal
- */
-export function nativeCounter(counter: Counter): Pointer {
-  return counterCore(counter).pointer;
-}
-
-let counterCore: (counter: Counter) => Core;
-
-function checkRef(ref: unknown, core: Core, what: string): asserts ref is Ref {
-  if (!(ref instanceof Ref)) {
-    throw new RefscopeError("INVALID_ARGUMENT", `${what}: expected a Ref or an object id, got ${typeName(ref)}`);
-  }
-  if (refCore(ref) !== core) {
-    throw new RefscopeError("INVALID_ID", `${what}: the Ref to object ${ref.id} belongs to another counter`);
-  }
-}
-
-function typeName(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
-}
-
-// Module-private access to a Ref's state, for the counter's batch operations.
+// Module-private access to state that the classes below share but do not publish.
 let refCore: (ref: Ref) => Core;
 let refHeld: (ref: Ref) => boolean;
 let setRefHeld: (ref: Ref, held: boolean) => void;
+let counterCore: (counter: Counter) => Core;
 const constructing = Symbol("refscope.constructing");
+/** Set by `Counter.attach` around its `new Counter()`. */
+let attaching: Core | undefined;
 
 /**
  * One local reference to an object. `release()` (or leaving a `using` block) drops it;
- * `retain()` returns another, independent one.
+ * `retain()` returns another, independent one; `lend()` hands it to another JS thread.
  */
 export class Ref implements Disposable {
   /** The object's id. */
   readonly id: ObjectId;
-  /** The counter that owns the object. */
+  /** The counter the reference belongs to (this thread's). */
   readonly counter: Counter;
   #core: Core;
   #held = true;
@@ -302,7 +90,7 @@ export class Ref implements Disposable {
     };
   }
 
-  /** Refs come from `Counter.create` and `Ref.retain`; this constructor is not public. */
+  /** Refs come from `Counter.create`, `Counter.borrow` and `Ref.retain`; not public. */
   constructor(key: typeof constructing, counter: Counter, core: Core, id: ObjectId) {
     if (key !== constructing) throw new TypeError("Ref is not constructible; use Counter.create or Ref.retain");
     this.counter = counter;
@@ -310,7 +98,7 @@ export class Ref implements Disposable {
     this.id = id;
   }
 
-  /** True once this reference has been released. */
+  /** True once this reference has been released (or lent). */
   get released(): boolean {
     return !this.#held;
   }
@@ -329,6 +117,18 @@ export class Ref implements Disposable {
     this.#held = false;
   }
 
+  /**
+   * Hands this reference to another JS thread: returns plain data to send it (with
+   * `postMessage`), which that thread claims with `counter.borrow(lent)`. The object stays
+   * in scope meanwhile, and this `Ref` counts as released. To keep one, lend a `retain()`.
+   */
+  lend(): LentRef {
+    this.#checkHeld("lend");
+    this.#core.lend(this.id);
+    this.#held = false;
+    return Object.freeze({ key: this.#core.key, id: this.id, lender: this.#core.sink });
+  }
+
   /** Releases if still held and the counter is open; otherwise does nothing. */
   [Symbol.dispose](): void {
     if (this.#held && this.#core.state === "open") this.release();
@@ -337,6 +137,16 @@ export class Ref implements Disposable {
   /** Same as `counter.onOutOfScope(this, handler)`. */
   onOutOfScope(handler: OutOfScopeHandler): boolean {
     return this.counter.onOutOfScope(this, handler);
+  }
+
+  /** Same as `counter.offOutOfScope(this, handler)`. */
+  offOutOfScope(handler: OutOfScopeHandler): boolean {
+    return this.counter.offOutOfScope(this, handler);
+  }
+
+  /** Same as `counter.onDeleted(this, handler)`. */
+  onDeleted(handler: OutOfScopeHandler): boolean {
+    return this.counter.onDeleted(this, handler);
   }
 
   /** Same as `counter.free(this)`. */
@@ -356,17 +166,19 @@ export class Ref implements Disposable {
   }
 }
 
-/** Submitted-task references held on a set of objects until released (once). */
-export class SubmittedRefs implements Disposable {
+/** References of one kind (submitted-task or lineage) held on a set of objects until released, once. */
+export class Lease implements Disposable {
   /** The objects, one reference each (an id may repeat). */
   readonly ids: readonly ObjectId[];
   #core: Core;
+  #kind: "submitted" | "lineage";
   #held = true;
 
-  /** Leases come from `Counter.addSubmittedRefs`; this constructor is not public. */
-  constructor(key: typeof constructing, core: Core, ids: readonly ObjectId[]) {
-    if (key !== constructing) throw new TypeError("SubmittedRefs is not constructible; use Counter.addSubmittedRefs");
+  /** Leases come from `Counter.addSubmittedRefs` and `addLineageRefs`; not public. */
+  constructor(key: typeof constructing, core: Core, kind: "submitted" | "lineage", ids: readonly ObjectId[]) {
+    if (key !== constructing) throw new TypeError("leases come from Counter.addSubmittedRefs/addLineageRefs");
     this.#core = core;
+    this.#kind = kind;
     this.ids = ids;
   }
 
@@ -375,10 +187,10 @@ export class SubmittedRefs implements Disposable {
     return !this.#held;
   }
 
-  /** Removes the references (the task finished). Twice throws `NO_REFERENCE`. */
+  /** Removes the references. Twice throws `NO_REFERENCE`. */
   release(): void {
-    if (!this.#held) throw new RefscopeError("NO_REFERENCE", "release: these submitted refs were already released");
-    this.#core.submittedRemove(this.ids);
+    if (!this.#held) throw new RefscopeError("NO_REFERENCE", `release: these ${this.#kind} refs were already released`);
+    this.#core.lease(this.#kind, false, this.ids);
     this.#held = false;
   }
 
@@ -388,13 +200,23 @@ export class SubmittedRefs implements Disposable {
   }
 }
 
+/** Submitted-task references (a task took the objects as arguments), from `addSubmittedRefs`. */
+export class SubmittedRefs extends Lease {}
+
+/** Lineage references (a retryable task may still need the objects), from `addLineageRefs`. */
+export class LineageRefs extends Lease {}
+
 /**
- * A reference counter with out-of-scope notifications, backed by librefscope.
+ * A reference counter with out-of-scope notifications, backed by librefscope, with Ray
+ * Core's semantics: owned and borrowed references, nested objects, lineage, explicit free.
  *
- * Objects live in a native table. An object is in scope while it has local references
- * (`Ref`s) or submitted-task references (`SubmittedRefs`); when the last one is dropped,
- * from JS or from any native thread, its handlers run on this JS thread, in registration
- * order, exactly once, after the releasing call has returned.
+ * An object is in scope while it is referenced; when the last reference goes, from JS or
+ * from any native thread, its out-of-scope handlers run on the JS thread that registered
+ * them, in registration order, exactly once, after the releasing call has returned.
+ *
+ * One counter can be shared by several JS threads (Workers): each other thread attaches
+ * with `Counter.attach(counter.key)`, and references move between threads with
+ * `Ref.lend()` and `Counter.borrow()`.
  */
 export class Counter implements AsyncDisposable {
   #core: Core;
@@ -404,10 +226,31 @@ export class Counter implements AsyncDisposable {
     counterCore = (counter) => counter.#core;
   }
 
-  /** Opens a counter (starting its native dispatcher thread). */
+  /** Opens a new counter (starting its native dispatcher thread). */
   constructor(options: CounterOptions = {}) {
-    this.#core = new Core();
+    this.#core = attaching ?? Core.open();
+    attaching = undefined;
     this.#core.delivery.onHandlerError = options.onHandlerError;
+  }
+
+  /**
+   * Attaches this JS thread (typically a Worker) to the counter another thread opened,
+   * whose `key` it received. Its objects, handlers and references are its own; closing it
+   * (or the thread ending) releases what it holds, and leaves the counter open.
+   */
+  static attach(key: number, options: CounterOptions = {}): Counter {
+    attaching = Core.attach(key);
+    return new Counter(options);
+  }
+
+  /** The key other JS threads pass to `Counter.attach`. */
+  get key(): number {
+    return this.#core.key;
+  }
+
+  /** This JS thread's participant number in the counter (owners and borrowers are these). */
+  get participant(): number {
+    return this.#core.sink;
   }
 
   /** Receives errors from handlers; when unset they are logged with `console.error`. */
@@ -424,26 +267,64 @@ export class Counter implements AsyncDisposable {
     return this.#core.state !== "open";
   }
 
-  /** Creates an owned object holding one local reference, returned as a `Ref`. */
+  /** Creates an object owned by this thread, holding one local reference (the `Ref`). */
   create(options: CreateOptions = {}): Ref {
     const sizeBytes = options.sizeBytes ?? 0;
     if (typeof sizeBytes !== "number") {
       throw new RefscopeError("INVALID_ARGUMENT", `create: sizeBytes must be a number, not ${typeName(sizeBytes)}`);
     }
-    return new Ref(constructing, this, this.#core, this.#core.create(sizeBytes));
+    const contains = options.contains === undefined ? [] : this.#ids(options.contains, "create (contains)");
+    const lineage = options.lineage === undefined ? [] : this.#ids(options.lineage, "create (lineage)");
+    const id = this.#core.create(sizeBytes, options.reconstructable === true, contains, lineage);
+    return new Ref(constructing, this, this.#core, id);
+  }
+
+  /** Claims a reference another thread lent (`Ref.lend()`), as a `Ref` of this thread. */
+  borrow(lent: LentRef): Ref {
+    const valid = typeof lent === "object" && lent !== null && typeof lent.id === "number" &&
+      typeof lent.lender === "number" && typeof lent.key === "number";
+    if (!valid) throw new RefscopeError("INVALID_ARGUMENT", "borrow: expected a LentRef from Ref.lend()");
+    if (lent.key !== this.#core.key) {
+      throw new RefscopeError(
+        "INVALID_ARGUMENT",
+        `borrow: the reference was lent by another counter (key ${lent.key})`,
+      );
+    }
+    this.#core.borrow(lent.id, lent.lender);
+    return new Ref(constructing, this, this.#core, lent.id);
   }
 
   /**
    * Registers `handler` to run once the object is out of scope or freed. Returns false,
-   * registering nothing, when the object has already been deleted or freed (as Ray does).
+   * registering nothing, when it could never run: the object is deleted, freed, or out of
+   * scope but kept by lineage (as Ray does). Only the owner may register (`NOT_OWNED`).
    */
   onOutOfScope(target: Target, handler: OutOfScopeHandler): boolean {
-    return this.#core.register(this.#idOf(target, "onOutOfScope"), handler);
+    return this.#core.register(HandlerKind.OutOfScope, this.#idOf(target, "onOutOfScope"), handler, "onOutOfScope");
+  }
+
+  /** Removes the first registration of `handler`; true if it was removed before it fired. */
+  offOutOfScope(target: Target, handler: OutOfScopeHandler): boolean {
+    return this.#core.unregister(HandlerKind.OutOfScope, this.#idOf(target, "offOutOfScope"), handler, "offOutOfScope");
   }
 
   /**
-   * Frees the object now: its handlers fire (once in total) and later registrations are
-   * refused. Its entry stays, and its ids keep working, until its references drop.
+   * Registers `handler` to run once the object's entry is erased: out of scope and no
+   * lineage reference left. False only when the object is already deleted. Owner only.
+   */
+  onDeleted(target: Target, handler: OutOfScopeHandler): boolean {
+    return this.#core.register(HandlerKind.Deleted, this.#idOf(target, "onDeleted"), handler, "onDeleted");
+  }
+
+  /** Removes the first `onDeleted` registration of `handler`; true if removed before it fired. */
+  offDeleted(target: Target, handler: OutOfScopeHandler): boolean {
+    return this.#core.unregister(HandlerKind.Deleted, this.#idOf(target, "offDeleted"), handler, "offDeleted");
+  }
+
+  /**
+   * Frees an object this thread owns now: its out-of-scope handlers fire (once in total)
+   * and later registrations are refused; its entry stays, and its ids keep working, until
+   * its references drop. Freeing another thread's object throws `NOT_OWNED`.
    */
   free(target: Target): void {
     this.#core.free(this.#idOf(target, "free"));
@@ -452,6 +333,11 @@ export class Counter implements AsyncDisposable {
   /** A snapshot of the object, or undefined once it has been deleted. */
   info(target: Target): ObjectInfo | undefined {
     return this.#core.info(this.#idOf(target, "info"));
+  }
+
+  /** Who else holds references on the object (borrowers, lenders, lineage pins). */
+  holdings(target: Target): Holding[] {
+    return this.#core.holdings(this.#idOf(target, "holdings"));
   }
 
   /**
@@ -485,9 +371,9 @@ export class Counter implements AsyncDisposable {
 
   /** Adds one submitted-task reference per target (a task took them as arguments). */
   addSubmittedRefs(targets: Iterable<Target>): SubmittedRefs {
-    const ids = Array.from(targets, (target) => this.#idOf(target, "addSubmittedRefs"));
-    this.#core.submittedAdd(ids);
-    return new SubmittedRefs(constructing, this.#core, ids);
+    const ids = this.#ids(targets, "addSubmittedRefs");
+    this.#core.lease("submitted", true, ids);
+    return new SubmittedRefs(constructing, this.#core, "submitted", ids);
   }
 
   /**
@@ -497,6 +383,17 @@ export class Counter implements AsyncDisposable {
   async runTask<T>(targets: Iterable<Target>, task: () => T | Promise<T>): Promise<T> {
     using _submitted = this.addSubmittedRefs(targets);
     return await task();
+  }
+
+  /**
+   * Adds one lineage reference per target (a retryable task may still need them). A
+   * reconstructable object then goes out of scope with its references but is kept until
+   * the lineage references go; another object stays in scope.
+   */
+  addLineageRefs(targets: Iterable<Target>): LineageRefs {
+    const ids = this.#ids(targets, "addLineageRefs");
+    this.#core.lease("lineage", true, ids);
+    return new LineageRefs(constructing, this.#core, "lineage", ids);
   }
 
   /** Live objects in the table. */
@@ -510,9 +407,20 @@ export class Counter implements AsyncDisposable {
   }
 
   /**
-   * Closes the counter: every live object goes out of scope, every pending handler runs,
-   * the native dispatcher thread stops, and native memory is freed. Later calls throw
-   * `CLOSED`; calling close again returns the same promise.
+   * Every live object with its counts by kind, owner, borrowers and pending handlers,
+   * plus a summary: the data behind `formatSnapshot` (like `ray memory`).
+   */
+  snapshot(): Snapshot {
+    return takeSnapshot(this.#core);
+  }
+
+  /**
+   * Closes this thread's use of the counter. The thread that opened it closes the counter
+   * itself: every live object goes out of scope, every pending handler runs, the native
+   * dispatcher thread stops and memory is freed once every attached thread has closed
+   * too. An attached thread's close releases everything it holds (the handlers on its own
+   * objects fire now) and leaves the counter open. Later calls throw `CLOSED`; calling
+   * close again returns the same promise.
    */
   close(): Promise<void> {
     this.#closing ??= this.#core.close();
@@ -533,5 +441,34 @@ export class Counter implements AsyncDisposable {
     if (typeof target === "number") return target;
     checkRef(target, this.#core, what);
     return target.id;
+  }
+
+  #ids(targets: Iterable<Target>, what: string): ObjectId[] {
+    if (typeof targets !== "object" || targets === null || !(Symbol.iterator in targets)) {
+      throw new RefscopeError(
+        "INVALID_ARGUMENT",
+        `${what}: expected an iterable of Refs or ids, got ${typeName(targets)}`,
+      );
+    }
+    return Array.from(targets, (target) => this.#idOf(target, what));
+  }
+}
+
+/**
+ * The native counter behind `counter`, for librefscope_testkit in tests and benchmarks.
+ * Not exported from `mod.ts`.
+ *
+ * @internal
+ */
+export function nativeCounter(counter: Counter): Pointer {
+  return counterCore(counter).pointer;
+}
+
+function checkRef(ref: unknown, core: Core, what: string): asserts ref is Ref {
+  if (!(ref instanceof Ref)) {
+    throw new RefscopeError("INVALID_ARGUMENT", `${what}: expected a Ref or an object id, got ${typeName(ref)}`);
+  }
+  if (refCore(ref) !== core) {
+    throw new RefscopeError("INVALID_ID", `${what}: the Ref to object ${ref.id} belongs to another counter`);
   }
 }

@@ -35,6 +35,12 @@ function onBeforeExit(): void {
   for (const delivery of open) delivery.deliverPending();
 }
 
+/** Which handlers: out-of-scope-or-freed, or reference-deleted (`REFSCOPE_ON_*`). */
+export const enum HandlerKind {
+  OutOfScope = 0,
+  Deleted = 1,
+}
+
 export class Delivery {
   readonly sink: number;
   #counter: Pointer;
@@ -49,20 +55,10 @@ export class Delivery {
   handlerErrors = 0;
   onHandlerError: ((error: HandlerError) => void) | undefined;
 
-  /** Opens a sink on `counter`; throws with the native status on failure. */
-  constructor(counter: Pointer) {
+  private constructor(counter: Pointer, sink: number, wake: Wake) {
     this.#counter = counter;
-    this.#wake = backend.wake(() => {
-      // Bun may deliver a wake queued before close; after close there is nothing to do.
-      if (!this.#closed) this.schedule();
-    });
-    const cell = new Uint32Array(1);
-    const status = native().symbols.refscope_sink_open(counter, this.#wake.pointer, null, cell);
-    if (status < 0) {
-      this.#wake.close();
-      throw errorFromStatus(status, "opening the counter's sink");
-    }
-    this.sink = cell[0];
+    this.sink = sink;
+    this.#wake = wake;
     open.add(this);
     if (!beforeExitHooked) {
       process.on("beforeExit", onBeforeExit);
@@ -70,10 +66,36 @@ export class Delivery {
     }
   }
 
-  /** Registers `handler`; true when the object is live and not freed. */
-  register(id: ObjectId, handler: OutOfScopeHandler): boolean {
+  /** Opens a sink on a counter this thread opened. */
+  static open(counter: Pointer): Delivery {
+    const { wake, deliver } = makeWake();
+    const cell = new Uint32Array(1);
+    const status = native().symbols.refscope_sink_open(counter, wake.pointer, null, cell);
+    if (status < 0) {
+      wake.close();
+      throw errorFromStatus(status, "opening the counter's sink");
+    }
+    return deliver(new Delivery(counter, cell[0], wake));
+  }
+
+  /** Attaches this thread to the counter registered under `key`, with a sink of its own. */
+  static attach(key: number): { counter: Pointer; delivery: Delivery } {
+    const { wake, deliver } = makeWake();
+    const counterCell = new BigUint64Array(1);
+    const sinkCell = new Uint32Array(1);
+    const status = native().symbols.refscope_counter_attach(key, wake.pointer, null, counterCell, sinkCell);
+    if (status < 0) {
+      wake.close();
+      throw errorFromStatus(status, `attaching to counter ${key}`);
+    }
+    const counter = backend.pointerFromCell(counterCell);
+    return { counter, delivery: deliver(new Delivery(counter, sinkCell[0], wake)) };
+  }
+
+  /** Registers `handler`; true when it can still run (see `Counter.onOutOfScope`). */
+  register(kind: HandlerKind, id: ObjectId, handler: OutOfScopeHandler): boolean {
     const token = this.#freeTokens.length > 0 ? this.#freeTokens.pop()! : this.#handlers.length;
-    const status = native().symbols.refscope_object_on_out_of_scope_sink(this.#counter, id, this.sink, token);
+    const status = native().symbols.refscope_object_on_sink(this.#counter, id, this.sink, kind, token);
     if (status !== 1) {
       if (token !== this.#handlers.length) this.#freeTokens.push(token);
       if (status === 0) return false;
@@ -84,9 +106,36 @@ export class Delivery {
     return true;
   }
 
-  /** Handlers registered and not yet run. */
+  /** Removes the first registration of `handler` on the object; true if it had not fired. */
+  unregister(kind: HandlerKind, id: ObjectId, handler: OutOfScopeHandler): boolean {
+    const symbols = native().symbols;
+    let tokens = new Uint32Array(16);
+    let count = symbols.refscope_object_sink_tokens(this.#counter, id, this.sink, kind, tokens, tokens.length);
+    if (count > tokens.length) {
+      tokens = new Uint32Array(count);
+      count = symbols.refscope_object_sink_tokens(this.#counter, id, this.sink, kind, tokens, tokens.length);
+    }
+    if (count < 0) throw errorFromStatus(count, `removing a handler from object ${id}`);
+    for (const token of tokens.subarray(0, count)) {
+      if (this.#handlers[token] !== handler) continue;
+      const status = symbols.refscope_object_off_sink(this.#counter, id, this.sink, kind, token);
+      if (status < 0) throw errorFromStatus(status, `removing a handler from object ${id}`);
+      if (status === 0) return false;
+      this.#handlers[token] = undefined;
+      this.#freeTokens.push(token);
+      return true;
+    }
+    return false;
+  }
+
+  /** Handlers registered and not yet run (or removed). */
   get handlersPending(): number {
     return this.#handlers.length - this.#freeTokens.length;
+  }
+
+  /** A wake from the dispatcher thread. Bun may deliver one queued before close. */
+  onWake(): void {
+    if (!this.#closed) this.schedule();
   }
 
   /** Arranges a drain in a later macrotask, once. */
@@ -158,10 +207,31 @@ export class Delivery {
     console.error(`refscope: ${error.message}`, cause);
   }
 
-  /** Stops reacting to wakes and frees the wake; only once no native thread can call it. */
-  close(): void {
+  /** Stops draining: the native sink is closing or closed, and may be gone. */
+  detach(): void {
     this.#closed = true;
-    this.#wake.close();
     open.delete(this);
   }
+
+  /** Frees the wake; only once no native thread can call it any more. */
+  closeWake(): void {
+    this.detach();
+    this.#wake.close();
+  }
+}
+
+/**
+ * Makes the wake before the sink exists (native code needs its pointer to open the sink);
+ * `deliver` connects it to the `Delivery` once there is one.
+ */
+function makeWake(): { wake: Wake; deliver: (delivery: Delivery) => Delivery } {
+  let target: Delivery | undefined;
+  const wake = backend.wake(() => target?.onWake());
+  return {
+    wake,
+    deliver: (delivery) => {
+      target = delivery;
+      return delivery;
+    },
+  };
 }

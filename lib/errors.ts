@@ -9,6 +9,7 @@
 export const Status = {
   OK: 0,
   DRAIN: 1,
+  PENDING: 2,
   INVALID_ARGUMENT: -1,
   INVALID_ID: -2,
   STALE_ID: -3,
@@ -18,10 +19,11 @@ export const Status = {
   CLOSED: -7,
   WRONG_THREAD: -8,
   SYSTEM_RESOURCES: -9,
+  NOT_OWNED: -10,
 } as const;
 
 /** The status codes that are errors. */
-export type NativeErrorCode = Exclude<keyof typeof Status, "OK" | "DRAIN">;
+export type NativeErrorCode = Exclude<keyof typeof Status, "OK" | "DRAIN" | "PENDING">;
 
 /**
  * What went wrong: a native status name (without `REFSCOPE_E_`), or a failure that happens
@@ -74,6 +76,7 @@ const statusMessages: Record<NativeErrorCode, string> = {
   CLOSED: "the counter is closed",
   WRONG_THREAD: "not allowed on this thread",
   SYSTEM_RESOURCES: "the operating system refused a resource",
+  NOT_OWNED: "only the object's owner may do this",
 };
 
 /** Reported (never thrown at the caller) when an out-of-scope handler throws or rejects. */

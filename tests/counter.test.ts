@@ -9,11 +9,20 @@ suite("counter", async (t) => {
     const ref = counter.create({ sizeBytes: 4096 });
     t.eq(counter.info(ref), {
       id: ref.id,
+      owner: counter.participant,
+      owned: true,
       localRefs: 1,
       submittedRefs: 0,
+      borrowedRefs: 0,
+      borrowers: 0,
+      lentRefs: 0,
+      lineageRefs: 0,
+      containedIn: 0,
       pendingCallbacks: 0,
-      owned: true,
+      pendingDeletedCallbacks: 0,
       freed: false,
+      outOfScope: false,
+      reconstructable: false,
       sizeBytes: 4096,
     }, "a new object holds one local reference");
 

@@ -10,19 +10,22 @@ const std = @import("std");
 const callback = @import("callback.zig");
 const counter_module = @import("counter.zig");
 const queue_module = @import("queue.zig");
+const table = @import("table.zig");
 const pin = @import("pin.zig");
 
 const Counter = counter_module.Counter;
 const allocator = std.heap.c_allocator;
 
 /// Bumped whenever a signature, struct layout or status value changes.
-pub const abi_version: u32 = 1;
+pub const abi_version: u32 = 2;
 
 /// Status values never change once published; new ones get new numbers.
 pub const Status = enum(i32) {
     ok = 0,
     /// Success, and the caller's sink has tokens that no wake will announce: drain it.
     drain = 1,
+    /// Not finished: a wake to the sink is in flight. Let it run, then call again.
+    pending = 2,
     invalid_argument = -1,
     invalid_id = -2,
     stale_id = -3,
@@ -32,6 +35,7 @@ pub const Status = enum(i32) {
     closed = -7,
     wrong_thread = -8,
     system_resources = -9,
+    not_owned = -10,
 
     fn int(status: Status) i32 {
         return @intFromEnum(status);
@@ -49,6 +53,7 @@ fn statusFromError(err: counter_module.Error) Status {
         error.Closed => .closed,
         error.WrongThread => .wrong_thread,
         error.SystemResources => .system_resources,
+        error.NotOwned => .not_owned,
     };
 }
 
@@ -61,16 +66,59 @@ fn statusFromOutcome(outcome: counter_module.Outcome) i32 {
 
 const invalid_argument = Status.invalid_argument.int();
 
+/// `refscope_info`: one object, as `refscope_object_info` and snapshots report it.
 pub const ObjectInfo = extern struct {
+    id: f64,
+    size_bytes: u64,
+    /// The owning sink, `REFSCOPE_NO_SINK` for native code, `REFSCOPE_OWNER_GONE`.
+    owner: u32,
+    /// `object_flag_*`.
+    flags: u32,
     refs_local: u32,
     refs_submitted: u32,
+    refs_borrowed: u32,
+    refs_lent: u32,
+    refs_lineage: u32,
+    contained_in_owned: u32,
+    borrowers: u32,
     callbacks_pending: u32,
-    /// `object_flag_owned` | `object_flag_freed`.
-    flags: u32,
-    size_bytes: u64,
+    deleted_callbacks_pending: u32,
+    reserved: u32 = 0,
+
+    fn from(id: f64, info: table.Info) ObjectInfo {
+        return .{
+            .id = id,
+            .size_bytes = info.size_bytes,
+            .owner = info.owner,
+            .flags = (if (info.freed) object_flag_freed else 0) |
+                (if (info.out_of_scope) object_flag_out_of_scope else 0) |
+                (if (info.reconstructable) object_flag_reconstructable else 0),
+            .refs_local = info.refs_local,
+            .refs_submitted = info.refs_submitted,
+            .refs_borrowed = info.refs_borrowed,
+            .refs_lent = info.refs_lent,
+            .refs_lineage = info.refs_lineage,
+            .contained_in_owned = info.contained_in_owned,
+            .borrowers = info.borrowers,
+            .callbacks_pending = info.callbacks_pending,
+            .deleted_callbacks_pending = info.deleted_callbacks_pending,
+        };
+    }
 };
-pub const object_flag_owned: u32 = 1;
-pub const object_flag_freed: u32 = 2;
+pub const object_flag_freed: u32 = 1;
+pub const object_flag_out_of_scope: u32 = 2;
+pub const object_flag_reconstructable: u32 = 4;
+/// `refscope_object_create_ex` flag.
+pub const create_flag_reconstructable: u32 = 1;
+
+/// `refscope_holding`: one sink's references on an object.
+pub const Holding = extern struct {
+    sink: u32,
+    refs_local: u32,
+    refs_submitted: u32,
+    refs_lent: u32,
+    refs_lineage: u32,
+};
 
 pub const CounterStats = extern struct {
     objects_live: u64,
@@ -82,6 +130,8 @@ pub const CounterStats = extern struct {
     native_callbacks_run: u64,
     sink_tokens_pending: u64,
     wakes_sent: u64,
+    sinks_open: u64,
+    tokens_discarded: u64,
 };
 
 /// Converts a byte size carried as a double; null unless it is an integer in [0, 2^53).
@@ -108,6 +158,7 @@ export fn refscope_status_name(status: i32) [*:0]const u8 {
     return switch (known) {
         .ok => "REFSCOPE_OK",
         .drain => "REFSCOPE_DRAIN",
+        .pending => "REFSCOPE_PENDING",
         .invalid_argument => "REFSCOPE_E_INVALID_ARGUMENT",
         .invalid_id => "REFSCOPE_E_INVALID_ID",
         .stale_id => "REFSCOPE_E_STALE_ID",
@@ -117,6 +168,7 @@ export fn refscope_status_name(status: i32) [*:0]const u8 {
         .closed => "REFSCOPE_E_CLOSED",
         .wrong_thread => "REFSCOPE_E_WRONG_THREAD",
         .system_resources => "REFSCOPE_E_SYSTEM_RESOURCES",
+        .not_owned => "REFSCOPE_E_NOT_OWNED",
     };
 }
 
@@ -125,6 +177,7 @@ export fn refscope_status_message(status: i32) [*:0]const u8 {
     return switch (known) {
         .ok => "success",
         .drain => "success; the calling sink has tokens to drain",
+        .pending => "not finished: a wake is in flight; call again",
         .invalid_argument => "an argument is NULL or outside its domain",
         .invalid_id => "not an object id issued by this counter",
         .stale_id => "the object has been deleted",
@@ -134,6 +187,7 @@ export fn refscope_status_message(status: i32) [*:0]const u8 {
         .closed => "the counter is closed",
         .wrong_thread => "not allowed on this thread: it would deadlock",
         .system_resources => "the operating system refused a resource",
+        .not_owned => "only the object's owner may do this",
     };
 }
 
@@ -146,9 +200,32 @@ export fn refscope_counter_open(out_counter: ?*?*Counter) i32 {
     return Status.ok.int();
 }
 
-export fn refscope_counter_close(counter: ?*Counter, caller_sink: u32) i32 {
+export fn refscope_counter_key(counter: ?*Counter, out_key: ?*f64) i32 {
     const c = counter orelse return invalid_argument;
-    return statusFromOutcome(c.close(caller_sink) catch |err| return statusFromError(err).int());
+    const out = out_key orelse return invalid_argument;
+    out.* = c.key;
+    return Status.ok.int();
+}
+
+export fn refscope_counter_attach(
+    key: f64,
+    wake: ?queue_module.WakeFunction,
+    wake_context: ?*anyopaque,
+    out_counter: ?*?*Counter,
+    out_sink: ?*u32,
+) i32 {
+    const counter = out_counter orelse return invalid_argument;
+    const sink = out_sink orelse return invalid_argument;
+    counter.* = null;
+    const attached = Counter.attach(key, wake, wake_context) catch |err| return statusFromError(err).int();
+    counter.* = attached.counter;
+    sink.* = attached.sink;
+    return Status.ok.int();
+}
+
+export fn refscope_counter_close(counter: ?*Counter, caller: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    return statusFromOutcome(c.close(caller) catch |err| return statusFromError(err).int());
 }
 
 export fn refscope_counter_state(counter: ?*Counter) i32 {
@@ -176,20 +253,53 @@ export fn refscope_counter_stats(counter: ?*Counter, out_stats: ?*CounterStats) 
         .native_callbacks_run = stats.native_callbacks_run,
         .sink_tokens_pending = stats.sink_tokens_pending,
         .wakes_sent = stats.wakes_sent,
+        .sinks_open = stats.sinks_open,
+        .tokens_discarded = stats.tokens_discarded,
     };
     return Status.ok.int();
 }
 
-export fn refscope_sink_open(
-    counter: ?*Counter,
-    wake: ?queue_module.WakeFunction,
-    wake_context: ?*anyopaque,
-    out_sink: ?*u32,
-) i32 {
+export fn refscope_counter_snapshot(counter: ?*Counter, start_slot: u32, records: ?[*]ObjectInfo, capacity: u32, out_next_slot: ?*u32) i32 {
+    const c = counter orelse return invalid_argument;
+    const out = records orelse return invalid_argument;
+    const next = out_next_slot orelse return invalid_argument;
+    var page: [64]counter_module.Record = undefined;
+    var slot = start_slot;
+    var written: u32 = 0;
+    const capacity_max: u32 = std.math.maxInt(i32);
+    const wanted = @min(capacity, capacity_max);
+    while (written < wanted) {
+        const room = @min(page.len, wanted - written);
+        const before = slot;
+        const count = c.snapshot(&slot, page[0..room]) catch |err| return statusFromError(err).int();
+        for (page[0..count]) |record| {
+            out[written] = ObjectInfo.from(record.id, record.info);
+            written += 1;
+        }
+        if (count < room or slot == before) break;
+    }
+    next.* = slot;
+    return @intCast(written);
+}
+
+export fn refscope_sink_open(counter: ?*Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, out_sink: ?*u32) i32 {
     const c = counter orelse return invalid_argument;
     const out = out_sink orelse return invalid_argument;
     out.* = c.sinkOpen(wake, wake_context) catch |err| return statusFromError(err).int();
     return Status.ok.int();
+}
+
+export fn refscope_sink_release(counter: ?*Counter, sink: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    return statusFromOutcome(c.sinkRelease(sink) catch |err| return statusFromError(err).int());
+}
+
+export fn refscope_sink_close(counter: ?*Counter, sink: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    return switch (c.sinkClose(sink) catch |err| return statusFromError(err).int()) {
+        .closed => Status.ok.int(),
+        .pending => Status.pending.int(),
+    };
 }
 
 export fn refscope_sink_drain(counter: ?*Counter, sink: u32, tokens: ?[*]u32, capacity: u32) i32 {
@@ -207,83 +317,188 @@ export fn refscope_sink_pending(counter: ?*Counter, sink: u32) i32 {
     return @intCast(@min(pending, std.math.maxInt(i32)));
 }
 
-export fn refscope_object_create(counter: ?*Counter, size_bytes: f64, out_id: ?*f64) i32 {
+export fn refscope_object_create(counter: ?*Counter, size_bytes: f64, caller: u32, out_id: ?*f64) i32 {
+    return refscope_object_create_ex(counter, size_bytes, 0, null, 0, null, 0, caller, out_id);
+}
+
+export fn refscope_object_create_ex(
+    counter: ?*Counter,
+    size_bytes: f64,
+    flags: u32,
+    contains: ?[*]const f64,
+    contains_count: u32,
+    lineage: ?[*]const f64,
+    lineage_count: u32,
+    caller: u32,
+    out_id: ?*f64,
+) i32 {
     const c = counter orelse return invalid_argument;
     const out = out_id orelse return invalid_argument;
     const size = sizeFromDouble(size_bytes) orelse return invalid_argument;
-    out.* = c.create(size) catch |err| return statusFromError(err).int();
+    if (flags & ~create_flag_reconstructable != 0) return invalid_argument;
+    out.* = c.create(caller, .{
+        .size_bytes = size,
+        .reconstructable = flags & create_flag_reconstructable != 0,
+        .contains = idsSlice(contains, contains_count) orelse return invalid_argument,
+        .lineage = idsSlice(lineage, lineage_count) orelse return invalid_argument,
+    }) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_object_retain(counter: ?*Counter, id: f64) i32 {
+export fn refscope_object_retain(counter: ?*Counter, id: f64, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
-    c.retain(id) catch |err| return statusFromError(err).int();
+    c.retain(id, caller) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_object_release(counter: ?*Counter, id: f64, caller_sink: u32) i32 {
+export fn refscope_object_release(counter: ?*Counter, id: f64, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
-    return statusFromOutcome(c.release(id, caller_sink) catch |err| return statusFromError(err).int());
+    return statusFromOutcome(c.release(id, caller) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_object_release_batch(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller_sink: u32) i32 {
+export fn refscope_object_release_batch(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     const slice = idsSlice(ids, count) orelse return invalid_argument;
-    return statusFromOutcome(c.releaseBatch(slice, caller_sink) catch |err| return statusFromError(err).int());
+    return statusFromOutcome(c.releaseBatch(slice, caller) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_submitted_add(counter: ?*Counter, ids: ?[*]const f64, count: u32) i32 {
+export fn refscope_submitted_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     const slice = idsSlice(ids, count) orelse return invalid_argument;
-    c.submittedAdd(slice) catch |err| return statusFromError(err).int();
+    c.submittedAdd(slice, caller) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_submitted_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller_sink: u32) i32 {
+export fn refscope_submitted_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     const slice = idsSlice(ids, count) orelse return invalid_argument;
-    return statusFromOutcome(c.submittedRemove(slice, caller_sink) catch |err| return statusFromError(err).int());
+    return statusFromOutcome(c.submittedRemove(slice, caller) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_object_free(counter: ?*Counter, id: f64, caller_sink: u32) i32 {
+export fn refscope_lineage_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
-    return statusFromOutcome(c.free(id, caller_sink) catch |err| return statusFromError(err).int());
+    const slice = idsSlice(ids, count) orelse return invalid_argument;
+    c.lineageAdd(slice, caller) catch |err| return statusFromError(err).int();
+    return Status.ok.int();
 }
 
-/// Returns 1 when registered, 0 when refused (object deleted or freed), or an error.
+export fn refscope_lineage_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    const slice = idsSlice(ids, count) orelse return invalid_argument;
+    return statusFromOutcome(c.lineageRemove(slice, caller) catch |err| return statusFromError(err).int());
+}
+
+export fn refscope_object_lend(counter: ?*Counter, id: f64, caller: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    c.lend(id, caller) catch |err| return statusFromError(err).int();
+    return Status.ok.int();
+}
+
+export fn refscope_object_borrow(counter: ?*Counter, id: f64, lender: u32, caller: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    c.borrow(id, lender, caller) catch |err| return statusFromError(err).int();
+    return Status.ok.int();
+}
+
+export fn refscope_object_free(counter: ?*Counter, id: f64, caller: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    return statusFromOutcome(c.free(id, caller) catch |err| return statusFromError(err).int());
+}
+
+fn kindFrom(kind: u32) ?table.CallbackKind {
+    return std.enums.fromInt(table.CallbackKind, kind);
+}
+
+fn registerResult(registered: bool) i32 {
+    return @intFromBool(registered);
+}
+
+/// Returns 1 when registered, 0 when refused (it could never run), or an error. Native
+/// code registers for the owner.
 export fn refscope_object_on_out_of_scope(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) i32 {
+    return onNative(counter, id, .out_of_scope, function, context);
+}
+
+export fn refscope_object_on_deleted(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) i32 {
+    return onNative(counter, id, .deleted, function, context);
+}
+
+fn onNative(counter: ?*Counter, id: f64, kind: table.CallbackKind, function: ?callback.Function, context: ?*anyopaque) i32 {
     const c = counter orelse return invalid_argument;
     const f = function orelse return invalid_argument;
-    const registered = c.register(id, .{ .native = .{ .function = f, .context = context } }) catch |err|
-        return statusFromError(err).int();
-    return @intFromBool(registered);
+    const cb: callback.Callback = .{ .native = .{ .function = f, .context = context } };
+    return registerResult(c.register(id, counter_module.sink_none, kind, cb) catch |err| return statusFromError(err).int());
 }
 
-/// Like `refscope_object_on_out_of_scope`, delivering `token` to `sink` instead.
-export fn refscope_object_on_out_of_scope_sink(counter: ?*Counter, id: f64, sink: u32, token: u32) i32 {
+/// Removes the first native callback of `kind` equal to (function, context): 1 removed,
+/// 0 not found (it already left the table, or never was).
+export fn refscope_object_off_native(counter: ?*Counter, id: f64, kind: u32, function: ?callback.Function, context: ?*anyopaque) i32 {
     const c = counter orelse return invalid_argument;
-    const registered = c.register(id, .{ .sink = .{ .sink = sink, .token = token } }) catch |err|
-        return statusFromError(err).int();
-    return @intFromBool(registered);
+    const f = function orelse return invalid_argument;
+    const k = kindFrom(kind) orelse return invalid_argument;
+    const cb: callback.Callback = .{ .native = .{ .function = f, .context = context } };
+    return registerResult(c.unregister(id, counter_module.sink_none, k, cb) catch |err| return statusFromError(err).int());
+}
+
+/// Registers delivery of `token` to `sink` (the caller's own sink, which must own the
+/// object); results as `refscope_object_on_out_of_scope`.
+export fn refscope_object_on_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    const k = kindFrom(kind) orelse return invalid_argument;
+    const cb: callback.Callback = .{ .sink = .{ .sink = sink, .token = token } };
+    return registerResult(c.register(id, sink, k, cb) catch |err| return statusFromError(err).int());
+}
+
+export fn refscope_object_off_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    const k = kindFrom(kind) orelse return invalid_argument;
+    const cb: callback.Callback = .{ .sink = .{ .sink = sink, .token = token } };
+    return registerResult(c.unregister(id, sink, k, cb) catch |err| return statusFromError(err).int());
+}
+
+/// Copies the tokens of `sink`'s callbacks of `kind` on the object into `tokens` and
+/// returns how many there are (possibly more than `capacity`).
+export fn refscope_object_sink_tokens(counter: ?*Counter, id: f64, sink: u32, kind: u32, tokens: ?[*]u32, capacity: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    const k = kindFrom(kind) orelse return invalid_argument;
+    if (capacity > 0 and tokens == null) return invalid_argument;
+    const out: []u32 = if (capacity == 0) &.{} else tokens.?[0..capacity];
+    const count = c.sinkTokens(id, sink, k, out) catch |err| return statusFromError(err).int();
+    return @intCast(@min(count, std.math.maxInt(i32)));
 }
 
 export fn refscope_object_info(counter: ?*Counter, id: f64, out_info: ?*ObjectInfo) i32 {
     const c = counter orelse return invalid_argument;
     const out = out_info orelse return invalid_argument;
-    const info = c.info(id) catch |err| return statusFromError(err).int();
-    out.* = .{
-        .refs_local = info.refs_local,
-        .refs_submitted = info.refs_submitted,
-        .callbacks_pending = info.callbacks_pending,
-        .flags = (if (info.owned) object_flag_owned else 0) | (if (info.freed) object_flag_freed else 0),
-        .size_bytes = info.size_bytes,
-    };
+    out.* = ObjectInfo.from(id, c.info(id) catch |err| return statusFromError(err).int());
     return Status.ok.int();
 }
 
+/// Copies the holdings of every sink with references recorded on the object (borrowers,
+/// lenders, lineage pins; the owner's local and submitted counts are in its info) and
+/// returns how many there are (possibly more than `capacity`).
+export fn refscope_object_holdings(counter: ?*Counter, id: f64, out_holdings: ?[*]Holding, capacity: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    if (capacity > 0 and out_holdings == null) return invalid_argument;
+    var page: [64]table.Holding = undefined;
+    const count = c.holdings(id, &page) catch |err| return statusFromError(err).int();
+    for (page[0..@min(count, page.len, capacity)], 0..) |holding, index| {
+        out_holdings.?[index] = .{
+            .sink = holding.sink,
+            .refs_local = holding.refs_local,
+            .refs_submitted = holding.refs_submitted,
+            .refs_lent = holding.refs_lent,
+            .refs_lineage = holding.refs_lineage,
+        };
+    }
+    return @intCast(@min(count, std.math.maxInt(i32)));
+}
+
 test {
-    _ = @import("callback.zig");
+    _ = @import("pool.zig");
     _ = @import("table.zig");
+    _ = @import("table_test.zig");
     _ = @import("queue.zig");
+    _ = @import("registry.zig");
     _ = @import("counter_test.zig");
 }

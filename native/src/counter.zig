@@ -1,27 +1,39 @@
-//! A reference counter: the table, the callback queue and the dispatcher thread, behind one
-//! mutex, with the lifecycle open → closing → closed → destroyed.
+//! A reference counter: the table, the callback queue and the dispatcher thread behind one
+//! mutex, shared by every sink attached to it (one per JS thread: the main thread and each
+//! Worker).
 //!
 //! Every public function is safe to call from any thread. Each takes the mutex for a
-//! bounded amount of work (a batch is bounded by its length) and none of them ever runs a
-//! user callback or waits for one: callbacks that leave the table are routed to the queue
-//! and the dispatcher is signalled. The exception is `destroy`, which joins the dispatcher.
+//! bounded amount of work (a batch is bounded by its length, a sink close by the table's
+//! size) and none of them ever runs a user callback or waits for one: callbacks that leave
+//! the table are routed to the queue and the dispatcher is signalled. The exception is
+//! `destroy`, which joins the dispatcher.
 //!
-//! Lifecycle. `close` deletes every live object (so every registered callback is
-//! delivered exactly once, shutdown included), refuses all later mutations, and lets the
-//! dispatcher finish the queue and exit, which moves the state to `closed`. Sink outboxes
-//! stay drainable until `destroy`, which joins the thread and frees the memory.
+//! Lifecycle. `open` creates the counter, registers it under a key (`registry.zig`) and
+//! starts the dispatcher; other threads `attach` by key, each getting a sink. `close`
+//! deletes every live object (so every registered callback is delivered exactly once,
+//! shutdown included), refuses all later mutations, and lets the dispatcher finish the
+//! queue and exit, which moves the state to `closed`. `destroy` joins the dispatcher and
+//! drops the opener's hold; each sink holds the counter too, until `sinkClose` (or its
+//! thread's exit, see `thread_exit.zig`). The last hold to go frees the memory.
 
 const std = @import("std");
 const assert = std.debug.assert;
+const pool_module = @import("pool.zig");
 const callback = @import("callback.zig");
 const table_module = @import("table.zig");
 const queue_module = @import("queue.zig");
 const dispatcher = @import("dispatcher.zig");
+const registry = @import("registry.zig");
+const thread_exit = @import("thread_exit.zig");
 
+const List = pool_module.List;
 const Table = table_module.Table;
 const Queue = queue_module.Queue;
 pub const Id = table_module.Id;
-pub const sink_none = queue_module.sink_none;
+pub const Sink = table_module.Sink;
+pub const sink_none = table_module.sink_none;
+pub const CallbackKind = table_module.CallbackKind;
+pub const CreateOptions = table_module.CreateOptions;
 
 pub const Error = table_module.Error || error{
     /// The counter is closing or closed.
@@ -37,7 +49,7 @@ pub const Error = table_module.Error || error{
 /// What a successful mutation asks of its caller.
 pub const Outcome = enum {
     ok,
-    /// Tokens arrived for `caller_sink` and no wake was sent for them: drain that sink.
+    /// Tokens arrived for `caller` and no wake was sent for them: drain that sink.
     drain,
 };
 
@@ -54,7 +66,13 @@ pub const Stats = struct {
     native_callbacks_run: u64,
     sink_tokens_pending: u64,
     wakes_sent: u64,
+    sinks_open: u64,
+    /// Tokens dropped because their sink had closed (its thread was gone).
+    tokens_discarded: u64,
 };
+
+/// One object in a snapshot.
+pub const Record = struct { id: Id, info: table_module.Info };
 
 pub const Counter = struct {
     allocator: std.mem.Allocator,
@@ -65,43 +83,68 @@ pub const Counter = struct {
     queue: Queue = .{},
     state: State = .open,
     thread: std.Thread = undefined,
-    /// Zero until the dispatcher starts; see `dispatcher.main`.
+    /// Zero unless the dispatcher is running; see `dispatcher.main`.
     dispatcher_thread_id: std.atomic.Value(std.Thread.Id) = .init(0),
+    /// The registry key other threads attach with.
+    key: f64 = 0,
+    /// Holds on the counter's memory: the opener's (until `destroy`) and one per open sink.
+    holds: u32 = 1,
+    destroyed: bool = false,
     native_callbacks_run: u64 = 0,
     wakes_sent: u64 = 0,
+    tokens_discarded: u64 = 0,
 
-    /// Allocates a counter and starts its dispatcher thread.
+    /// Allocates a counter, registers it, and starts its dispatcher thread.
     pub fn open(allocator: std.mem.Allocator) Error!*Counter {
         const counter = try allocator.create(Counter);
         errdefer allocator.destroy(counter);
         counter.* = .{ .allocator = allocator, .table = Table.init(allocator) };
+        counter.key = registry.add(counter) orelse return error.Limit;
+        errdefer registry.remove(counter.key);
         counter.thread = std.Thread.spawn(.{}, dispatcher.main, .{counter}) catch
             return error.SystemResources;
         return counter;
     }
 
-    /// Starts shutdown without blocking: deletes every live object, refuses further
-    /// mutations and lets the dispatcher drain the queue and exit.
-    pub fn close(counter: *Counter, caller_sink: u32) Error!Outcome {
-        counter.mutex.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(caller_sink);
-        return counter.closeLocked(caller_sink);
+    pub const Attached = struct { counter: *Counter, sink: u32 };
+
+    /// Attaches the calling thread to the open counter registered under `key`, opening a
+    /// sink for it. Closed when the key names no counter, or a counter no longer open.
+    pub fn attach(key: f64, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque) Error!Attached {
+        const opened = registry.with(key, openSinkRegistered, .{ wake, wake_context }) orelse return error.Closed;
+        const attached = try opened;
+        // The new sink holds the counter, so it outlives the registry lock.
+        try attached.counter.trackSink(attached.sink);
+        return attached;
     }
 
-    fn closeLocked(counter: *Counter, caller_sink: u32) Outcome {
+    fn openSinkRegistered(opaque_counter: *anyopaque, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque) Error!Attached {
+        const counter: *Counter = @ptrCast(@alignCast(opaque_counter));
+        return .{ .counter = counter, .sink = try counter.openSink(wake, wake_context) };
+    }
+
+    /// Starts shutdown without blocking: deletes every live object, refuses further
+    /// mutations and lets the dispatcher drain the queue and exit.
+    pub fn close(counter: *Counter, caller: Sink) Error!Outcome {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        try counter.checkOpen(caller);
+        return counter.closeLocked(caller);
+    }
+
+    fn closeLocked(counter: *Counter, caller: Sink) Outcome {
         assert(counter.state == .open);
-        var released: callback.List = .{};
+        var released: List = .{};
         counter.table.releaseAll(&released);
         counter.state = .closing;
-        const outcome = counter.route(&released, caller_sink);
+        const outcome = counter.route(&released, caller);
         // The dispatcher must see the state change even when nothing was queued.
         counter.condition.signal();
         return outcome;
     }
 
     /// Closes if still open, waits for the dispatcher to run every queued native callback
-    /// and exit, then frees everything. Tokens left undrained in a sink are discarded.
+    /// and exit, and drops the opener's hold (freeing the counter if no sink is open).
     ///
     /// Blocks. Must not be called from the dispatcher thread (a callback), nor from a
     /// thread that services a wake while the state is not yet `closed`: the dispatcher
@@ -111,13 +154,30 @@ pub const Counter = struct {
             return error.WrongThread;
         }
         counter.mutex.lock();
+        assert(!counter.destroyed);
         if (counter.state == .open) _ = counter.closeLocked(sink_none);
         counter.mutex.unlock();
 
         counter.thread.join();
-        assert(counter.state == .closed);
-        assert(counter.queue.native.len == 0);
-        counter.queue.discardAll(&counter.table.pool);
+        counter.mutex.lock();
+        assert(counter.state == .closed and counter.queue.native.len == 0);
+        counter.destroyed = true;
+        const last = counter.dropHold();
+        counter.mutex.unlock();
+        if (last) counter.deallocate();
+    }
+
+    fn dropHold(counter: *Counter) bool {
+        counter.holds -= 1;
+        return counter.holds == 0;
+    }
+
+    /// Frees everything. Only once no hold remains: nobody can reach the counter but
+    /// through the registry, which `remove` serialises against.
+    fn deallocate(counter: *Counter) void {
+        registry.remove(counter.key);
+        assert(counter.holds == 0 and counter.destroyed);
+        counter.queue.discardAll(&counter.table.callbacks);
         counter.table.deinit();
         const allocator = counter.allocator;
         allocator.destroy(counter);
@@ -129,22 +189,135 @@ pub const Counter = struct {
         return counter.state;
     }
 
-    /// Opens a sink: an outbox of tokens for one JS runtime instance, and the wake that
-    /// tells it to drain. `wake` may be null for an owner that polls.
+    /// Opens a sink for the calling thread: an outbox of tokens, and the wake that tells
+    /// the thread to drain it. `wake` may be null for an owner that polls. The sink is
+    /// closed for the thread if the thread exits first.
     pub fn sinkOpen(counter: *Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque) Error!u32 {
+        const sink = try counter.openSink(wake, wake_context);
+        try counter.trackSink(sink);
+        return sink;
+    }
+
+    fn openSink(counter: *Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque) Error!u32 {
         counter.mutex.lock();
         defer counter.mutex.unlock();
         try counter.checkOpen(sink_none);
-        return counter.queue.sinkOpen(wake, wake_context);
+        const sink = try counter.queue.sinkOpen(wake, wake_context);
+        counter.holds += 1;
+        return sink;
+    }
+
+    /// Registers the sink with the calling thread's exit hook. Runs with no lock held: the
+    /// hook may consult the registry and other counters.
+    fn trackSink(counter: *Counter, sink: u32) Error!void {
+        counter.mutex.lock();
+        const generation = counter.queue.sinks[sink].generation;
+        counter.mutex.unlock();
+        const hooks: thread_exit.Hooks = .{ .close = closeAbandoned, .is_open = isOpenRegistered };
+        if (thread_exit.track(counter.key, sink, generation, hooks)) return;
+        // No wake can be in flight yet: nothing has been routed to the new sink.
+        assert(counter.sinkClose(sink) catch unreachable == .closed);
+        return error.Limit;
+    }
+
+    /// Releases every reference the sink holds, on its behalf, and hands over every
+    /// callback registered on the objects it owns: what a closing JS thread does before it
+    /// drains its sink a last time and closes it.
+    pub fn sinkRelease(counter: *Counter, sink: u32) Error!Outcome {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        if (!counter.queue.isSink(sink)) return error.InvalidArgument;
+        var released: List = .{};
+        counter.table.sinkRelease(sink, &released);
+        return counter.route(&released, sink);
+    }
+
+    pub const SinkClosed = enum {
+        closed,
+        /// A wake to the sink is in flight: call again (after letting it run) to finish.
+        pending,
+    };
+
+    /// Closes the sink: releases what it still holds (as `sinkRelease`), drops its
+    /// undelivered tokens, and refuses it new ones. Once no wake to it is in flight, frees
+    /// the slot and drops the sink's hold on the counter, which may free the counter: the
+    /// caller must not use it afterwards unless it holds another hold. Until then it
+    /// returns `pending`, and must be called again: the wake callback may be freed only
+    /// after `closed`.
+    pub fn sinkClose(counter: *Counter, sink: u32) Error!SinkClosed {
+        counter.mutex.lock();
+        if (!counter.queue.isSinkSlot(sink)) {
+            counter.mutex.unlock();
+            return error.InvalidArgument;
+        }
+        counter.startSinkClose(sink);
+        if (counter.queue.sinks[sink].wakes_in_flight > 0) {
+            counter.mutex.unlock();
+            return .pending;
+        }
+        counter.queue.sinkFree(sink);
+        const last = counter.dropHold();
+        counter.mutex.unlock();
+        if (last) counter.deallocate();
+        return .closed;
+    }
+
+    fn startSinkClose(counter: *Counter, sink: u32) void {
+        if (counter.queue.sinks[sink].closing) return;
+        var released: List = .{};
+        counter.table.sinkRelease(sink, &released);
+        counter.tokens_discarded += counter.queue.sinkClose(&counter.table.callbacks, sink);
+        // Routed after the close began, so this sink's own tokens are dropped, not queued.
+        _ = counter.route(&released, table_module.sink_none);
+    }
+
+    /// The dispatcher's half of an abandoned sink's close, once its last wake returned.
+    pub fn finishSinkClose(counter: *Counter, sink: u32) void {
+        counter.queue.sinkFree(sink);
+        // The opener's hold outlives the dispatcher (`destroy` joins it first).
+        const last = counter.dropHold();
+        assert(!last);
+    }
+
+    /// `thread_exit` hook: the thread that opened the sink exited without closing it.
+    fn closeAbandoned(key: f64, sink: u32, generation: u32) void {
+        const counter = registry.with(key, closeAbandonedRegistered, .{ sink, generation }) orelse return;
+        if (counter) |last| last.deallocate();
+    }
+
+    fn closeAbandonedRegistered(opaque_counter: *anyopaque, sink: u32, generation: u32) ?*Counter {
+        const counter: *Counter = @ptrCast(@alignCast(opaque_counter));
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        if (!counter.queue.isSinkGeneration(sink, generation)) return null;
+        counter.startSinkClose(sink);
+        if (counter.queue.sinks[sink].wakes_in_flight > 0) {
+            // Its thread is gone and cannot retry: the dispatcher finishes the close.
+            counter.queue.sinks[sink].abandoned = true;
+            return null;
+        }
+        counter.queue.sinkFree(sink);
+        return if (counter.dropHold()) counter else null;
+    }
+
+    fn isOpenRegistered(key: f64, sink: u32, generation: u32) bool {
+        return registry.with(key, isOpenLocked, .{ sink, generation }) orelse false;
+    }
+
+    fn isOpenLocked(opaque_counter: *anyopaque, sink: u32, generation: u32) bool {
+        const counter: *Counter = @ptrCast(@alignCast(opaque_counter));
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        return counter.queue.isSinkGeneration(sink, generation);
     }
 
     /// Copies up to `tokens.len` tokens out of the sink, in order. Zero means empty, and
-    /// re-arms the wake. Allowed in every state until `destroy`.
+    /// re-arms the wake. Allowed in every state until the sink closes.
     pub fn sinkDrain(counter: *Counter, sink: u32, tokens: []u32) Error!usize {
         counter.mutex.lock();
         defer counter.mutex.unlock();
         if (!counter.queue.isSink(sink)) return error.InvalidArgument;
-        return counter.queue.drain(&counter.table.pool, sink, tokens);
+        return counter.queue.drain(&counter.table.callbacks, sink, tokens);
     }
 
     pub fn sinkPending(counter: *Counter, sink: u32) Error!u32 {
@@ -154,73 +327,127 @@ pub const Counter = struct {
         return counter.queue.sinks[sink].outbox.len;
     }
 
-    pub fn create(counter: *Counter, size_bytes: u64) Error!Id {
+    /// Creates an object owned by `caller` (native code when `sink_none`).
+    pub fn create(counter: *Counter, caller: Sink, options: CreateOptions) Error!Id {
         counter.mutex.lock();
         defer counter.mutex.unlock();
-        try counter.checkOpen(sink_none);
-        return counter.table.create(size_bytes);
+        try counter.checkOpen(caller);
+        var owned = options;
+        owned.owner = caller;
+        return counter.table.create(owned);
     }
 
-    pub fn retain(counter: *Counter, id: Id) Error!void {
+    pub fn retain(counter: *Counter, id: Id, caller: Sink) Error!void {
         counter.mutex.lock();
         defer counter.mutex.unlock();
-        try counter.checkOpen(sink_none);
-        return counter.table.retain(id);
+        try counter.checkOpen(caller);
+        return counter.table.retain(id, caller);
     }
 
-    pub fn release(counter: *Counter, id: Id, caller_sink: u32) Error!Outcome {
+    pub fn release(counter: *Counter, id: Id, caller: Sink) Error!Outcome {
         counter.mutex.lock();
         defer counter.mutex.unlock();
-        try counter.checkOpen(caller_sink);
-        var released: callback.List = .{};
-        try counter.table.release(id, &released);
-        return counter.route(&released, caller_sink);
+        try counter.checkOpen(caller);
+        var released: List = .{};
+        try counter.table.release(id, caller, &released);
+        return counter.route(&released, caller);
     }
 
-    pub fn releaseBatch(counter: *Counter, ids: []const Id, caller_sink: u32) Error!Outcome {
+    pub fn releaseBatch(counter: *Counter, ids: []const Id, caller: Sink) Error!Outcome {
         counter.mutex.lock();
         defer counter.mutex.unlock();
-        try counter.checkOpen(caller_sink);
-        var released: callback.List = .{};
-        try counter.table.releaseBatch(ids, &released);
-        return counter.route(&released, caller_sink);
+        try counter.checkOpen(caller);
+        var released: List = .{};
+        try counter.table.releaseBatch(ids, caller, &released);
+        return counter.route(&released, caller);
     }
 
-    pub fn submittedAdd(counter: *Counter, ids: []const Id) Error!void {
+    pub fn submittedAdd(counter: *Counter, ids: []const Id, caller: Sink) Error!void {
         counter.mutex.lock();
         defer counter.mutex.unlock();
-        try counter.checkOpen(sink_none);
-        return counter.table.submittedAdd(ids);
+        try counter.checkOpen(caller);
+        return counter.table.submittedAdd(ids, caller);
     }
 
-    pub fn submittedRemove(counter: *Counter, ids: []const Id, caller_sink: u32) Error!Outcome {
+    pub fn submittedRemove(counter: *Counter, ids: []const Id, caller: Sink) Error!Outcome {
         counter.mutex.lock();
         defer counter.mutex.unlock();
-        try counter.checkOpen(caller_sink);
-        var released: callback.List = .{};
-        try counter.table.submittedRemove(ids, &released);
-        return counter.route(&released, caller_sink);
+        try counter.checkOpen(caller);
+        var released: List = .{};
+        try counter.table.submittedRemove(ids, caller, &released);
+        return counter.route(&released, caller);
     }
 
-    pub fn free(counter: *Counter, id: Id, caller_sink: u32) Error!Outcome {
+    pub fn lineageAdd(counter: *Counter, ids: []const Id, caller: Sink) Error!void {
         counter.mutex.lock();
         defer counter.mutex.unlock();
-        try counter.checkOpen(caller_sink);
-        var released: callback.List = .{};
-        try counter.table.free(id, &released);
-        return counter.route(&released, caller_sink);
+        try counter.checkOpen(caller);
+        return counter.table.lineageAdd(ids, caller);
     }
 
-    /// Registers a callback; false when the object is deleted or freed (see `Table.register`).
-    pub fn register(counter: *Counter, id: Id, cb: callback.Callback) Error!bool {
+    pub fn lineageRemove(counter: *Counter, ids: []const Id, caller: Sink) Error!Outcome {
         counter.mutex.lock();
         defer counter.mutex.unlock();
-        try counter.checkOpen(sink_none);
+        try counter.checkOpen(caller);
+        var released: List = .{};
+        try counter.table.lineageRemove(ids, caller, &released);
+        return counter.route(&released, caller);
+    }
+
+    pub fn lend(counter: *Counter, id: Id, caller: Sink) Error!void {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        try counter.checkOpen(caller);
+        return counter.table.lend(id, caller);
+    }
+
+    pub fn borrow(counter: *Counter, id: Id, lender: Sink, caller: Sink) Error!void {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        try counter.checkOpen(caller);
+        if (lender != sink_none and lender >= queue_module.sink_count_max) return error.InvalidArgument;
+        return counter.table.borrow(id, lender, caller);
+    }
+
+    pub fn free(counter: *Counter, id: Id, caller: Sink) Error!Outcome {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        try counter.checkOpen(caller);
+        var released: List = .{};
+        try counter.table.free(id, caller, &released);
+        return counter.route(&released, caller);
+    }
+
+    /// Registers a callback; false when it could never run (see `Table.register`). A sink
+    /// callback must be registered by its own sink.
+    pub fn register(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        try counter.checkOpen(caller);
+        try checkCallbackCaller(cb, caller);
+        return counter.table.register(id, caller, kind, cb);
+    }
+
+    pub fn unregister(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        try counter.checkOpen(caller);
+        try checkCallbackCaller(cb, caller);
+        return counter.table.unregister(id, caller, kind, cb);
+    }
+
+    fn checkCallbackCaller(cb: callback.Callback, caller: Sink) Error!void {
         switch (cb) {
             .native => {},
-            .sink => |target| if (!counter.queue.isSink(target.sink)) return error.InvalidArgument,
+            .sink => |target| if (target.sink != caller) return error.InvalidArgument,
         }
-        return counter.table.register(id, cb);
+    }
+
+    pub fn sinkTokens(counter: *Counter, id: Id, sink: u32, kind: CallbackKind, tokens: []u32) Error!usize {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        try counter.checkOpen(sink);
+        return counter.table.sinkTokens(id, sink, kind, tokens);
     }
 
     pub fn info(counter: *Counter, id: Id) Error!table_module.Info {
@@ -230,11 +457,40 @@ pub const Counter = struct {
         return counter.table.info(id);
     }
 
+    pub fn holdings(counter: *Counter, id: Id, out: []table_module.Holding) Error!usize {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        try counter.checkOpen(sink_none);
+        return counter.table.holdings(id, out);
+    }
+
+    /// Copies records of live objects from slot `start.*` on, advancing it past the last
+    /// slot examined; returns how many records were written. One page is consistent; a
+    /// snapshot taken in several pages is not atomic.
+    pub fn snapshot(counter: *Counter, start: *u32, out: []Record) Error!usize {
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        try counter.checkOpen(sink_none);
+        var count: usize = 0;
+        var slot = start.*;
+        while (slot < counter.table.slotCount() and count < out.len) : (slot += 1) {
+            const id = counter.table.idAt(slot) orelse continue;
+            out[count] = .{ .id = id, .info = counter.table.infoAt(slot) };
+            count += 1;
+        }
+        start.* = slot;
+        return count;
+    }
+
     pub fn stats(counter: *Counter) Stats {
         counter.mutex.lock();
         defer counter.mutex.unlock();
         var sink_tokens_pending: u64 = 0;
-        for (&counter.queue.sinks) |*sink| sink_tokens_pending += sink.outbox.len;
+        var sinks_open: u64 = 0;
+        for (&counter.queue.sinks) |*sink| {
+            sink_tokens_pending += sink.outbox.len;
+            sinks_open += @intFromBool(sink.open);
+        }
         return .{
             .objects_live = counter.table.objects_live,
             .bytes_live = counter.table.bytes_live,
@@ -245,16 +501,19 @@ pub const Counter = struct {
             .native_callbacks_run = counter.native_callbacks_run,
             .sink_tokens_pending = sink_tokens_pending,
             .wakes_sent = counter.wakes_sent,
+            .sinks_open = sinks_open,
+            .tokens_discarded = counter.tokens_discarded,
         };
     }
 
-    fn checkOpen(counter: *Counter, caller_sink: u32) Error!void {
+    fn checkOpen(counter: *Counter, caller: Sink) Error!void {
         if (counter.state != .open) return error.Closed;
-        if (caller_sink != sink_none and !counter.queue.isSink(caller_sink)) return error.InvalidArgument;
+        if (caller != sink_none and !counter.queue.isSink(caller)) return error.InvalidArgument;
     }
 
-    fn route(counter: *Counter, released: *callback.List, caller_sink: u32) Outcome {
-        const routed = counter.queue.route(&counter.table.pool, released, caller_sink);
+    fn route(counter: *Counter, released: *List, caller: Sink) Outcome {
+        const routed = counter.queue.route(&counter.table.callbacks, released, caller);
+        counter.tokens_discarded += routed.discarded;
         if (routed.signal_dispatcher) counter.condition.signal();
         return if (routed.drain_caller) .drain else .ok;
     }

@@ -79,10 +79,10 @@ test "native callbacks run on the dispatcher thread, in registration order" {
 
     var recorder: Recorder = .{};
     var tags: [3]Recorder.Tag = undefined;
-    const id = try counter.create(64);
+    const id = try counter.create(sink_none, .{ .size_bytes = 64 });
     for (&tags, 0..) |*tag, index| {
         tag.* = .{ .recorder = &recorder, .tag = @intCast(index) };
-        try testing.expect(try counter.register(id, .{ .native = .{ .function = Recorder.callback, .context = tag } }));
+        try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = Recorder.callback, .context = tag } }));
     }
 
     var releasing_thread_id: std.Thread.Id = 0;
@@ -115,9 +115,9 @@ test "exactly once when an explicit free races the last release" {
     var latch: Latch = .{};
     const rounds = 500;
     for (0..rounds) |_| {
-        const id = try counter.create(1);
-        try counter.retain(id);
-        try testing.expect(try counter.register(id, .{ .native = .{ .function = countCallback, .context = &latch } }));
+        const id = try counter.create(sink_none, .{ .size_bytes = 1 });
+        try counter.retain(id, sink_none);
+        try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &latch } }));
         const freer = try std.Thread.spawn(.{}, freeObject, .{ counter, id });
         const releaser = try std.Thread.spawn(.{}, releaseTwice, .{ counter, id });
         freer.join();
@@ -140,9 +140,9 @@ const Chain = struct {
         const chain: *Chain = @ptrCast(@alignCast(context.?));
         chain.latch.add();
         if (chain.latch.get() >= chain.depth_max) return;
-        const id = chain.counter.create(8) catch unreachable;
+        const id = chain.counter.create(sink_none, .{ .size_bytes = 8 }) catch unreachable;
         _ = chain.counter.info(id) catch unreachable;
-        _ = chain.counter.register(id, .{ .native = .{ .function = callback, .context = chain } }) catch unreachable;
+        _ = chain.counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = callback, .context = chain } }) catch unreachable;
         _ = chain.counter.release(id, sink_none) catch unreachable;
     }
 };
@@ -152,8 +152,8 @@ test "a native callback that calls back into the counter does not deadlock" {
     defer counter.destroy() catch unreachable;
 
     var chain: Chain = .{ .counter = counter, .depth_max = 100 };
-    const id = try counter.create(8);
-    try testing.expect(try counter.register(id, .{ .native = .{ .function = Chain.callback, .context = &chain } }));
+    const id = try counter.create(sink_none, .{ .size_bytes = 8 });
+    try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = Chain.callback, .context = &chain } }));
     _ = try counter.release(id, sink_none);
     try chain.latch.waitFor(100);
     // The first object plus one created by each of the first 99 callbacks.
@@ -167,8 +167,8 @@ const Worker = struct {
         while (created < objects) {
             const batch = @min(ids.len, objects - created);
             for (ids[0..batch]) |*id| {
-                id.* = counter.create(16) catch unreachable;
-                _ = counter.register(id.*, .{ .native = .{ .function = countCallback, .context = latch } }) catch unreachable;
+                id.* = counter.create(sink_none, .{ .size_bytes = 16 }) catch unreachable;
+                _ = counter.register(id.*, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = latch } }) catch unreachable;
             }
             // Alternate single releases with batch releases to cover both paths.
             if (created % 128 == 0) {
@@ -192,9 +192,9 @@ test "threads releasing concurrently: every callback fires exactly once" {
     // sends it out of scope, whichever thread that is.
     var shared: [32]Id = undefined;
     for (&shared) |*id| {
-        id.* = try counter.create(4);
-        for (1..thread_count) |_| try counter.retain(id.*);
-        try testing.expect(try counter.register(id.*, .{ .native = .{ .function = countCallback, .context = &latch } }));
+        id.* = try counter.create(sink_none, .{ .size_bytes = 4 });
+        for (1..thread_count) |_| try counter.retain(id.*, sink_none);
+        try testing.expect(try counter.register(id.*, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &latch } }));
     }
 
     var threads: [thread_count]std.Thread = undefined;
@@ -231,8 +231,8 @@ test "destroy from a callback is refused instead of deadlocking" {
     defer counter.destroy() catch unreachable;
 
     var destroyer: Destroyer = .{ .counter = counter };
-    const id = try counter.create(0);
-    try testing.expect(try counter.register(id, .{ .native = .{ .function = Destroyer.callback, .context = &destroyer } }));
+    const id = try counter.create(sink_none, .{ .size_bytes = 0 });
+    try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = Destroyer.callback, .context = &destroyer } }));
     _ = try counter.release(id, sink_none);
     try destroyer.latch.waitFor(1);
     try testing.expectEqual(@as(?counter_module.Error, error.WrongThread), destroyer.result);
@@ -243,15 +243,20 @@ test "close delivers the callbacks of every live object and refuses later calls"
     var latch: Latch = .{};
     var ids: [100]Id = undefined;
     for (&ids) |*id| {
-        id.* = try counter.create(1);
-        try testing.expect(try counter.register(id.*, .{ .native = .{ .function = countCallback, .context = &latch } }));
+        id.* = try counter.create(sink_none, .{ .size_bytes = 1 });
+        try testing.expect(try counter.register(id.*, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &latch } }));
     }
     try testing.expectEqual(counter_module.Outcome.ok, try counter.close(sink_none));
-    try testing.expectError(error.Closed, counter.create(1));
+    try testing.expectError(error.Closed, counter.create(sink_none, .{ .size_bytes = 1 }));
     try testing.expectError(error.Closed, counter.release(ids[0], sink_none));
     try testing.expectError(error.Closed, counter.close(sink_none));
     try counter.destroy();
     try testing.expectEqual(@as(u32, ids.len), latch.get());
+}
+
+/// Closes a sink, letting a wake still in flight finish first.
+fn closeSink(counter: *Counter, sink: u32) void {
+    while (counter.sinkClose(sink) catch unreachable == .pending) std.Thread.yield() catch {};
 }
 
 const WakeCount = struct {
@@ -269,10 +274,11 @@ test "a sink gets one coalesced wake per batch, and its tokens in order" {
 
     var wakes: WakeCount = .{};
     const sink = try counter.sinkOpen(WakeCount.wake, &wakes);
+    defer closeSink(counter, sink);
     var ids: [1000]Id = undefined;
     for (&ids, 0..) |*id, index| {
-        id.* = try counter.create(0);
-        try testing.expect(try counter.register(id.*, .{ .sink = .{ .sink = sink, .token = @intCast(index) } }));
+        id.* = try counter.create(sink, .{});
+        try testing.expect(try counter.register(id.*, sink, .out_of_scope, .{ .sink = .{ .sink = sink, .token = @intCast(index) } }));
     }
     try testing.expectEqual(counter_module.Outcome.ok, try counter.releaseBatch(&ids, sink_none));
     try wakes.latch.waitFor(1);
@@ -292,12 +298,62 @@ test "a sink gets one coalesced wake per batch, and its tokens in order" {
 
     // Disarmed by the empty drain: the next token asks for a wake again. A release by the
     // sink's own thread asks it to drain instead.
-    const id = try counter.create(0);
-    try testing.expect(try counter.register(id, .{ .sink = .{ .sink = sink, .token = 7 } }));
+    const id = try counter.create(sink, .{});
+    try testing.expect(try counter.register(id, sink, .out_of_scope, .{ .sink = .{ .sink = sink, .token = 7 } }));
     try testing.expectEqual(counter_module.Outcome.drain, try counter.release(id, sink));
     try testing.expectEqual(@as(usize, 1), try counter.sinkDrain(sink, &tokens));
     try testing.expectEqual(@as(usize, 0), try counter.sinkDrain(sink, &tokens));
     try testing.expectEqual(@as(u32, 1), wakes.latch.get());
     try testing.expectError(error.InvalidArgument, counter.sinkDrain(sink + 1, &tokens));
     try testing.expectError(error.InvalidArgument, counter.release(id, sink + 1));
+}
+
+/// A thread that attaches by key, borrows a lent reference, and exits without closing its
+/// sink, as a terminated Worker would.
+fn borrowAndExit(key: f64, id: Id, lender: counter_module.Sink, sink_out: *u32) void {
+    const attached = Counter.attach(key, null, null) catch unreachable;
+    attached.counter.borrow(id, lender, attached.sink) catch unreachable;
+    attached.counter.retain(id, attached.sink) catch unreachable;
+    sink_out.* = attached.sink;
+}
+
+test "a thread that exits with its sink open has it closed, and its references released" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+
+    var latch: Latch = .{};
+    const id = try counter.create(sink_none, .{});
+    try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &latch } }));
+    try counter.lend(id, sink_none);
+
+    var sink: u32 = undefined;
+    const thread = try std.Thread.spawn(.{}, borrowAndExit, .{ counter.key, id, sink_none, &sink });
+    thread.join();
+    // Its thread-exit hook ran: the sink is closed, its two references are gone.
+    try latch.waitFor(1);
+    try testing.expectEqual(@as(u64, 0), counter.stats().sinks_open);
+    try testing.expectError(error.StaleId, counter.info(id));
+}
+
+test "attach: by key only; a sink's close releases what it held; the last hold frees the counter" {
+    const counter = try Counter.open(testing.allocator);
+    try testing.expectError(error.Closed, Counter.attach(counter.key + 1, null, null));
+    const attached = try Counter.attach(counter.key, null, null);
+    try testing.expectEqual(counter, attached.counter);
+
+    const owned = try counter.create(attached.sink, .{});
+    const borrowed = try counter.create(sink_none, .{});
+    try counter.lend(borrowed, sink_none);
+    try counter.borrow(borrowed, sink_none, attached.sink);
+    try testing.expectError(error.NotOwned, counter.free(borrowed, attached.sink));
+    try testing.expectEqual(@as(u64, 2), counter.stats().objects_live);
+
+    // The opener destroys first; the sink still holds the counter, closed but readable.
+    _ = try counter.close(sink_none);
+    while (counter.stateGet() != .closed) std.Thread.yield() catch {};
+    try testing.expectError(error.Closed, Counter.attach(counter.key, null, null));
+    _ = owned;
+    try counter.destroy();
+    // The sink's close is the last hold: it frees the counter (the allocator checks).
+    try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(attached.sink));
 }

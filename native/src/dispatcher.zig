@@ -36,7 +36,7 @@ pub fn main(counter: *Counter) void {
         while (counter.queue.isIdle() and counter.state == .open) {
             counter.condition.wait(&counter.mutex);
         }
-        const jobs_count = counter.queue.popNative(&counter.table.pool, &jobs);
+        const jobs_count = counter.queue.popNative(&counter.table.callbacks, &jobs);
         const wakes_count = counter.queue.takeWakes(&wakes);
         if (jobs_count == 0 and wakes_count == 0) {
             // Closing and the queue is empty: nothing can be queued any more, because every
@@ -52,6 +52,9 @@ pub fn main(counter: *Counter) void {
         counter.mutex.lock();
         counter.native_callbacks_run += jobs_count;
         counter.wakes_sent += wakes_count;
+        for (wakes[0..wakes_count]) |wake| {
+            if (counter.queue.wakeDone(wake.sink)) counter.finishSinkClose(wake.sink);
+        }
     }
     counter.state = .closed;
     // A thread created after this one exits may reuse its id; it must not be mistaken

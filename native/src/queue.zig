@@ -25,7 +25,18 @@ pub const sink_none: u32 = std.math.maxInt(u32);
 pub const WakeFunction = *const fn (context: ?*anyopaque) callconv(.c) void;
 
 pub const Sink = struct {
+    /// The slot is in use: open, or closing.
     open: bool = false,
+    /// Closed to new tokens and wakes, but not yet free: a wake may still be in flight.
+    closing: bool = false,
+    /// Closing because its thread exited: the dispatcher finishes the close.
+    abandoned: bool = false,
+    /// Wakes taken by the dispatcher and not yet returned. The owner may free its wake
+    /// callback only once this is zero and the sink is closing.
+    wakes_in_flight: u32 = 0,
+    /// Bumped at each open, so that a closed sink's index reused by a new sink is told
+    /// apart (by the thread-exit hook).
+    generation: u32 = 0,
     wake: ?WakeFunction = null,
     wake_context: ?*anyopaque = null,
     outbox: callback.List = .{},
@@ -47,6 +58,7 @@ pub const Job = struct {
 pub const Wake = struct {
     function: WakeFunction,
     context: ?*anyopaque,
+    sink: u32,
 };
 
 pub const Routed = struct {
@@ -54,6 +66,8 @@ pub const Routed = struct {
     drain_caller: bool = false,
     /// The dispatcher has new work (native callbacks or wakes).
     signal_dispatcher: bool = false,
+    /// Tokens dropped because their sink is closed.
+    discarded: u32 = 0,
 };
 
 pub const Queue = struct {
@@ -66,14 +80,25 @@ pub const Queue = struct {
         for (&queue.sinks, 0..) |*sink, index| {
             if (sink.open) continue;
             assert(sink.outbox.len == 0 and !sink.armed and !sink.wake_requested);
-            sink.* = .{ .open = true, .wake = wake, .wake_context = wake_context };
+            const generation = sink.generation +% 1; // A temporary: `sink.*` is being written.
+            sink.* = .{ .open = true, .generation = generation, .wake = wake, .wake_context = wake_context };
             return @intCast(index);
         }
         return error.Limit;
     }
 
+    /// An open sink, not closing.
     pub fn isSink(queue: *const Queue, sink: u32) bool {
+        return sink < sink_count_max and queue.sinks[sink].open and !queue.sinks[sink].closing;
+    }
+
+    /// A slot in use: open, or closing with a wake in flight.
+    pub fn isSinkSlot(queue: *const Queue, sink: u32) bool {
         return sink < sink_count_max and queue.sinks[sink].open;
+    }
+
+    pub fn isSinkGeneration(queue: *const Queue, sink: u32, generation: u32) bool {
+        return queue.isSinkSlot(sink) and queue.sinks[sink].generation == generation;
     }
 
     /// True when the dispatcher has nothing to do.
@@ -88,13 +113,18 @@ pub const Queue = struct {
         while (true) {
             const index = released.pop(pool);
             if (index == callback.nil) break;
-            switch (pool.get(index).callback) {
+            switch (pool.at(index).callback) {
                 .native => {
                     queue.native.push(pool, index);
                     routed.signal_dispatcher = true;
                 },
                 .sink => |target| {
-                    assert(queue.isSink(target.sink));
+                    if (!queue.isSink(target.sink)) {
+                        // The sink closed (its JS thread is gone): nobody can run this.
+                        pool.destroy(index);
+                        routed.discarded += 1;
+                        continue;
+                    }
                     const sink = &queue.sinks[target.sink];
                     sink.outbox.push(pool, index);
                     if (sink.armed) continue;
@@ -120,11 +150,11 @@ pub const Queue = struct {
         while (count < jobs.len) : (count += 1) {
             const index = queue.native.pop(pool);
             if (index == callback.nil) break;
-            const node = pool.get(index);
+            const node = pool.at(index);
             jobs[count] = .{
                 .function = node.callback.native.function,
                 .context = node.callback.native.context,
-                .id = @bitCast(node.object_id),
+                .id = node.object_id,
             };
             pool.destroy(index);
         }
@@ -135,11 +165,12 @@ pub const Queue = struct {
     pub fn takeWakes(queue: *Queue, wakes: *[sink_count_max]Wake) usize {
         var count: usize = 0;
         if (queue.wakes_requested == 0) return 0;
-        for (&queue.sinks) |*sink| {
+        for (&queue.sinks, 0..) |*sink, index| {
             if (!sink.wake_requested) continue;
-            assert(sink.armed and sink.open);
+            assert(sink.armed and sink.open and !sink.closing);
             sink.wake_requested = false;
-            wakes[count] = .{ .function = sink.wake.?, .context = sink.wake_context };
+            sink.wakes_in_flight += 1;
+            wakes[count] = .{ .function = sink.wake.?, .context = sink.wake_context, .sink = @intCast(index) };
             count += 1;
         }
         assert(count == queue.wakes_requested);
@@ -157,7 +188,7 @@ pub const Queue = struct {
         while (count < tokens.len) : (count += 1) {
             const index = sink.outbox.pop(pool);
             if (index == callback.nil) break;
-            tokens[count] = pool.get(index).callback.sink.token;
+            tokens[count] = pool.at(index).callback.sink.token;
             pool.destroy(index);
         }
         if (count == 0 and tokens.len > 0) {
@@ -173,6 +204,40 @@ pub const Queue = struct {
         return count;
     }
 
+    /// A wake call returned. True when that completes an abandoned sink's close, which
+    /// the caller must then finish (`sinkFree`).
+    pub fn wakeDone(queue: *Queue, sink_index: u32) bool {
+        const sink = &queue.sinks[sink_index];
+        assert(sink.open and sink.wakes_in_flight > 0);
+        sink.wakes_in_flight -= 1;
+        return sink.wakes_in_flight == 0 and sink.closing and sink.abandoned;
+    }
+
+    /// Starts closing a sink: drops its undelivered tokens, cancels a wake it is owed, and
+    /// refuses it new tokens and wakes. Returns how many tokens were dropped. The slot is
+    /// freed by `sinkFree` once no wake is in flight.
+    pub fn sinkClose(queue: *Queue, pool: *callback.Pool, sink_index: u32) u32 {
+        assert(queue.isSinkSlot(sink_index));
+        const sink = &queue.sinks[sink_index];
+        if (sink.closing) return 0;
+        const dropped = sink.outbox.len;
+        sink.outbox.clear(pool);
+        if (sink.wake_requested) {
+            sink.wake_requested = false;
+            queue.wakes_requested -= 1;
+        }
+        sink.armed = false;
+        sink.closing = true;
+        return dropped;
+    }
+
+    pub fn sinkFree(queue: *Queue, sink_index: u32) void {
+        const sink = &queue.sinks[sink_index];
+        assert(sink.open and sink.closing and sink.wakes_in_flight == 0 and sink.outbox.len == 0);
+        const generation = sink.generation;
+        sink.* = .{ .generation = generation };
+    }
+
     /// Returns every queued node to the pool, for teardown after the dispatcher has exited
     /// and sinks were abandoned with tokens in them.
     pub fn discardAll(queue: *Queue, pool: *callback.Pool) void {
@@ -183,7 +248,8 @@ pub const Queue = struct {
                 if (index == callback.nil) break;
                 pool.destroy(index);
             }
-            sink.* = .{};
+            const generation = sink.generation;
+            sink.* = .{ .generation = generation };
         }
         queue.wakes_requested = 0;
     }
@@ -196,7 +262,7 @@ fn noopCallback(_: f64, _: ?*anyopaque) callconv(.c) void {}
 
 fn releasedList(pool: *callback.Pool, callbacks: []const callback.Callback) !callback.List {
     var list: callback.List = .{};
-    for (callbacks) |cb| list.push(pool, try pool.create(testing.allocator, cb, 0));
+    for (callbacks) |cb| list.push(pool, try pool.create(testing.allocator, .{ .callback = cb, .object_id = 0 }));
     return list;
 }
 

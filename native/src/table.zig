@@ -1,36 +1,68 @@
-//! The reference table: one entry per object, reference counts, and each object's
-//! out-of-scope callbacks in registration order.
+//! The reference table: one entry per object, its reference counts, and its callbacks.
 //!
-//! Semantics follow Ray's `ReferenceCounter`: an object is in scope while any of its counts
-//! is non-zero. When the last one drops, the entry is deleted and its callbacks leave the
-//! table, in registration order, exactly once. An explicit `free` of an owned object hands
-//! its callbacks over at once and keeps the entry until its references drop; registering on
-//! a freed or deleted object is refused (returns false), never an error.
+//! Semantics follow Ray's `ReferenceCounter` (`reference_counter.cc`), with the table shared
+//! by every participant (sink) of a counter instead of one table per worker:
 //!
-//! Operations that make callbacks leave the table append them to a caller-supplied
-//! `callback.List`; the caller routes that list to the queue. The table never runs a
-//! callback and knows nothing of threads: the counter's mutex guards it.
+//! - An object is *owned* by the sink that created it. The owner's local and submitted-task
+//!   counts live in the entry; any other sink that holds references is a *borrower* with a
+//!   holder record of its own (so its references can be released on its behalf if it dies).
+//!   `sink_none` (native code) always acts for the owner.
+//! - In scope while any count is non-zero: the owner's local and submitted references,
+//!   borrowers' references, references lent to another sink and not yet borrowed, owned
+//!   containers that contain it, and, for objects that cannot be reconstructed, lineage
+//!   references (Ray: `OutOfScope`).
+//! - When it goes out of scope, the objects it contains are processed first (their
+//!   callbacks leave before its own), then its out-of-scope-or-freed callbacks leave, once.
+//!   It is deleted once its lineage count is also zero (Ray: `ShouldDelete`): the objects
+//!   its lineage pins are released first (recursively), then its reference-deleted
+//!   callbacks leave and the entry is erased. Out of scope but lineage-pinned, it refuses
+//!   new out-of-scope registrations and new references.
+//! - An explicit free of an owned object hands its out-of-scope callbacks over at once and
+//!   keeps the entry until its references drop.
 //!
-//! Ids are integer-valued doubles (`Id`), because that is what both JavaScript runtimes pass
-//! on their fast FFI path. An id packs a slot index and the slot's generation, so a stale id
-//! (its object deleted, the slot maybe reused) or a forged one is told apart from a live one
-//! and can never reach another object: a slot whose generation is exhausted is retired.
+//! Containment and lineage always point from a newer object to older ones, so they form a
+//! DAG; processing recurses along it, and `depth_max` bounds the recursion.
+//!
+//! Callbacks that leave are appended to a caller-supplied list, which the counter routes to
+//! the queue; the table never runs one, knows nothing of threads, and never allocates on a
+//! path that releases references. The counter's mutex guards it.
+//!
+//! Ids are integer-valued doubles (`Id`), the fast path of both JS runtimes' FFI. An id
+//! packs a slot and the slot's generation, so a stale id (its object deleted, the slot
+//! perhaps reused) or a forged one is told apart from a live one and can never reach
+//! another object; a slot whose generation is exhausted is retired.
 
 const std = @import("std");
 const assert = std.debug.assert;
+const pool_module = @import("pool.zig");
 const callback = @import("callback.zig");
+
+const List = pool_module.List;
+const Index = pool_module.Index;
+const nil = pool_module.nil;
 
 /// An object id: an integer-valued double in [2^24, 2^53). See `IdParts` for the layout.
 pub const Id = f64;
 
+/// A participant: a sink index, `sink_none` (native code, acting for the owner), or
+/// `sink_gone` (the owner of an object whose owning sink has closed).
+pub const Sink = u32;
+pub const sink_none: Sink = std.math.maxInt(u32);
+pub const sink_gone: Sink = std.math.maxInt(u32) - 1;
+
+/// Nesting and lineage chains longer than this are refused: processing recurses along them.
+pub const depth_max = 1000;
+
 pub const Error = error{
     /// Not an id this table ever issued: not an integer, out of range, or ahead of its slot.
     InvalidId,
-    /// An id this table issued whose object has since been deleted.
+    /// The object has been deleted, or (for new references) is out of scope.
     StaleId,
-    /// A release of a count that is already zero.
+    /// Releasing a count that the caller does not hold.
     NoReference,
-    /// A count, the number of slots, or the live byte total would overflow.
+    /// Only the object's owner may do this (free, register, unregister).
+    NotOwned,
+    /// A count, the number of slots, the byte total or the nesting depth would overflow.
     Limit,
     OutOfMemory,
 };
@@ -69,40 +101,106 @@ pub const IdParts = struct {
     }
 };
 
-/// A copy of one entry's state, for `Table.info`.
+/// Which callbacks: Ray's out-of-scope-or-freed callbacks, or its reference-deleted ones.
+pub const CallbackKind = enum(u32) { out_of_scope = 0, deleted = 1 };
+
+pub const CreateOptions = struct {
+    size_bytes: u64 = 0,
+    owner: Sink = sink_none,
+    /// Lineage references only delay its deletion instead of keeping it in scope.
+    reconstructable: bool = false,
+    /// Objects it contains (repeats count once): each stays in scope while it is.
+    contains: []const Id = &.{},
+    /// Objects its lineage depends on (repeats count once): each gets a lineage reference
+    /// until this object is deleted.
+    lineage: []const Id = &.{},
+};
+
+/// A copy of one entry's state.
 pub const Info = struct {
+    owner: Sink,
     refs_local: u32,
     refs_submitted: u32,
+    /// Borrowers' local and submitted references.
+    refs_borrowed: u32,
+    refs_lent: u32,
+    refs_lineage: u32,
+    contained_in_owned: u32,
+    borrowers: u32,
     callbacks_pending: u32,
-    owned: bool,
+    deleted_callbacks_pending: u32,
     freed: bool,
+    out_of_scope: bool,
+    reconstructable: bool,
     size_bytes: u64,
+};
+
+/// One sink's references on an object.
+pub const Holding = struct {
+    sink: Sink,
+    refs_local: u32 = 0,
+    refs_submitted: u32 = 0,
+    refs_lent: u32 = 0,
+    refs_lineage: u32 = 0,
+};
+
+const Holder = struct {
+    holding: Holding,
+    next: Index = nil,
+
+    fn isEmpty(holder: *const Holder) bool {
+        const h = holder.holding;
+        return h.refs_local == 0 and h.refs_submitted == 0 and h.refs_lent == 0 and h.refs_lineage == 0;
+    }
+};
+
+/// A link to another object (contained, or a lineage dependency), which it keeps live.
+const Link = struct { slot: u32, next: Index = nil };
+
+/// What only some objects need, kept out of the entry so plain objects stay small.
+const Ext = struct {
+    holders: List = .{},
+    contains: List = .{},
+    lineage: List = .{},
+    deleted_callbacks: List = .{},
+    /// Sums over the holders, so that a scope check is O(1).
+    refs_borrowed: u32 = 0,
+    refs_lent: u32 = 0,
+    refs_lineage: u32 = 0,
+    contained_in_owned: u32 = 0,
+    depth: u32 = 0,
+    next: Index = nil,
 };
 
 const Entry = struct {
     /// The generation of the slot's current or most recent object.
     generation: u32,
     state: enum(u8) { live, free, retired },
-    /// Created by this counter (as opposed to borrowed); only owned objects can be freed.
-    owned: bool,
-    /// Explicitly freed: its callbacks have already left the table.
-    freed: bool,
-    refs_local: u32,
-    refs_submitted: u32,
-    size_bytes: u64,
-    callbacks: callback.List,
-    /// Next slot on the free stack, while `state == .free`.
-    free_next: u32,
+    freed: bool = false,
+    out_of_scope: bool = false,
+    reconstructable: bool = false,
+    /// Scratch mark for de-duplicating a create's id lists; always false between calls.
+    marked: bool = false,
+    owner: Sink = sink_none,
+    refs_local: u32 = 0,
+    refs_submitted: u32 = 0,
+    callbacks: List = .{},
+    /// An `Ext` index, or `nil`. While the slot is free: the next free slot.
+    ext: Index = nil,
+    size_bytes: u64 = 0,
 };
 
-const slot_nil: u32 = std.math.maxInt(u32);
+const Count = enum { local, submitted, lent, lineage };
 
 pub const Table = struct {
     allocator: std.mem.Allocator,
     entries: std.ArrayList(Entry) = .empty,
     /// A stack of free slots; reusing the most recently freed slot keeps the table dense.
-    free_head: u32 = slot_nil,
-    pool: callback.Pool = .{},
+    free_head: u32 = nil,
+    callbacks: callback.Pool = .{},
+    exts: pool_module.Pool(Ext) = .{},
+    holders: pool_module.Pool(Holder) = .{},
+    links: pool_module.Pool(Link) = .{},
 
     objects_live: u32 = 0,
     bytes_live: u64 = 0,
@@ -115,163 +213,688 @@ pub const Table = struct {
         return .{ .allocator = allocator };
     }
 
-    /// Frees the table's memory. Every object must be gone (see `releaseAll`) and every
-    /// callback node must be back in the pool: the queue owns those still in flight.
+    /// Frees the table's memory. Every object must be gone (see `releaseAll`), and every
+    /// callback node back in its pool: the queue owns those still in flight.
     pub fn deinit(table: *Table) void {
         assert(table.objects_live == 0);
-        assert(table.pool.countInUse() == 0);
+        assert(table.callbacks.countInUse() == 0);
+        assert(table.exts.countInUse() == 0);
+        assert(table.holders.countInUse() == 0);
+        assert(table.links.countInUse() == 0);
         table.entries.deinit(table.allocator);
-        table.pool.deinit(table.allocator);
+        table.callbacks.deinit(table.allocator);
+        table.exts.deinit(table.allocator);
+        table.holders.deinit(table.allocator);
+        table.links.deinit(table.allocator);
         table.* = undefined;
     }
 
-    /// Creates an owned object holding one local reference.
-    pub fn create(table: *Table, size_bytes: u64) Error!Id {
-        const bytes_live = std.math.add(u64, table.bytes_live, size_bytes) catch return error.Limit;
-        var slot = table.free_head;
-        if (slot == slot_nil) {
+    /// Creates an object owned by `options.owner`, holding one local reference.
+    pub fn create(table: *Table, options: CreateOptions) Error!Id {
+        const bytes_live = std.math.add(u64, table.bytes_live, options.size_bytes) catch return error.Limit;
+        // Validate every referenced object and measure what to allocate, changing nothing
+        // (but the scratch marks, which are always cleared) until nothing can fail.
+        var plan: Plan = .{};
+        defer table.unmark(options);
+        try table.planLinks(options.contains, .contains, &plan);
+        try table.planLinks(options.lineage, .lineage, &plan);
+        const needs_ext = plan.links > 0;
+        try table.exts.reserve(table.allocator, plan.exts + @intFromBool(needs_ext));
+        try table.links.reserve(table.allocator, plan.links);
+        if (table.free_head == nil) {
             if (table.entries.items.len >= IdParts.slot_count_max) return error.Limit;
-            slot = @intCast(table.entries.items.len);
-            const entry = try table.entries.addOne(table.allocator);
-            entry.* = .{
-                .generation = 0,
-                .state = .free,
-                .owned = false,
-                .freed = false,
-                .refs_local = 0,
-                .refs_submitted = 0,
-                .size_bytes = 0,
-                .callbacks = .{},
-                .free_next = slot_nil,
-            };
-        } else {
-            table.free_head = table.entries.items[slot].free_next;
+            try table.entries.ensureUnusedCapacity(table.allocator, 1);
         }
+
+        const slot = table.takeSlot();
         const entry = &table.entries.items[slot];
-        assert(entry.state == .free);
-        assert(entry.generation < IdParts.generation_max);
+        const generation = entry.generation + 1; // A temporary: `entry.*` is being written.
         entry.* = .{
-            .generation = entry.generation + 1,
+            .generation = generation,
             .state = .live,
-            .owned = true,
-            .freed = false,
+            .reconstructable = options.reconstructable,
+            .owner = options.owner,
             .refs_local = 1,
-            .refs_submitted = 0,
-            .size_bytes = size_bytes,
-            .callbacks = .{},
-            .free_next = slot_nil,
+            .size_bytes = options.size_bytes,
         };
+        if (needs_ext) {
+            entry.ext = table.exts.create(table.allocator, .{ .depth = plan.depth + 1 }) catch unreachable;
+            table.linkAll(slot, options.contains, .contains);
+            table.linkAll(slot, options.lineage, .lineage);
+        }
         table.objects_live += 1;
         table.objects_created += 1;
         table.bytes_live = bytes_live;
         return IdParts.encode(.{ .slot = slot, .generation = entry.generation });
     }
 
-    pub fn retain(table: *Table, id: Id) Error!void {
-        const entry = try table.lookup(id);
-        entry.refs_local = std.math.add(u32, entry.refs_local, 1) catch return error.Limit;
+    pub fn retain(table: *Table, id: Id, caller: Sink) Error!void {
+        try table.increment(try table.lookupInScope(id), caller, .local);
     }
 
-    /// Drops one local reference; if that was the object's last reference, the object is
-    /// deleted and its callbacks are appended to `released`.
-    pub fn release(table: *Table, id: Id, released: *callback.List) Error!void {
+    /// Drops one of the caller's local references; may send the object out of scope.
+    pub fn release(table: *Table, id: Id, caller: Sink, released: *List) Error!void {
+        const slot = try table.lookupInScope(id);
+        try table.decrement(slot, caller, .local);
+        table.settle(slot, released);
+    }
+
+    /// Drops one of the caller's local references per id (ids may repeat). All or nothing.
+    pub fn releaseBatch(table: *Table, ids: []const Id, caller: Sink, released: *List) Error!void {
+        try table.decrementAll(ids, caller, .local);
+        table.settleAll(ids, released);
+    }
+
+    /// Adds one submitted-task reference per id for the caller (a task took them as
+    /// arguments). All or nothing.
+    pub fn submittedAdd(table: *Table, ids: []const Id, caller: Sink) Error!void {
+        try table.incrementAll(ids, caller, .submitted);
+    }
+
+    /// Removes one of the caller's submitted-task references per id. All or nothing.
+    pub fn submittedRemove(table: *Table, ids: []const Id, caller: Sink, released: *List) Error!void {
+        try table.decrementAll(ids, caller, .submitted);
+        table.settleAll(ids, released);
+    }
+
+    /// Adds one lineage reference per id for the caller. All or nothing.
+    pub fn lineageAdd(table: *Table, ids: []const Id, caller: Sink) Error!void {
+        try table.incrementAll(ids, caller, .lineage);
+    }
+
+    /// Removes one of the caller's lineage references per id. All or nothing.
+    pub fn lineageRemove(table: *Table, ids: []const Id, caller: Sink, released: *List) Error!void {
+        try table.decrementAllLive(ids, caller, .lineage);
+        table.settleAll(ids, released);
+    }
+
+    /// Turns one of the caller's local references into a reference lent to another sink,
+    /// which `borrow` will claim. The object stays in scope meanwhile.
+    pub fn lend(table: *Table, id: Id, caller: Sink) Error!void {
+        const slot = try table.lookupInScope(id);
+        try table.increment(slot, caller, .lent);
+        table.decrement(slot, caller, .local) catch |err| {
+            table.decrement(slot, caller, .lent) catch unreachable;
+            return err;
+        };
+    }
+
+    /// Claims a reference that `lender` lent: it becomes one of the caller's local
+    /// references (making the caller a borrower unless it owns the object).
+    pub fn borrow(table: *Table, id: Id, lender: Sink, caller: Sink) Error!void {
+        const slot = try table.lookupInScope(id);
+        try table.increment(slot, caller, .local);
+        table.decrement(slot, lender, .lent) catch |err| {
+            table.decrement(slot, caller, .local) catch unreachable;
+            return err;
+        };
+    }
+
+    /// Explicitly frees an owned object: its out-of-scope callbacks leave now (once in
+    /// total, so freeing twice is a no-op) and later registrations are refused. The entry
+    /// stays until its references drop, so ids keep working for retain, release and info.
+    pub fn free(table: *Table, id: Id, caller: Sink, released: *List) Error!void {
         const slot = try table.lookupSlot(id);
         const entry = &table.entries.items[slot];
-        if (entry.refs_local == 0) return error.NoReference;
-        entry.refs_local -= 1;
-        table.deleteIfUnreferenced(slot, released);
-    }
-
-    /// Drops one local reference per id (an id may repeat). All or nothing: on error the
-    /// table is unchanged and nothing is released.
-    pub fn releaseBatch(table: *Table, ids: []const Id, released: *callback.List) Error!void {
-        try table.decrementAll(ids, .local);
-        table.deleteAllUnreferenced(ids, released);
-    }
-
-    /// Adds one submitted-task reference per id (an id may repeat): a task took them as
-    /// arguments. All or nothing.
-    pub fn submittedAdd(table: *Table, ids: []const Id) Error!void {
-        for (ids, 0..) |id, index| {
-            const entry = table.lookup(id) catch |err| {
-                table.undoIncrement(ids[0..index], .submitted);
-                return err;
-            };
-            entry.refs_submitted = std.math.add(u32, entry.refs_submitted, 1) catch {
-                table.undoIncrement(ids[0..index], .submitted);
-                return error.Limit;
-            };
-        }
-    }
-
-    /// Removes one submitted-task reference per id: the task finished. All or nothing.
-    pub fn submittedRemove(table: *Table, ids: []const Id, released: *callback.List) Error!void {
-        try table.decrementAll(ids, .submitted);
-        table.deleteAllUnreferenced(ids, released);
-    }
-
-    /// Explicitly frees an owned object: its callbacks leave the table now (once in total,
-    /// so freeing twice is a no-op) and later registrations are refused. The entry stays
-    /// until its references drop, so ids keep working for retain, release and info.
-    pub fn free(table: *Table, id: Id, released: *callback.List) Error!void {
-        const entry = try table.lookup(id);
-        assert(entry.owned); // Every object is owned until borrowing lands.
-        if (entry.freed) {
-            assert(entry.callbacks.len == 0);
-            return;
-        }
+        if (!isOwner(entry, caller)) return error.NotOwned;
+        if (entry.freed or entry.out_of_scope) return;
         entry.freed = true;
-        table.callbacks_released += entry.callbacks.len;
-        released.concat(&table.pool, &entry.callbacks);
+        table.handOver(&entry.callbacks, released);
     }
 
-    /// Appends `cb` to the object's callbacks. Returns false, registering nothing, when the
-    /// object is deleted or freed (as Ray does); an invalid id is an error.
-    pub fn register(table: *Table, id: Id, cb: callback.Callback) Error!bool {
-        const entry = table.lookup(id) catch |err| switch (err) {
+    /// Appends a callback. Returns false, registering nothing, when it could never run: the
+    /// object is deleted, or (out-of-scope callbacks) freed or already out of scope, as Ray
+    /// does. Only the owner may register.
+    pub fn register(table: *Table, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
+        const slot = table.lookupSlot(id) catch |err| switch (err) {
             error.StaleId => return false,
             else => return err,
         };
-        if (entry.freed) return false;
-        if (entry.callbacks.len == std.math.maxInt(u32)) return error.Limit;
-        const index = try table.pool.create(table.allocator, cb, @bitCast(id));
-        // `lookup` returned a pointer into `entries`, which `create` did not touch.
-        entry.callbacks.push(&table.pool, index);
+        const entry = &table.entries.items[slot];
+        if (!isOwner(entry, caller)) return error.NotOwned;
+        if (kind == .out_of_scope and (entry.freed or entry.out_of_scope)) return false;
+        const index = try table.callbacks.create(table.allocator, .{ .callback = cb, .object_id = id });
+        const list = switch (kind) {
+            .out_of_scope => &table.entries.items[slot].callbacks,
+            .deleted => &(table.ensureExt(slot) catch {
+                table.callbacks.destroy(index);
+                return error.OutOfMemory;
+            }).deleted_callbacks,
+        };
+        list.push(&table.callbacks, index);
         table.callbacks_registered += 1;
         return true;
     }
 
-    pub fn info(table: *Table, id: Id) Error!Info {
-        const entry = try table.lookup(id);
-        return .{
-            .refs_local = entry.refs_local,
-            .refs_submitted = entry.refs_submitted,
-            .callbacks_pending = entry.callbacks.len,
-            .owned = entry.owned,
-            .freed = entry.freed,
-            .size_bytes = entry.size_bytes,
+    /// Removes the first registered callback equal to `cb`. Returns whether one was
+    /// removed: false when it already left the table (it will run, or ran) or never was.
+    pub fn unregister(table: *Table, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
+        const slot = table.lookupSlot(id) catch |err| switch (err) {
+            error.StaleId => return false,
+            else => return err,
         };
+        const entry = &table.entries.items[slot];
+        if (!isOwner(entry, caller)) return error.NotOwned;
+        const list = table.callbackList(slot, kind) orelse return false;
+        const index = list.removeFirst(&table.callbacks, cb, matchesCallback);
+        if (index == nil) return false;
+        table.callbacks.destroy(index);
+        return true;
     }
 
-    /// Deletes every live object as if its last reference had dropped: the counter is
-    /// closing and nothing it tracks outlives it. Callbacks leave in slot order, each
-    /// object's in registration order.
-    pub fn releaseAll(table: *Table, released: *callback.List) void {
+    /// Copies the tokens of `sink`'s callbacks of `kind` on the object, in order, into
+    /// `tokens`; returns how many there are (which may exceed `tokens.len`).
+    pub fn sinkTokens(table: *Table, id: Id, sink: Sink, kind: CallbackKind, tokens: []u32) Error!usize {
+        const slot = table.lookupSlot(id) catch |err| switch (err) {
+            error.StaleId => return 0,
+            else => return err,
+        };
+        const list = table.callbackList(slot, kind) orelse return 0;
+        var count: usize = 0;
+        var index = list.head;
+        while (index != nil) : (index = table.callbacks.at(index).next) {
+            switch (table.callbacks.at(index).callback) {
+                .sink => |target| if (target.sink == sink) {
+                    if (count < tokens.len) tokens[count] = target.token;
+                    count += 1;
+                },
+                .native => {},
+            }
+        }
+        return count;
+    }
+
+    /// The object's state, as seen by `caller`. Out of scope but lineage-pinned objects
+    /// still have an entry.
+    pub fn info(table: *Table, id: Id) Error!Info {
+        return table.infoAt(try table.lookupSlot(id));
+    }
+
+    pub fn infoAt(table: *Table, slot: u32) Info {
+        const entry = &table.entries.items[slot];
+        assert(entry.state == .live);
+        var result: Info = .{
+            .owner = entry.owner,
+            .refs_local = entry.refs_local,
+            .refs_submitted = entry.refs_submitted,
+            .refs_borrowed = 0,
+            .refs_lent = 0,
+            .refs_lineage = 0,
+            .contained_in_owned = 0,
+            .borrowers = 0,
+            .callbacks_pending = entry.callbacks.len,
+            .deleted_callbacks_pending = 0,
+            .freed = entry.freed,
+            .out_of_scope = entry.out_of_scope,
+            .reconstructable = entry.reconstructable,
+            .size_bytes = entry.size_bytes,
+        };
+        if (entry.ext != nil) {
+            const x = table.exts.at(entry.ext);
+            result.refs_borrowed = x.refs_borrowed;
+            result.refs_lent = x.refs_lent;
+            result.refs_lineage = x.refs_lineage;
+            result.contained_in_owned = x.contained_in_owned;
+            result.deleted_callbacks_pending = x.deleted_callbacks.len;
+            var index = x.holders.head;
+            while (index != nil) : (index = table.holders.at(index).next) {
+                const h = table.holders.at(index).holding;
+                if (h.sink != entry.owner and (h.refs_local != 0 or h.refs_submitted != 0)) result.borrowers += 1;
+            }
+        }
+        return result;
+    }
+
+    /// Copies the holdings of every sink with a holder record on the object (borrowers,
+    /// lenders, lineage pins); returns how many there are (which may exceed `out.len`).
+    pub fn holdings(table: *Table, id: Id, out: []Holding) Error!usize {
+        const slot = try table.lookupSlot(id);
+        const entry = &table.entries.items[slot];
+        if (entry.ext == nil) return 0;
+        var count: usize = 0;
+        var index = table.exts.at(entry.ext).holders.head;
+        while (index != nil) : (index = table.holders.at(index).next) {
+            if (count < out.len) out[count] = table.holders.at(index).holding;
+            count += 1;
+        }
+        return count;
+    }
+
+    /// The id of the live object in `slot`, or null. For iterating the table.
+    pub fn idAt(table: *const Table, slot: u32) ?Id {
+        if (slot >= table.entries.items.len) return null;
+        const entry = &table.entries.items[slot];
+        if (entry.state != .live) return null;
+        return IdParts.encode(.{ .slot = slot, .generation = entry.generation });
+    }
+
+    pub fn slotCount(table: *const Table) u32 {
+        return @intCast(table.entries.items.len);
+    }
+
+    /// Releases every reference `sink` holds, on its behalf: its borrows, lent references
+    /// and lineage pins, and, for the objects it owns, the owner's references. The objects
+    /// it owns lose their owner, and every callback registered on them leaves now (they
+    /// were the closing sink's). Objects others still reference stay live.
+    pub fn sinkRelease(table: *Table, sink: Sink, released: *List) void {
+        assert(sink != sink_none and sink != sink_gone);
+        for (0..table.entries.items.len) |slot_usize| {
+            const slot: u32 = @intCast(slot_usize);
+            const entry = &table.entries.items[slot];
+            if (entry.state != .live) continue;
+            if (entry.ext != nil) table.dropHolder(slot, sink);
+            if (entry.owner == sink) {
+                entry.owner = sink_gone;
+                entry.refs_local = 0;
+                entry.refs_submitted = 0;
+                table.handOver(&entry.callbacks, released);
+                if (entry.ext != nil) table.handOver(&table.exts.at(entry.ext).deleted_callbacks, released);
+            }
+        }
+        for (0..table.entries.items.len) |slot| {
+            if (table.entries.items[slot].state == .live) table.settle(@intCast(slot), released);
+        }
+    }
+
+    /// Deletes every object, as if every reference had dropped: the counter is closing and
+    /// nothing it tracks outlives it. Contained objects still go before their containers,
+    /// and lineage dependencies before their dependents' erasure.
+    pub fn releaseAll(table: *Table, released: *List) void {
         for (table.entries.items, 0..) |*entry, slot| {
             if (entry.state != .live) continue;
             entry.refs_local = 0;
             entry.refs_submitted = 0;
-            table.delete(@intCast(slot), released);
+            if (entry.ext == nil) continue;
+            while (true) {
+                const index = table.exts.at(entry.ext).holders.head;
+                if (index == nil) break;
+                table.dropHolder(@intCast(slot), table.holders.at(index).holding.sink);
+            }
+        }
+        for (0..table.entries.items.len) |slot| {
+            if (table.entries.items[slot].state == .live) table.settle(@intCast(slot), released);
         }
         assert(table.objects_live == 0);
         assert(table.bytes_live == 0);
     }
 
-    fn lookup(table: *Table, id: Id) Error!*Entry {
-        return &table.entries.items[try table.lookupSlot(id)];
+    // --- Scope and deletion --------------------------------------------------------------
+
+    fn inScope(table: *Table, entry: *const Entry) bool {
+        if (entry.refs_local != 0 or entry.refs_submitted != 0) return true;
+        if (entry.ext == nil) return false;
+        const x = table.exts.at(entry.ext);
+        if (x.refs_borrowed != 0 or x.refs_lent != 0 or x.contained_in_owned != 0) return true;
+        // Lineage keeps in scope only what could not be rebuilt from it (Ray: OutOfScope).
+        return !entry.reconstructable and x.refs_lineage != 0;
     }
 
-    /// The slot of a live object, or why `id` names none.
+    fn lineageCount(table: *Table, entry: *const Entry) u32 {
+        return if (entry.ext == nil) 0 else table.exts.at(entry.ext).refs_lineage;
+    }
+
+    /// Ray's `DeleteReferenceInternal`: if the object just went out of scope, process what
+    /// it contains (recursively), then hand over its out-of-scope callbacks; if it may now
+    /// be deleted, release its lineage dependencies (recursively), then erase it.
+    fn settle(table: *Table, slot: u32, released: *List) void {
+        const entry = &table.entries.items[slot];
+        assert(entry.state == .live);
+        if (!entry.out_of_scope) {
+            if (table.inScope(entry)) return;
+            entry.out_of_scope = true;
+            if (entry.ext != nil) {
+                while (true) {
+                    const link = table.exts.at(entry.ext).contains.pop(&table.links);
+                    if (link == nil) break;
+                    const inner = table.links.at(link).slot;
+                    table.links.destroy(link);
+                    table.ext(inner).contained_in_owned -= 1;
+                    table.settle(inner, released);
+                }
+            }
+            // `settle` never reallocates `entries`, so `entry` is still valid.
+            table.handOver(&entry.callbacks, released);
+        }
+        if (table.lineageCount(entry) != 0) return;
+        if (entry.ext != nil) {
+            while (true) {
+                const link = table.exts.at(entry.ext).lineage.pop(&table.links);
+                if (link == nil) break;
+                const dependency = table.links.at(link).slot;
+                table.links.destroy(link);
+                table.ext(dependency).refs_lineage -= 1;
+                table.settle(dependency, released);
+            }
+        }
+        table.erase(slot, released);
+    }
+
+    fn settleAll(table: *Table, ids: []const Id, released: *List) void {
+        for (ids) |id| {
+            // Every id was valid in the first pass; a stale one now is a repeat whose
+            // object an earlier occurrence already deleted.
+            const slot = table.lookupSlot(id) catch |err| {
+                assert(err == error.StaleId);
+                continue;
+            };
+            table.settle(slot, released);
+        }
+    }
+
+    fn erase(table: *Table, slot: u32, released: *List) void {
+        const entry = &table.entries.items[slot];
+        assert(entry.state == .live and entry.out_of_scope);
+        assert(entry.callbacks.len == 0);
+        if (entry.ext != nil) {
+            const x = table.exts.at(entry.ext);
+            assert(x.holders.len == 0 and x.contains.len == 0 and x.lineage.len == 0);
+            assert(x.refs_borrowed == 0 and x.refs_lent == 0 and x.refs_lineage == 0);
+            assert(x.contained_in_owned == 0);
+            table.handOver(&x.deleted_callbacks, released);
+            table.exts.destroy(entry.ext);
+        }
+        table.objects_live -= 1;
+        table.bytes_live -= entry.size_bytes;
+        const generation = entry.generation;
+        entry.* = .{ .generation = generation, .state = .free };
+        if (generation == IdParts.generation_max) {
+            // Reusing the slot would let a new object's id equal an old one's.
+            entry.state = .retired;
+        } else {
+            entry.ext = table.free_head;
+            table.free_head = slot;
+        }
+    }
+
+    fn handOver(table: *Table, list: *List, released: *List) void {
+        table.callbacks_released += list.len;
+        released.concat(&table.callbacks, list);
+    }
+
+    // --- Counts ----------------------------------------------------------------------------
+
+    fn isOwner(entry: *const Entry, caller: Sink) bool {
+        return caller == sink_none or caller == entry.owner;
+    }
+
+    /// The caller's count of `kind`, or null when it holds none (and has no record).
+    fn countOf(table: *Table, slot: u32, caller: Sink, kind: Count) ?*u32 {
+        const entry = &table.entries.items[slot];
+        const owner = isOwner(entry, caller);
+        if (owner and kind == .local) return &entry.refs_local;
+        if (owner and kind == .submitted) return &entry.refs_submitted;
+        const holder = table.findHolder(slot, if (owner) entry.owner else caller) orelse return null;
+        const h = &table.holders.at(holder).holding;
+        return switch (kind) {
+            .local => &h.refs_local,
+            .submitted => &h.refs_submitted,
+            .lent => &h.refs_lent,
+            .lineage => &h.refs_lineage,
+        };
+    }
+
+    /// The per-object sum that a holder count of `kind` feeds, for a holder of `sink`.
+    fn totalOf(table: *Table, slot: u32, sink: Sink, kind: Count) *u32 {
+        const x = table.ext(slot);
+        return switch (kind) {
+            .local, .submitted => blk: {
+                assert(sink != table.entries.items[slot].owner);
+                break :blk &x.refs_borrowed;
+            },
+            .lent => &x.refs_lent,
+            .lineage => &x.refs_lineage,
+        };
+    }
+
+    fn increment(table: *Table, slot: u32, caller: Sink, kind: Count) Error!void {
+        const entry = &table.entries.items[slot];
+        const owner = isOwner(entry, caller);
+        if (owner and (kind == .local or kind == .submitted)) {
+            const count = table.countOf(slot, caller, kind).?;
+            count.* = std.math.add(u32, count.*, 1) catch return error.Limit;
+            return;
+        }
+        const sink = if (owner) entry.owner else caller;
+        const holder = try table.holderFor(slot, sink);
+        const h = &table.holders.at(holder).holding;
+        const count = switch (kind) {
+            .local => &h.refs_local,
+            .submitted => &h.refs_submitted,
+            .lent => &h.refs_lent,
+            .lineage => &h.refs_lineage,
+        };
+        const total = table.totalOf(slot, sink, kind);
+        if (count.* == std.math.maxInt(u32) or total.* == std.math.maxInt(u32)) {
+            table.dropHolderIfEmpty(slot, holder);
+            return error.Limit;
+        }
+        count.* += 1;
+        total.* += 1;
+    }
+
+    fn decrement(table: *Table, slot: u32, caller: Sink, kind: Count) Error!void {
+        const count = table.countOf(slot, caller, kind) orelse return error.NoReference;
+        if (count.* == 0) return error.NoReference;
+        count.* -= 1;
+        const entry = &table.entries.items[slot];
+        const owner = isOwner(entry, caller);
+        if (owner and (kind == .local or kind == .submitted)) return;
+        const sink = if (owner) entry.owner else caller;
+        table.totalOf(slot, sink, kind).* -= 1;
+        table.dropHolderIfEmpty(slot, table.findHolder(slot, sink).?);
+    }
+
+    /// Increments one count per id, undoing them all on the first failure.
+    fn incrementAll(table: *Table, ids: []const Id, caller: Sink, kind: Count) Error!void {
+        for (ids, 0..) |id, index| {
+            const slot = table.lookupInScope(id) catch |err| {
+                table.undo(ids[0..index], caller, kind, .decrement);
+                return err;
+            };
+            table.increment(slot, caller, kind) catch |err| {
+                table.undo(ids[0..index], caller, kind, .decrement);
+                return err;
+            };
+        }
+    }
+
+    /// Decrements one count per id without settling anything, so that a failure part way
+    /// can be undone exactly; settling is a second pass.
+    fn decrementAll(table: *Table, ids: []const Id, caller: Sink, kind: Count) Error!void {
+        for (ids, 0..) |id, index| {
+            const slot = table.lookupInScope(id) catch |err| {
+                table.undo(ids[0..index], caller, kind, .increment);
+                return err;
+            };
+            table.decrement(slot, caller, kind) catch |err| {
+                table.undo(ids[0..index], caller, kind, .increment);
+                return err;
+            };
+        }
+    }
+
+    /// Like `decrementAll`, for lineage references, which out-of-scope objects still have.
+    fn decrementAllLive(table: *Table, ids: []const Id, caller: Sink, kind: Count) Error!void {
+        for (ids, 0..) |id, index| {
+            const slot = table.lookupSlot(id) catch |err| {
+                table.undoLive(ids[0..index], caller, kind);
+                return err;
+            };
+            table.decrement(slot, caller, kind) catch |err| {
+                table.undoLive(ids[0..index], caller, kind);
+                return err;
+            };
+        }
+    }
+
+    fn undo(table: *Table, ids: []const Id, caller: Sink, kind: Count, direction: enum { increment, decrement }) void {
+        for (ids) |id| {
+            const slot = table.lookupInScope(id) catch unreachable;
+            switch (direction) {
+                // Restoring a count just taken: its holder record may have gone, but the
+                // pools keep the freed node, so this cannot fail.
+                .increment => table.increment(slot, caller, kind) catch unreachable,
+                .decrement => table.decrement(slot, caller, kind) catch unreachable,
+            }
+        }
+    }
+
+    fn undoLive(table: *Table, ids: []const Id, caller: Sink, kind: Count) void {
+        for (ids) |id| table.increment(table.lookupSlot(id) catch unreachable, caller, kind) catch unreachable;
+    }
+
+    // --- Holders, exts, links --------------------------------------------------------------
+
+    fn ext(table: *Table, slot: u32) *Ext {
+        const entry = &table.entries.items[slot];
+        assert(entry.ext != nil);
+        return table.exts.at(entry.ext);
+    }
+
+    fn ensureExt(table: *Table, slot: u32) error{OutOfMemory}!*Ext {
+        const entry = &table.entries.items[slot];
+        if (entry.ext == nil) entry.ext = try table.exts.create(table.allocator, .{});
+        return table.exts.at(table.entries.items[slot].ext);
+    }
+
+    fn callbackList(table: *Table, slot: u32, kind: CallbackKind) ?*List {
+        const entry = &table.entries.items[slot];
+        return switch (kind) {
+            .out_of_scope => &entry.callbacks,
+            .deleted => if (entry.ext == nil) null else &table.exts.at(entry.ext).deleted_callbacks,
+        };
+    }
+
+    fn findHolder(table: *Table, slot: u32, sink: Sink) ?Index {
+        const entry = &table.entries.items[slot];
+        if (entry.ext == nil) return null;
+        var index = table.exts.at(entry.ext).holders.head;
+        while (index != nil) : (index = table.holders.at(index).next) {
+            if (table.holders.at(index).holding.sink == sink) return index;
+        }
+        return null;
+    }
+
+    fn holderFor(table: *Table, slot: u32, sink: Sink) error{OutOfMemory}!Index {
+        if (table.findHolder(slot, sink)) |index| return index;
+        try table.holders.reserve(table.allocator, 1);
+        const x = try table.ensureExt(slot);
+        const index = table.holders.create(table.allocator, .{ .holding = .{ .sink = sink } }) catch unreachable;
+        x.holders.push(&table.holders, index);
+        return index;
+    }
+
+    fn dropHolderIfEmpty(table: *Table, slot: u32, holder: Index) void {
+        if (!table.holders.at(holder).isEmpty()) return;
+        table.ext(slot).holders.removeIndex(&table.holders, holder);
+        table.holders.destroy(holder);
+    }
+
+    /// Removes `sink`'s holder record and everything it counted.
+    fn dropHolder(table: *Table, slot: u32, sink: Sink) void {
+        const x = table.ext(slot);
+        const index = x.holders.removeFirst(&table.holders, sink, holderOf);
+        if (index == nil) return;
+        const h = table.holders.at(index).holding;
+        if (sink != table.entries.items[slot].owner) x.refs_borrowed -= h.refs_local + h.refs_submitted;
+        x.refs_lent -= h.refs_lent;
+        x.refs_lineage -= h.refs_lineage;
+        table.holders.destroy(index);
+    }
+
+    fn holderOf(sink: Sink, node: *const Holder) bool {
+        return node.holding.sink == sink;
+    }
+
+    fn matchesCallback(cb: callback.Callback, node: *const callback.Node) bool {
+        return cb.eql(node.callback);
+    }
+
+    const Plan = struct {
+        /// Referenced objects that have no `Ext` yet.
+        exts: usize = 0,
+        links: usize = 0,
+        depth: u32 = 0,
+    };
+
+    const Relation = enum { contains, lineage };
+
+    /// Validates the ids a create refers to (each in scope) and measures the allocation
+    /// it needs, counting a repeat within the list once. Changes nothing but the scratch
+    /// marks, which it clears (and `unmark` clears after an error part way).
+    fn planLinks(table: *Table, ids: []const Id, relation: Relation, plan: *Plan) Error!void {
+        for (ids) |id| {
+            const slot = try table.lookupInScope(id);
+            const entry = &table.entries.items[slot];
+            if (entry.marked) continue;
+            entry.marked = true;
+            plan.links += 1;
+            // An object in both lists is counted twice here: reserving one ext too many
+            // is harmless.
+            if (entry.ext == nil) {
+                plan.exts += 1;
+                continue;
+            }
+            const x = table.exts.at(entry.ext);
+            const count = switch (relation) {
+                .contains => x.contained_in_owned,
+                .lineage => x.refs_lineage,
+            };
+            if (count == std.math.maxInt(u32)) return error.Limit;
+            plan.depth = @max(plan.depth, x.depth);
+        }
+        for (ids) |id| table.entries.items[table.lookupInScope(id) catch unreachable].marked = false;
+        if (plan.links > 0 and plan.depth + 1 > depth_max) return error.Limit;
+    }
+
+    fn unmark(table: *Table, options: CreateOptions) void {
+        for (options.contains) |id| {
+            const slot = table.lookupSlot(id) catch continue;
+            table.entries.items[slot].marked = false;
+        }
+        for (options.lineage) |id| {
+            const slot = table.lookupSlot(id) catch continue;
+            table.entries.items[slot].marked = false;
+        }
+    }
+
+    /// Links the new object in `slot` to each referenced object (repeats once). Cannot fail:
+    /// `create` reserved every node.
+    fn linkAll(table: *Table, slot: u32, ids: []const Id, relation: Relation) void {
+        for (ids) |id| {
+            const target = table.lookupInScope(id) catch unreachable;
+            const entry = &table.entries.items[target];
+            if (entry.marked) continue;
+            entry.marked = true;
+            const x = table.ensureExt(target) catch unreachable;
+            switch (relation) {
+                .contains => x.contained_in_owned += 1,
+                .lineage => x.refs_lineage += 1,
+            }
+            const link = table.links.create(table.allocator, .{ .slot = target }) catch unreachable;
+            const own = table.ext(slot);
+            switch (relation) {
+                .contains => own.contains.push(&table.links, link),
+                .lineage => own.lineage.push(&table.links, link),
+            }
+        }
+        for (ids) |id| table.entries.items[table.lookupInScope(id) catch unreachable].marked = false;
+    }
+
+    // --- Lookup ------------------------------------------------------------------------------
+
+    fn takeSlot(table: *Table) u32 {
+        if (table.free_head != nil) {
+            const slot = table.free_head;
+            table.free_head = table.entries.items[slot].ext;
+            return slot;
+        }
+        const slot: u32 = @intCast(table.entries.items.len);
+        table.entries.appendAssumeCapacity(.{ .generation = 0, .state = .free });
+        return slot;
+    }
+
+    /// The slot of a live object (in scope, or out of scope but lineage-pinned).
     fn lookupSlot(table: *Table, id: Id) Error!u32 {
         const parts = IdParts.decode(id) orelse return error.InvalidId;
         if (parts.slot >= table.entries.items.len) return error.InvalidId;
@@ -281,246 +904,11 @@ pub const Table = struct {
         return parts.slot;
     }
 
-    const Count = enum { local, submitted };
-
-    fn countOf(entry: *Entry, count: Count) *u32 {
-        return switch (count) {
-            .local => &entry.refs_local,
-            .submitted => &entry.refs_submitted,
-        };
-    }
-
-    /// Decrements one count per id without deleting anything, so that a failure part way
-    /// can be undone exactly; deletion is a second pass.
-    fn decrementAll(table: *Table, ids: []const Id, count: Count) Error!void {
-        for (ids, 0..) |id, index| {
-            const entry = table.lookup(id) catch |err| {
-                table.undoDecrement(ids[0..index], count);
-                return err;
-            };
-            const value = countOf(entry, count);
-            if (value.* == 0) {
-                table.undoDecrement(ids[0..index], count);
-                return error.NoReference;
-            }
-            value.* -= 1;
-        }
-    }
-
-    fn undoDecrement(table: *Table, ids: []const Id, count: Count) void {
-        for (ids) |id| countOf(table.lookup(id) catch unreachable, count).* += 1;
-    }
-
-    fn undoIncrement(table: *Table, ids: []const Id, count: Count) void {
-        for (ids) |id| countOf(table.lookup(id) catch unreachable, count).* -= 1;
-    }
-
-    /// Deletes the object in `slot` if every count is zero.
-    fn deleteIfUnreferenced(table: *Table, slot: u32, released: *callback.List) void {
-        const entry = &table.entries.items[slot];
-        if (entry.refs_local != 0 or entry.refs_submitted != 0) return;
-        table.delete(slot, released);
-    }
-
-    /// The second pass of a batch: ids were all valid in the first, so one that is stale
-    /// now is a duplicate whose object an earlier occurrence already deleted.
-    fn deleteAllUnreferenced(table: *Table, ids: []const Id, released: *callback.List) void {
-        for (ids) |id| {
-            const slot = table.lookupSlot(id) catch |err| {
-                assert(err == error.StaleId);
-                continue;
-            };
-            table.deleteIfUnreferenced(slot, released);
-        }
-    }
-
-    fn delete(table: *Table, slot: u32, released: *callback.List) void {
-        const entry = &table.entries.items[slot];
-        assert(entry.state == .live);
-        assert(entry.refs_local == 0 and entry.refs_submitted == 0);
-        assert(!entry.freed or entry.callbacks.len == 0);
-        table.callbacks_released += entry.callbacks.len;
-        released.concat(&table.pool, &entry.callbacks);
-        table.objects_live -= 1;
-        table.bytes_live -= entry.size_bytes;
-        entry.size_bytes = 0;
-        if (entry.generation == IdParts.generation_max) {
-            // Reusing the slot would let a new object's id equal an old one's.
-            entry.state = .retired;
-        } else {
-            entry.state = .free;
-            entry.free_next = table.free_head;
-            table.free_head = slot;
-        }
+    /// The slot of an object in scope: reference operations treat an object that has gone
+    /// out of scope (kept only by lineage) like a deleted one.
+    fn lookupInScope(table: *Table, id: Id) Error!u32 {
+        const slot = try table.lookupSlot(id);
+        if (table.entries.items[slot].out_of_scope) return error.StaleId;
+        return slot;
     }
 };
-
-const testing = std.testing;
-
-fn sinkCallback(token: u32) callback.Callback {
-    return .{ .sink = .{ .sink = 0, .token = token } };
-}
-
-/// Pops every node of `list` back into the pool, returning the tokens in order.
-fn drainTokens(table: *Table, list: *callback.List, out: []u32) []u32 {
-    var count: usize = 0;
-    while (true) {
-        const index = list.pop(&table.pool);
-        if (index == callback.nil) break;
-        out[count] = table.pool.get(index).callback.sink.token;
-        count += 1;
-        table.pool.destroy(index);
-    }
-    return out[0..count];
-}
-
-test "id encoding round-trips and rejects what was never issued" {
-    const id = IdParts.encode(.{ .slot = 5, .generation = 3 });
-    try testing.expectEqual(IdParts{ .slot = 5, .generation = 3 }, IdParts.decode(id).?);
-    const max = IdParts.encode(.{ .slot = IdParts.slot_count_max - 1, .generation = IdParts.generation_max });
-    try testing.expectEqual(@as(f64, 9007199254740991.0), max);
-    for ([_]f64{ 0, 1, 5, -1, 0.5, id + 0.5, 9007199254740992.0, std.math.inf(f64), std.math.nan(f64) }) |bad| {
-        try testing.expectEqual(@as(?IdParts, null), IdParts.decode(bad));
-    }
-}
-
-test "counts: local and submitted references keep an object in scope" {
-    var table = Table.init(testing.allocator);
-    defer table.deinit();
-    var released: callback.List = .{};
-
-    const id = try table.create(100);
-    try testing.expect(try table.register(id, sinkCallback(1)));
-    try table.retain(id);
-    try table.submittedAdd(&.{ id, id });
-    try testing.expectEqual(Info{ .refs_local = 2, .refs_submitted = 2, .callbacks_pending = 1, .owned = true, .freed = false, .size_bytes = 100 }, try table.info(id));
-
-    try table.release(id, &released);
-    try table.release(id, &released);
-    try table.submittedRemove(&.{id}, &released);
-    try testing.expectEqual(@as(u32, 0), released.len);
-    try testing.expectEqual(@as(u32, 1), table.objects_live);
-    try testing.expectEqual(@as(u64, 100), table.bytes_live);
-
-    try table.submittedRemove(&.{id}, &released);
-    try testing.expectEqual(@as(u32, 1), released.len);
-    try testing.expectEqual(@as(u32, 0), table.objects_live);
-    try testing.expectEqual(@as(u64, 0), table.bytes_live);
-    try testing.expectError(error.StaleId, table.info(id));
-    var buffer: [4]u32 = undefined;
-    try testing.expectEqualSlices(u32, &.{1}, drainTokens(&table, &released, &buffer));
-}
-
-test "callbacks leave in registration order, exactly once" {
-    var table = Table.init(testing.allocator);
-    defer table.deinit();
-    var released: callback.List = .{};
-
-    const id = try table.create(0);
-    for (0..5) |token| try testing.expect(try table.register(id, sinkCallback(@intCast(token))));
-    try table.release(id, &released);
-    try testing.expectError(error.StaleId, table.release(id, &released));
-    try testing.expect(!try table.register(id, sinkCallback(9)));
-    var buffer: [8]u32 = undefined;
-    try testing.expectEqualSlices(u32, &.{ 0, 1, 2, 3, 4 }, drainTokens(&table, &released, &buffer));
-}
-
-test "free hands callbacks over once and keeps the entry until its references drop" {
-    var table = Table.init(testing.allocator);
-    defer table.deinit();
-    var released: callback.List = .{};
-    var buffer: [4]u32 = undefined;
-
-    const id = try table.create(8);
-    try testing.expect(try table.register(id, sinkCallback(1)));
-    try table.free(id, &released);
-    try testing.expectEqualSlices(u32, &.{1}, drainTokens(&table, &released, &buffer));
-    try table.free(id, &released);
-    try testing.expect(!try table.register(id, sinkCallback(2)));
-    try testing.expect((try table.info(id)).freed);
-
-    try table.retain(id);
-    try table.release(id, &released);
-    try table.release(id, &released);
-    try testing.expectEqual(@as(u32, 0), released.len);
-    try testing.expectError(error.StaleId, table.info(id));
-}
-
-test "stale, forged and exhausted ids are told apart" {
-    var table = Table.init(testing.allocator);
-    defer table.deinit();
-    var released: callback.List = .{};
-
-    const first = try table.create(0);
-    try table.release(first, &released);
-    const second = try table.create(0);
-    const parts = IdParts.decode(second).?;
-    try testing.expectEqual(IdParts.decode(first).?.slot, parts.slot);
-
-    try testing.expectError(error.StaleId, table.retain(first));
-    try testing.expectError(error.InvalidId, table.retain(IdParts.encode(.{ .slot = parts.slot, .generation = parts.generation + 1 })));
-    try testing.expectError(error.InvalidId, table.retain(IdParts.encode(.{ .slot = parts.slot + 1, .generation = 1 })));
-    try testing.expectError(error.InvalidId, table.retain(second + 0.5));
-    try testing.expectEqual(@as(u32, 1), (try table.info(second)).refs_local);
-
-    // A slot whose generation is exhausted is never reused.
-    table.entries.items[parts.slot].generation = IdParts.generation_max;
-    const last = IdParts.encode(.{ .slot = parts.slot, .generation = IdParts.generation_max });
-    try table.release(last, &released);
-    const third = try table.create(0);
-    try testing.expect(IdParts.decode(third).?.slot != parts.slot);
-    try testing.expectError(error.StaleId, table.retain(last));
-    try table.release(third, &released);
-}
-
-test "a failing batch leaves the table unchanged" {
-    var table = Table.init(testing.allocator);
-    defer table.deinit();
-    var released: callback.List = .{};
-
-    const a = try table.create(0);
-    const b = try table.create(0);
-    try testing.expectError(error.NoReference, table.releaseBatch(&.{ a, b, a }, &released));
-    try testing.expectError(error.InvalidId, table.releaseBatch(&.{ a, 3.5 }, &released));
-    try testing.expectError(error.NoReference, table.submittedRemove(&.{a}, &released));
-    try testing.expectError(error.InvalidId, table.submittedAdd(&.{ a, b, 0 }));
-    try testing.expectEqual(@as(u32, 1), (try table.info(a)).refs_local);
-    try testing.expectEqual(@as(u32, 0), (try table.info(a)).refs_submitted);
-    try testing.expectEqual(@as(u32, 0), (try table.info(b)).refs_submitted);
-
-    table.entries.items[IdParts.decode(b).?.slot].refs_submitted = std.math.maxInt(u32) - 1;
-    try testing.expectError(error.Limit, table.submittedAdd(&.{ a, b, b }));
-    try testing.expectEqual(@as(u32, 0), (try table.info(a)).refs_submitted);
-    try testing.expectEqual(std.math.maxInt(u32) - 1, (try table.info(b)).refs_submitted);
-    table.entries.items[IdParts.decode(b).?.slot].refs_submitted = 0;
-
-    try table.releaseBatch(&.{ a, b }, &released);
-    try testing.expectEqual(@as(u32, 0), table.objects_live);
-}
-
-test "release all deletes every object and hands over every callback" {
-    var table = Table.init(testing.allocator);
-    defer table.deinit();
-    var released: callback.List = .{};
-    var buffer: [4]u32 = undefined;
-
-    const a = try table.create(1);
-    const b = try table.create(2);
-    try table.retain(b);
-    try table.submittedAdd(&.{b});
-    try testing.expect(try table.register(a, sinkCallback(1)));
-    try testing.expect(try table.register(b, sinkCallback(2)));
-    table.releaseAll(&released);
-    try testing.expectEqualSlices(u32, &.{ 1, 2 }, drainTokens(&table, &released, &buffer));
-    try testing.expectEqual(@as(u64, 2), table.callbacks_released);
-}
-
-test "byte total overflow is a limit, not a wrap" {
-    var table = Table.init(testing.allocator);
-    defer table.deinit();
-    var released: callback.List = .{};
-
-    const big = try table.create(std.math.maxInt(u64) - 1);
-    try testing.expectError(error.Limit, table.create(2));
-    try table.release(big, &released);
-}

@@ -74,20 +74,20 @@ int main(void) {
 
     struct fired fired = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
     refscope_id id = 0;
-    CHECK(refscope_object_create(counter, 4096, &id) == REFSCOPE_OK);
-    CHECK(refscope_object_create(counter, -1, &id) == REFSCOPE_E_INVALID_ARGUMENT);
-    CHECK(refscope_object_create(counter, 0.5, &id) == REFSCOPE_E_INVALID_ARGUMENT);
+    CHECK(refscope_object_create(counter, 4096, REFSCOPE_NO_SINK, &id) == REFSCOPE_OK);
+    CHECK(refscope_object_create(counter, -1, REFSCOPE_NO_SINK, &id) == REFSCOPE_E_INVALID_ARGUMENT);
+    CHECK(refscope_object_create(counter, 0.5, REFSCOPE_NO_SINK, &id) == REFSCOPE_E_INVALID_ARGUMENT);
     CHECK(refscope_object_on_out_of_scope(counter, id, NULL, NULL) == REFSCOPE_E_INVALID_ARGUMENT);
     CHECK(refscope_object_on_out_of_scope(counter, id, on_out_of_scope, &fired) == REFSCOPE_REGISTERED);
-    CHECK(refscope_object_retain(counter, id) == REFSCOPE_OK);
-    CHECK(refscope_submitted_add(counter, &id, 1) == REFSCOPE_OK);
-    CHECK(refscope_submitted_add(counter, NULL, 1) == REFSCOPE_E_INVALID_ARGUMENT);
+    CHECK(refscope_object_retain(counter, id, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_submitted_add(counter, &id, 1, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_submitted_add(counter, NULL, 1, REFSCOPE_NO_SINK) == REFSCOPE_E_INVALID_ARGUMENT);
 
     refscope_info info;
     memset(&info, 0xff, sizeof info);
     CHECK(refscope_object_info(counter, id, &info) == REFSCOPE_OK);
-    CHECK(info.refs_local == 2 && info.refs_submitted == 1 && info.callbacks_pending == 1);
-    CHECK(info.flags == REFSCOPE_OBJECT_OWNED && info.size_bytes == 4096);
+    CHECK(info.id == id && info.refs_local == 2 && info.refs_submitted == 1 && info.callbacks_pending == 1);
+    CHECK(info.owner == REFSCOPE_NO_SINK && info.flags == 0 && info.size_bytes == 4096);
     CHECK(refscope_object_info(counter, 12345, &info) == REFSCOPE_E_INVALID_ID);
 
     CHECK(refscope_object_release(counter, id, REFSCOPE_NO_SINK) == REFSCOPE_OK);
@@ -107,27 +107,48 @@ int main(void) {
 
     /* Free hands the callback over at once; the entry stays until its reference drops. */
     refscope_id freed = 0;
-    CHECK(refscope_object_create(counter, 1, &freed) == REFSCOPE_OK);
+    CHECK(refscope_object_create(counter, 1, REFSCOPE_NO_SINK, &freed) == REFSCOPE_OK);
     CHECK(refscope_object_on_out_of_scope(counter, freed, on_out_of_scope, &fired) == REFSCOPE_REGISTERED);
     CHECK(refscope_object_free(counter, freed, REFSCOPE_NO_SINK) == REFSCOPE_OK);
     CHECK(wait_for(&fired, 2) == 2);
     CHECK(refscope_object_on_out_of_scope(counter, freed, on_out_of_scope, &fired) == REFSCOPE_REFUSED);
     CHECK(refscope_object_info(counter, freed, &info) == REFSCOPE_OK);
-    CHECK(info.flags == (REFSCOPE_OBJECT_OWNED | REFSCOPE_OBJECT_FREED) && info.callbacks_pending == 0);
+    CHECK(info.flags == REFSCOPE_OBJECT_FREED && info.callbacks_pending == 0);
+    CHECK(refscope_object_release(counter, freed, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+
+    /* A sink borrows a lent reference; the object stays in scope until the borrower lets
+     * go, and its reference-deleted callback runs once the entry is erased. */
+    refscope_sink sink = 0;
+    CHECK(refscope_sink_open(counter, NULL, NULL, &sink) == REFSCOPE_OK);
+    refscope_id lent = 0;
+    CHECK(refscope_object_create(counter, 8, REFSCOPE_NO_SINK, &lent) == REFSCOPE_OK);
+    CHECK(refscope_object_on_deleted(counter, lent, on_out_of_scope, &fired) == REFSCOPE_REGISTERED);
+    CHECK(refscope_object_lend(counter, lent, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_object_borrow(counter, lent, REFSCOPE_NO_SINK, sink) == REFSCOPE_OK);
+    CHECK(refscope_object_borrow(counter, lent, REFSCOPE_NO_SINK, sink) == REFSCOPE_E_NO_REFERENCE);
+    CHECK(refscope_object_info(counter, lent, &info) == REFSCOPE_OK);
+    CHECK(info.refs_local == 0 && info.refs_borrowed == 1 && info.borrowers == 1);
+    refscope_holding holding;
+    CHECK(refscope_object_holdings(counter, lent, &holding, 1) == 1);
+    CHECK(holding.sink == sink && holding.refs_local == 1);
+    CHECK(refscope_object_free(counter, lent, sink) == REFSCOPE_E_NOT_OWNED);
+    CHECK(refscope_object_release(counter, lent, sink) == REFSCOPE_OK);
+    CHECK(wait_for(&fired, 3) == 3);
+    CHECK(refscope_sink_close(counter, sink) == REFSCOPE_OK);
 
     /* A live object at close is deleted, and its callback still runs exactly once. */
     refscope_id live = 0;
-    CHECK(refscope_object_create(counter, 1, &live) == REFSCOPE_OK);
+    CHECK(refscope_object_create(counter, 1, REFSCOPE_NO_SINK, &live) == REFSCOPE_OK);
     CHECK(refscope_object_on_out_of_scope(counter, live, on_out_of_scope, &fired) == REFSCOPE_REGISTERED);
 
     refscope_stats stats;
     CHECK(refscope_counter_stats(counter, &stats) == REFSCOPE_OK);
-    CHECK(stats.objects_live == 2 && stats.objects_created == 3 && stats.callbacks_registered == 3);
+    CHECK(stats.objects_live == 1 && stats.objects_created == 4 && stats.callbacks_registered == 4);
 
     CHECK(refscope_counter_close(counter, REFSCOPE_NO_SINK) == REFSCOPE_OK);
-    CHECK(refscope_object_retain(counter, live) == REFSCOPE_E_CLOSED);
+    CHECK(refscope_object_retain(counter, live, REFSCOPE_NO_SINK) == REFSCOPE_E_CLOSED);
     CHECK(refscope_counter_destroy(counter) == REFSCOPE_OK);
-    CHECK(fired.count == 3);
+    CHECK(fired.count == 4);
 
     printf("abi_test: ok\n");
     return 0;

@@ -13,7 +13,7 @@ const status_invalid_argument: i32 = -1;
 const status_out_of_memory: i32 = -6;
 const status_system_resources: i32 = -9;
 
-extern fn refscope_object_create(counter: *Counter, size_bytes: f64, out_id: *f64) i32;
+extern fn refscope_object_create(counter: *Counter, size_bytes: f64, caller: u32, out_id: *f64) i32;
 extern fn refscope_object_on_out_of_scope(counter: *Counter, id: f64, function: *const fn (f64, ?*anyopaque) callconv(.c) void, context: ?*anyopaque) i32;
 extern fn refscope_object_release(counter: *Counter, id: f64, caller_sink: u32) i32;
 
@@ -91,7 +91,7 @@ fn sleepCallback(_: f64, context: ?*anyopaque) callconv(.c) void {
 export fn refscope_testkit_stall_dispatcher(counter: ?*Counter, ms: u32) i32 {
     const c = counter orelse return status_invalid_argument;
     var id: f64 = 0;
-    var status = refscope_object_create(c, 0, &id);
+    var status = refscope_object_create(c, 0, sink_none, &id);
     if (status < 0) return status;
     status = refscope_object_on_out_of_scope(c, id, sleepCallback, @ptrFromInt(@as(usize, ms)));
     if (status < 0) return status;
