@@ -40,6 +40,14 @@ pub fn build(b: *std.Build) void {
         .link_libc = true,
     });
     testkit_module.linkLibrary(library);
+    // The testkit runs code on the dispatcher thread (a stalling callback) and on its own
+    // threads, so it pins itself in memory exactly as librefscope does.
+    testkit_module.addImport("pin", b.createModule(.{
+        .root_source_file = b.path("native/src/pin.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+    }));
     testkit_module.addRPathSpecial("$ORIGIN");
     const testkit = b.addLibrary(.{
         .name = "refscope_testkit",

@@ -29,6 +29,12 @@ suite("process", async (t) => {
     );
   });
 
+  await t.test("a terminated Worker is never woken: the dispatcher drops what it owed it", (t) => {
+    const result = runScript(testPath("fixtures/dead-owner.ts"));
+    t.eq(result.status, 0, `exits cleanly (stderr: ${JSON.stringify(result.stderr.slice(0, 300))})`);
+    t.eq(result.stdout.trim(), "alive after the owed wake", "and lives past the stalled dispatcher");
+  });
+
   await t.test("an idle counter does not keep the process alive, and exits cleanly", (t) => {
     // Repeated: exiting while the dispatcher thread starts up used to crash Deno about one
     // run in five (it unloaded the library under the thread; see native/src/pin.zig).

@@ -1,7 +1,8 @@
 //! The dispatcher thread: the only place where user-supplied code runs.
 //!
-//! It sleeps until the queue has work, takes a bounded batch of native callbacks and every
-//! requested sink wake under the counter's mutex, then releases the mutex and runs them.
+//! It sleeps until the queue has work, takes a bounded batch of native callbacks under the
+//! counter's mutex and runs them with the mutex released, then does the same with every
+//! requested sink wake.
 //! So a callback may call back into the counter (register, release, create) without
 //! deadlocking, and a thread that drops a reference never waits for a callback: it only
 //! relinks nodes and signals a condition variable.
@@ -37,23 +38,30 @@ pub fn main(counter: *Counter) void {
             counter.condition.wait(&counter.mutex);
         }
         const jobs_count = counter.queue.popNative(&counter.table.callbacks, &jobs);
+        if (jobs_count > 0) {
+            counter.mutex.unlock();
+            for (jobs[0..jobs_count]) |job| job.function(job.id, job.context);
+            counter.mutex.lock();
+            counter.native_callbacks_run += jobs_count;
+        }
+        // Wakes are taken only now, right before they are called, never across a batch of
+        // native callbacks: until taken, a wake can still be cancelled (its sink drained,
+        // or closed because its thread exited and its isolate is gone).
         const wakes_count = counter.queue.takeWakes(&wakes);
+        if (wakes_count > 0) {
+            counter.mutex.unlock();
+            for (wakes[0..wakes_count]) |wake| wake.function(wake.context);
+            counter.mutex.lock();
+            counter.wakes_sent += wakes_count;
+            for (wakes[0..wakes_count]) |wake| {
+                if (counter.queue.wakeDone(wake.sink)) counter.finishSinkClose(wake.sink);
+            }
+        }
         if (jobs_count == 0 and wakes_count == 0) {
             // Closing and the queue is empty: nothing can be queued any more, because every
             // mutator refuses to run once the counter is closing.
             assert(counter.state == .closing);
             break;
-        }
-        counter.mutex.unlock();
-
-        for (jobs[0..jobs_count]) |job| job.function(job.id, job.context);
-        for (wakes[0..wakes_count]) |wake| wake.function(wake.context);
-
-        counter.mutex.lock();
-        counter.native_callbacks_run += jobs_count;
-        counter.wakes_sent += wakes_count;
-        for (wakes[0..wakes_count]) |wake| {
-            if (counter.queue.wakeDone(wake.sink)) counter.finishSinkClose(wake.sink);
         }
     }
     counter.state = .closed;

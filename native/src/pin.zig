@@ -1,4 +1,5 @@
-//! Keeps librefscope loaded for the rest of the process once it has started a thread.
+//! Keeps the shared library that contains this file loaded for the rest of the process,
+//! once it has started a thread (librefscope, and the test-only librefscope_testkit).
 //!
 //! A dispatcher thread runs code from this library. If the host unloads the library while
 //! that thread exists (Deno `dlclose`s FFI libraries when an isolate shuts down, even at
@@ -6,6 +7,7 @@
 //! crashes. So before the first thread starts, the library takes a reference to itself
 //! with RTLD_NODELETE: later `dlclose` calls by the host then never unmap it. This is the
 //! usual cure for thread-owning shared libraries; Zig's build API has no `-z nodelete`.
+//! (Bun also unloads an FFI library when its JS object is garbage-collected.)
 
 const std = @import("std");
 const builtin = @import("builtin");

@@ -6,6 +6,7 @@
 //! exactly as a native consumer would.
 
 const std = @import("std");
+const pin = @import("pin");
 
 const Counter = opaque {};
 const sink_none: u32 = std.math.maxInt(u32);
@@ -46,6 +47,9 @@ export fn refscope_testkit_release_start(counter: ?*Counter, ids: ?[*]const f64,
     const c = counter orelse return status_invalid_argument;
     const out = out_job orelse return status_invalid_argument;
     if (count > 0 and ids == null) return status_invalid_argument;
+    // Its thread runs this library's code: the host must not unload it meanwhile (Bun
+    // unloads an FFI library whose JS object was garbage-collected).
+    if (!pin.pin()) return status_system_resources;
     const job = allocator.create(Job) catch return status_out_of_memory;
     const copy = allocator.alloc(f64, count) catch {
         allocator.destroy(job);
@@ -90,6 +94,7 @@ fn sleepCallback(_: f64, context: ?*anyopaque) callconv(.c) void {
 /// is how a test makes "the wake has not arrived yet" deterministic.
 export fn refscope_testkit_stall_dispatcher(counter: ?*Counter, ms: u32) i32 {
     const c = counter orelse return status_invalid_argument;
+    if (!pin.pin()) return status_system_resources; // The callback runs this library's code.
     var id: f64 = 0;
     var status = refscope_object_create(c, 0, sink_none, &id);
     if (status < 0) return status;
