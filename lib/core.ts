@@ -119,12 +119,17 @@ export class Core {
   readonly #recordU32 = new Uint32Array(this.#record);
   readonly #stats = new Uint32Array(22);
   #finalStats: CounterStats | undefined;
-  #key: number | undefined;
+
+  /** The key other threads attach with; read once, as the native counter may go later. */
+  readonly key: number;
 
   private constructor(pointer: Pointer, delivery: Delivery, role: "opener" | "attached") {
     this.pointer = pointer;
     this.delivery = delivery;
     this.role = role;
+    const status = this.#symbols.refscope_counter_key(pointer, this.#id);
+    if (status < 0) throw errorFromStatus(status, "key");
+    this.key = this.#id[0];
   }
 
   static open(): Core {
@@ -134,6 +139,10 @@ export class Core {
     if (status < 0) throw errorFromStatus(status, "opening a counter");
     const pointer = backend.pointerFromCell(cell);
     try {
+      // A counter opened by a Worker ends with it: if its thread exits first (terminated,
+      // say), the native side closes and destroys the counter for it.
+      const bound = symbols.refscope_counter_destroy_on_thread_exit(pointer);
+      if (bound < 0) throw errorFromStatus(bound, "opening a counter");
       return new Core(pointer, Delivery.open(pointer), "opener");
     } catch (error) {
       symbols.refscope_counter_destroy(pointer);
@@ -152,16 +161,6 @@ export class Core {
   /** This thread's participant number (its sink). */
   get sink(): number {
     return this.delivery.sink;
-  }
-
-  /** The key other threads attach with. */
-  get key(): number {
-    if (this.#key === undefined) {
-      const status = this.#symbols.refscope_counter_key(this.pointer, this.#id);
-      if (status < 0) throw errorFromStatus(status, "key");
-      this.#key = this.#id[0];
-    }
-    return this.#key;
   }
 
   checkOpen(what: string): void {

@@ -121,6 +121,9 @@ export class Ref implements Disposable {
    * Hands this reference to another JS thread: returns plain data to send it (with
    * `postMessage`), which that thread claims with `counter.borrow(lent)`. The object stays
    * in scope meanwhile, and this `Ref` counts as released. To keep one, lend a `retain()`.
+   * Until claimed, the reference is charged to this thread: if the receiver never borrows
+   * it (it ended first, say), claim it back here with `counter.borrow(lent)` and release
+   * it; it is also released when this thread closes its counter or ends.
    */
   lend(): LentRef {
     this.#checkHeld("lend");
@@ -129,9 +132,12 @@ export class Ref implements Disposable {
     return Object.freeze({ key: this.#core.key, id: this.id, lender: this.#core.sink });
   }
 
-  /** Releases if still held and the counter is open; otherwise does nothing. */
+  /**
+   * Releases if still held and the counter is open; otherwise does nothing (the counter's
+   * close released everything, also when another thread closed it).
+   */
   [Symbol.dispose](): void {
-    if (this.#held && this.#core.state === "open") this.release();
+    if (this.#held && this.#core.state === "open") disposeQuietly(() => this.release());
   }
 
   /** Same as `counter.onOutOfScope(this, handler)`. */
@@ -196,7 +202,19 @@ export class Lease implements Disposable {
 
   /** Releases if still held and the counter is open; otherwise does nothing. */
   [Symbol.dispose](): void {
-    if (this.#held && this.#core.state === "open") this.release();
+    if (this.#held && this.#core.state === "open") disposeQuietly(() => this.release());
+  }
+}
+
+/**
+ * Runs a disposal, ignoring `CLOSED`: the opener closed the counter (perhaps from another
+ * thread), which released everything already.
+ */
+function disposeQuietly(release: () => void): void {
+  try {
+    release();
+  } catch (error) {
+    if (!(error instanceof RefscopeError && error.code === "CLOSED")) throw error;
   }
 }
 
@@ -281,6 +299,7 @@ export class Counter implements AsyncDisposable {
 
   /** Claims a reference another thread lent (`Ref.lend()`), as a `Ref` of this thread. */
   borrow(lent: LentRef): Ref {
+    this.#core.checkOpen("borrow");
     const valid = typeof lent === "object" && lent !== null && typeof lent.id === "number" &&
       typeof lent.lender === "number" && typeof lent.key === "number";
     if (!valid) throw new RefscopeError("INVALID_ARGUMENT", "borrow: expected a LentRef from Ref.lend()");

@@ -144,6 +144,7 @@ suite("counter", async (t) => {
     released.onOutOfScope(() => void releasedFired++);
     released.release(); // Pending delivery at close: still delivered, once.
 
+    const key = counter.key;
     const closing = counter.close();
     t.ok(counter.closed, "closed as soon as close() is called");
     t.eq(ids.length, 0, "no handler runs inside close()");
@@ -153,6 +154,7 @@ suite("counter", async (t) => {
     t.eq(ids.length, 100, "once each");
     t.eq(releasedFired, 1, "the pending delivery arrived once");
     t.eq(counter.stats().liveObjects, 0, "stats after close show nothing live");
+    t.eq(counter.key, key, "the key is remembered, never read from freed native memory");
 
     for (
       const [what, call] of [

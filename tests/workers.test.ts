@@ -2,6 +2,7 @@
 // over with lend/borrow, owners' handlers waiting for every borrower and running on the
 // owner's thread, chains of three participants, and a Worker terminated with references
 // still borrowed.
+import { readdirSync } from "node:fs";
 import { Counter, type LentRef, type ObjectId } from "../mod.ts";
 import { macrotasks, suite, until } from "./_harness.ts";
 import { Peer, type RemoteError } from "./_workers.ts";
@@ -146,5 +147,50 @@ suite("Workers sharing one counter", async (t) => {
       t.eq(await remoteCode(worker.call("create", 1)), "CLOSED", "the Worker's later calls get CLOSED");
       await worker.call("close");
     });
+  });
+
+  await t.test("a Worker's dispose and runTask survive the opener closing the counter", async (t) => {
+    const counter = new Counter();
+    await withPeers(counter, 1, async ([worker]) => {
+      const holding = worker.call<string>("holdAcross", 200);
+      await macrotasks(5);
+      await counter.close();
+      t.eq(await holding, "resolved", "the Worker's runTask resolved, its `using` Ref disposed quietly");
+      await worker.call("close");
+    });
+  });
+
+  await t.test("a Worker that opened counters and was terminated leaves no dispatcher thread behind", async (t) => {
+    const threads = () => readdirSync("/proc/self/task").length;
+    const before = threads();
+    const workers = 8;
+    for (let index = 0; index < workers; index++) {
+      const peer = new Peer();
+      await peer.call("openOwn");
+      peer.terminate();
+    }
+    // Each would leak a dispatcher thread if its counter outlived its Worker.
+    await until(() => threads() < before + workers / 2, `threads to return near ${before}`, 15_000);
+    t.ok(true, `threads went back to ${threads()} (from ${before} before ${workers} Worker openers)`);
+  });
+
+  await t.test("TestSimpleBorrowerFailure (busy): a Worker terminated while a wake to it is blocked stalls nothing", async (t) => {
+    const counter = new Counter();
+    const worker = new Peer();
+    await worker.call("attach", counter.key);
+    const id = await worker.call<ObjectId>("create", 1);
+    const borrowed = counter.borrow(await worker.call<LentRef>("lend", id));
+    const mine = counter.create();
+    let mineFired = 0;
+    mine.onOutOfScope(() => void mineFired++);
+    await worker.call("busy", 2000);
+    await macrotasks(5);
+    borrowed.release(); // A wake is now owed to the busy Worker (on Deno, it blocks its waker).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    worker.terminate();
+    mine.release();
+    await until(() => mineFired === 1, "this thread's own handler");
+    await counter.close();
+    t.ok(true, "the counter stayed responsive and closed");
   });
 });

@@ -30,6 +30,8 @@ export const refscopeSymbols = {
   refscope_counter_key: { parameters: ["pointer", "buffer"], result: "i32" },
   /** int32_t refscope_counter_attach(double key, refscope_wake_fn wake, void *wake_context, refscope_counter **out_counter, refscope_sink *out_sink) */
   refscope_counter_attach: { parameters: ["f64", "pointer", "pointer", "buffer", "buffer"], result: "i32" },
+  /** int32_t refscope_counter_destroy_on_thread_exit(refscope_counter *) */
+  refscope_counter_destroy_on_thread_exit: { parameters: ["pointer"], result: "i32" },
   /** int32_t refscope_counter_close(refscope_counter *, refscope_sink caller) */
   refscope_counter_close: { parameters: ["pointer", "u32"], result: "i32" },
   /** int32_t refscope_counter_state(refscope_counter *) */

@@ -22,7 +22,10 @@
  * Callbacks never run inside the call that caused them. Native callbacks run on the
  * counter's dispatcher thread, with no lock held, so they may call back into the counter.
  * Sink callbacks deliver a token to a sink: an outbox that one event loop (a JavaScript
- * runtime instance) drains in batches after a coalesced wake.
+ * runtime instance) drains in batches after a coalesced wake. Each sink's wakes are made by
+ * a waker thread of its own, because a wake may block (a Deno thread-safe callback waits
+ * for its JS thread, forever if that thread's Worker is terminated): one busy or dead event
+ * loop never delays native callbacks or another sink's wakes.
  *
  * Threads. Every function may be called from any thread unless its comment says otherwise,
  * including from inside a callback. "Does not block" means the call takes the counter's
@@ -62,15 +65,15 @@ typedef uint32_t refscope_sink;
  * reference-deleted callbacks). It must not block for long: later callbacks and wakes wait
  * for it. It may call any refscope function but refscope_counter_destroy. */
 typedef void (*refscope_callback_fn)(refscope_id id, void *context);
-/* Runs on the dispatcher thread, with no lock held, when a sink has tokens to drain. One
- * wake covers every token that arrives until a drain finds the sink empty. */
+/* Runs on the sink's waker thread, with no lock held, when the sink has tokens to drain.
+ * One wake covers every token that arrives until a drain finds the sink empty. */
 typedef void (*refscope_wake_fn)(void *context);
 
 enum {
     REFSCOPE_OK = 0,
     /* Success, and tokens arrived for `caller` that no wake will announce: drain it. */
     REFSCOPE_DRAIN = 1,
-    /* Not finished (refscope_sink_close): a wake is in flight. Let it run, call again. */
+    /* Not finished (refscope_sink_close): the sink's waker is still running. Call again. */
     REFSCOPE_PENDING = 2,
     REFSCOPE_E_INVALID_ARGUMENT = -1, /* a NULL pointer, or an argument outside its domain */
     REFSCOPE_E_INVALID_ID = -2,       /* not an id this counter issued */
@@ -169,6 +172,12 @@ int32_t refscope_counter_key(refscope_counter *counter, double *out_key);
 int32_t refscope_counter_attach(double key, refscope_wake_fn wake, void *wake_context,
                                 refscope_counter **out_counter, refscope_sink *out_sink);
 
+/* If the calling thread exits before refscope_counter_destroy, the counter is closed and
+ * destroyed for it (after that thread's sinks are closed). For a counter opened by a JS
+ * Worker, whose end is the counter's end; a thread that never exits (the main thread) is
+ * unaffected. */
+int32_t refscope_counter_destroy_on_thread_exit(refscope_counter *counter);
+
 /* Starts shutdown and returns at once: every live object is deleted as if its last
  * reference dropped (so every registered callback is delivered exactly once, shutdown
  * included), later mutations fail with REFSCOPE_E_CLOSED, and the dispatcher runs what is
@@ -181,11 +190,9 @@ int32_t refscope_counter_state(refscope_counter *counter);
 
 /* Closes if still open, waits for the dispatcher to run every queued native callback and
  * exit, and releases the opener's hold on the counter; the memory is freed once every sink
- * is closed too. NULL is a no-op. BLOCKS. Call once, from the opener. Not from a callback
- * (REFSCOPE_E_WRONG_THREAD). Not from a thread that services a sink's wake until
- * refscope_counter_state reports REFSCOPE_STATE_CLOSED: the dispatcher may be blocked in
- * that wake (a Deno thread-safe callback waits for its JS thread), and the join would
- * never return. */
+ * is closed (and its waker has exited) too. NULL is a no-op. BLOCKS, for as long as the
+ * queued native callbacks take. Call once, from the opener. Not from a callback
+ * (REFSCOPE_E_WRONG_THREAD). */
 int32_t refscope_counter_destroy(refscope_counter *counter);
 
 int32_t refscope_counter_stats(refscope_counter *counter, refscope_stats *out_stats);
@@ -205,18 +212,19 @@ int32_t refscope_sink_open(refscope_counter *counter, refscope_wake_fn wake, voi
                            refscope_sink *out_sink);
 
 /* Releases every reference the sink holds, on its behalf (borrows, lent references,
- * lineage pins; for objects it owns, the owner's references), and hands over every callback
- * registered on the objects it owns, which lose their owner. Objects that others still
+ * lineage pins; for objects it owns, the owner's references), and hands over the callbacks
+ * that deliver to this sink on the objects it owns (which lose their owner); native
+ * callbacks stay until the object really goes out of scope. Objects that others still
  * reference stay live. What a participant does when it leaves: drain afterwards, then
  * close. Takes the lock for a time proportional to the table's size. */
 int32_t refscope_sink_release(refscope_counter *counter, refscope_sink sink);
 
 /* Closes the sink: releases what it still holds (as refscope_sink_release), drops its
- * undelivered tokens and refuses it new ones. While the dispatcher is still inside a call
- * of the sink's wake it returns REFSCOPE_PENDING: let that wake run (a Deno wake waits for
- * this very thread, so never spin here without yielding to the event loop), then call
- * again. REFSCOPE_OK means the wake will never be called again (its callback may be freed)
- * and the sink's hold on the counter is dropped, which may free the counter: do not use it
+ * undelivered tokens, refuses it new ones, and stops its waker. While the waker is still
+ * running (perhaps inside a wake to this very thread: a Deno wake waits for it) it returns
+ * REFSCOPE_PENDING: never spin here without yielding to the event loop; call again later.
+ * REFSCOPE_OK means the wake will never be called again (its callback may be freed) and
+ * the sink's hold on the counter is dropped, which may free the counter: do not use it
  * afterwards unless another hold (the opener's, another sink) keeps it. */
 int32_t refscope_sink_close(refscope_counter *counter, refscope_sink sink);
 

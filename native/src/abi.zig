@@ -24,7 +24,7 @@ pub const Status = enum(i32) {
     ok = 0,
     /// Success, and the caller's sink has tokens that no wake will announce: drain it.
     drain = 1,
-    /// Not finished: a wake to the sink is in flight. Let it run, then call again.
+    /// Not finished: the sink's waker is still running. Let it finish, then call again.
     pending = 2,
     invalid_argument = -1,
     invalid_id = -2,
@@ -111,15 +111,6 @@ pub const object_flag_reconstructable: u32 = 4;
 /// `refscope_object_create_ex` flag.
 pub const create_flag_reconstructable: u32 = 1;
 
-/// `refscope_holding`: one sink's references on an object.
-pub const Holding = extern struct {
-    sink: u32,
-    refs_local: u32,
-    refs_submitted: u32,
-    refs_lent: u32,
-    refs_lineage: u32,
-};
-
 pub const CounterStats = extern struct {
     objects_live: u64,
     bytes_live: u64,
@@ -177,7 +168,7 @@ export fn refscope_status_message(status: i32) [*:0]const u8 {
     return switch (known) {
         .ok => "success",
         .drain => "success; the calling sink has tokens to drain",
-        .pending => "not finished: a wake is in flight; call again",
+        .pending => "not finished: the sink's waker is still running; call again",
         .invalid_argument => "an argument is NULL or outside its domain",
         .invalid_id => "not an object id issued by this counter",
         .stale_id => "the object has been deleted",
@@ -220,6 +211,14 @@ export fn refscope_counter_attach(
     const attached = Counter.attach(key, wake, wake_context) catch |err| return statusFromError(err).int();
     counter.* = attached.counter;
     sink.* = attached.sink;
+    return Status.ok.int();
+}
+
+/// If the calling thread exits before `refscope_counter_destroy`, the counter is closed
+/// and destroyed for it. For a counter opened by a JS Worker, whose end is the counter's.
+export fn refscope_counter_destroy_on_thread_exit(counter: ?*Counter) i32 {
+    const c = counter orelse return invalid_argument;
+    c.destroyOnThreadExit() catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
@@ -477,20 +476,11 @@ export fn refscope_object_info(counter: ?*Counter, id: f64, out_info: ?*ObjectIn
 /// Copies the holdings of every sink with references recorded on the object (borrowers,
 /// lenders, lineage pins; the owner's local and submitted counts are in its info) and
 /// returns how many there are (possibly more than `capacity`).
-export fn refscope_object_holdings(counter: ?*Counter, id: f64, out_holdings: ?[*]Holding, capacity: u32) i32 {
+export fn refscope_object_holdings(counter: ?*Counter, id: f64, out_holdings: ?[*]table.Holding, capacity: u32) i32 {
     const c = counter orelse return invalid_argument;
     if (capacity > 0 and out_holdings == null) return invalid_argument;
-    var page: [64]table.Holding = undefined;
-    const count = c.holdings(id, &page) catch |err| return statusFromError(err).int();
-    for (page[0..@min(count, page.len, capacity)], 0..) |holding, index| {
-        out_holdings.?[index] = .{
-            .sink = holding.sink,
-            .refs_local = holding.refs_local,
-            .refs_submitted = holding.refs_submitted,
-            .refs_lent = holding.refs_lent,
-            .refs_lineage = holding.refs_lineage,
-        };
-    }
+    const out: []table.Holding = if (capacity == 0) &.{} else out_holdings.?[0..capacity];
+    const count = c.holdings(id, out) catch |err| return statusFromError(err).int();
     return @intCast(@min(count, std.math.maxInt(i32)));
 }
 

@@ -87,8 +87,11 @@ pub const Counter = struct {
     dispatcher_thread_id: std.atomic.Value(std.Thread.Id) = .init(0),
     /// The registry key other threads attach with.
     key: f64 = 0,
-    /// Holds on the counter's memory: the opener's (until `destroy`) and one per open sink.
+    /// Holds on the counter's memory: the opener's (until `destroy`), one per open sink, and
+    /// one per running waker thread.
     holds: u32 = 1,
+    /// `destroy` has begun (called, or claimed by the opening thread's exit hook).
+    destroy_claimed: bool = false,
     destroyed: bool = false,
     native_callbacks_run: u64 = 0,
     wakes_sent: u64 = 0,
@@ -154,7 +157,15 @@ pub const Counter = struct {
             return error.WrongThread;
         }
         counter.mutex.lock();
-        assert(!counter.destroyed);
+        assert(!counter.destroy_claimed);
+        counter.destroy_claimed = true;
+        counter.mutex.unlock();
+        counter.destroyClaimed();
+    }
+
+    fn destroyClaimed(counter: *Counter) void {
+        counter.mutex.lock();
+        assert(counter.destroy_claimed and !counter.destroyed);
         if (counter.state == .open) _ = counter.closeLocked(sink_none);
         counter.mutex.unlock();
 
@@ -167,14 +178,14 @@ pub const Counter = struct {
         if (last) counter.deallocate();
     }
 
-    fn dropHold(counter: *Counter) bool {
+    pub fn dropHold(counter: *Counter) bool {
         counter.holds -= 1;
         return counter.holds == 0;
     }
 
     /// Frees everything. Only once no hold remains: nobody can reach the counter but
     /// through the registry, which `remove` serialises against.
-    fn deallocate(counter: *Counter) void {
+    pub fn deallocate(counter: *Counter) void {
         registry.remove(counter.key);
         assert(counter.holds == 0 and counter.destroyed);
         counter.queue.discardAll(&counter.table.callbacks);
@@ -203,7 +214,18 @@ pub const Counter = struct {
         defer counter.mutex.unlock();
         try counter.checkOpen(sink_none);
         const sink = try counter.queue.sinkOpen(wake, wake_context);
-        counter.holds += 1;
+        if (wake != null) {
+            // The waker starts by taking the mutex, so it waits until this call is done.
+            const thread = std.Thread.spawn(.{ .stack_size = dispatcher.waker_stack_size }, dispatcher.waker, .{ counter, sink }) catch {
+                counter.queue.sinks[sink].waker_running = false;
+                _ = counter.queue.sinkClose(&counter.table.callbacks, sink);
+                counter.queue.sinkFree(sink);
+                return error.SystemResources;
+            };
+            thread.detach();
+            counter.holds += 1; // The waker's.
+        }
+        counter.holds += 1; // The sink's.
         return sink;
     }
 
@@ -213,7 +235,6 @@ pub const Counter = struct {
         counter.mutex.lock();
         const generation = counter.queue.sinks[sink].generation;
         counter.mutex.unlock();
-        const hooks: thread_exit.Hooks = .{ .close = closeAbandoned, .is_open = isOpenRegistered };
         if (thread_exit.track(counter.key, sink, generation, hooks)) return;
         // No wake can be in flight yet: nothing has been routed to the new sink.
         assert(counter.sinkClose(sink) catch unreachable == .closed);
@@ -234,16 +255,17 @@ pub const Counter = struct {
 
     pub const SinkClosed = enum {
         closed,
-        /// A wake to the sink is in flight: call again (after letting it run) to finish.
+        /// Its waker is still running (perhaps inside a wake to the caller's own thread):
+        /// call again, after letting that wake run, to finish.
         pending,
     };
 
     /// Closes the sink: releases what it still holds (as `sinkRelease`), drops its
-    /// undelivered tokens, and refuses it new ones. Once no wake to it is in flight, frees
-    /// the slot and drops the sink's hold on the counter, which may free the counter: the
-    /// caller must not use it afterwards unless it holds another hold. Until then it
-    /// returns `pending`, and must be called again: the wake callback may be freed only
-    /// after `closed`.
+    /// undelivered tokens, refuses it new ones, and stops its waker. Once the waker has
+    /// exited, frees the slot and drops the sink's hold on the counter, which may free the
+    /// counter: the caller must not use it afterwards unless it holds another hold. Until
+    /// then it returns `pending` and must be called again; the wake callback may be freed
+    /// only after `closed`. Never waits: the waker may be blocked in a wake to the caller.
     pub fn sinkClose(counter: *Counter, sink: u32) Error!SinkClosed {
         counter.mutex.lock();
         if (!counter.queue.isSinkSlot(sink)) {
@@ -251,12 +273,11 @@ pub const Counter = struct {
             return error.InvalidArgument;
         }
         counter.startSinkClose(sink);
-        if (counter.queue.sinks[sink].wakes_in_flight > 0) {
+        if (counter.queue.sinks[sink].waker_running) {
             counter.mutex.unlock();
             return .pending;
         }
-        counter.queue.sinkFree(sink);
-        const last = counter.dropHold();
+        const last = counter.finishSinkClose(sink);
         counter.mutex.unlock();
         if (last) counter.deallocate();
         return .closed;
@@ -269,14 +290,13 @@ pub const Counter = struct {
         counter.tokens_discarded += counter.queue.sinkClose(&counter.table.callbacks, sink);
         // Routed after the close began, so this sink's own tokens are dropped, not queued.
         _ = counter.route(&released, table_module.sink_none);
+        counter.queue.sinks[sink].condition.signal(); // Its waker exits.
     }
 
-    /// The dispatcher's half of an abandoned sink's close, once its last wake returned.
-    pub fn finishSinkClose(counter: *Counter, sink: u32) void {
+    /// Frees the sink's slot and drops its hold; true if that was the last hold.
+    pub fn finishSinkClose(counter: *Counter, sink: u32) bool {
         counter.queue.sinkFree(sink);
-        // The opener's hold outlives the dispatcher (`destroy` joins it first).
-        const last = counter.dropHold();
-        assert(!last);
+        return counter.dropHold();
     }
 
     /// `thread_exit` hook: the thread that opened the sink exited without closing it.
@@ -291,13 +311,39 @@ pub const Counter = struct {
         defer counter.mutex.unlock();
         if (!counter.queue.isSinkGeneration(sink, generation)) return null;
         counter.startSinkClose(sink);
-        if (counter.queue.sinks[sink].wakes_in_flight > 0) {
-            // Its thread is gone and cannot retry: the dispatcher finishes the close.
+        if (counter.queue.sinks[sink].waker_running) {
+            // Its thread is gone and cannot retry: the waker finishes the close.
             counter.queue.sinks[sink].abandoned = true;
             return null;
         }
-        counter.queue.sinkFree(sink);
-        return if (counter.dropHold()) counter else null;
+        return if (counter.finishSinkClose(sink)) counter else null;
+    }
+
+    /// Closes and destroys the counter if the calling thread exits first (without
+    /// `destroy`): for a counter opened by a JS Worker, whose end is the counter's end.
+    pub fn destroyOnThreadExit(counter: *Counter) Error!void {
+        if (!thread_exit.track(counter.key, opener_marker, 0, hooks)) return error.Limit;
+    }
+
+    const opener_marker = thread_exit.opener;
+    const hooks: thread_exit.Hooks = .{ .close = closeAbandonedOrDestroy, .is_open = isOpenRegistered };
+
+    fn closeAbandonedOrDestroy(key: f64, sink: u32, generation: u32) void {
+        if (sink != opener_marker) return closeAbandoned(key, sink, generation);
+        // Claimed under the registry lock; destroyed outside it, as destroy joins the
+        // dispatcher, whose callbacks may attach (taking the registry lock).
+        const claimed = registry.with(key, claimDestroy, .{}) orelse return;
+        const counter = claimed orelse return;
+        counter.destroyClaimed();
+    }
+
+    fn claimDestroy(opaque_counter: *anyopaque) ?*Counter {
+        const counter: *Counter = @ptrCast(@alignCast(opaque_counter));
+        counter.mutex.lock();
+        defer counter.mutex.unlock();
+        if (counter.destroy_claimed) return null;
+        counter.destroy_claimed = true;
+        return counter;
     }
 
     fn isOpenRegistered(key: f64, sink: u32, generation: u32) bool {
@@ -308,6 +354,7 @@ pub const Counter = struct {
         const counter: *Counter = @ptrCast(@alignCast(opaque_counter));
         counter.mutex.lock();
         defer counter.mutex.unlock();
+        if (sink == opener_marker) return !counter.destroy_claimed;
         return counter.queue.isSinkGeneration(sink, generation);
     }
 
@@ -515,6 +562,10 @@ pub const Counter = struct {
         const routed = counter.queue.route(&counter.table.callbacks, released, caller);
         counter.tokens_discarded += routed.discarded;
         if (routed.signal_dispatcher) counter.condition.signal();
+        var wake_sinks = routed.wake_sinks;
+        while (wake_sinks != 0) : (wake_sinks &= wake_sinks - 1) {
+            counter.queue.sinks[@ctz(wake_sinks)].condition.signal();
+        }
         return if (routed.drain_caller) .drain else .ok;
     }
 };

@@ -6,10 +6,15 @@
 //!
 //! Each sink has a coalescing wake, in the manner of libuv's `uv_async_t`: the first token
 //! into a sink that is not `armed` arms it and asks for one wake; later tokens ride on that
-//! wake; a drain that finds the outbox empty disarms it, so the next token asks again. The
-//! wake carries no data. When the sink's own thread caused the release (`caller_sink`), the
-//! wake is skipped and the caller is told to drain instead: a JS release then costs no
-//! thread hop at all.
+//! wake; a drain that finds the outbox empty disarms it (cancelling a wake not yet made),
+//! so the next token asks again. The wake carries no data. When the sink's own thread
+//! caused the release (`caller`), the wake is skipped and the caller is told to drain
+//! instead: a JS release then costs no thread hop at all.
+//!
+//! A sink's wakes are made by its own waker thread (`dispatcher.waker`), because a wake
+//! may block: a Deno thread-safe callback waits until its JS thread has run it, and never
+//! returns if that thread's Worker is terminated meanwhile. So one busy or dead JS thread
+//! delays only its own wakes, never native callbacks or another sink's.
 //!
 //! Not thread-safe; the counter's mutex guards it.
 
@@ -21,29 +26,31 @@ const callback = @import("callback.zig");
 pub const sink_count_max = 64;
 pub const sink_none: u32 = std.math.maxInt(u32);
 
-/// Called on the dispatcher thread, with no lock held, to tell a sink's owner to drain.
+/// Called on the sink's waker thread, with no lock held, to tell its owner to drain.
 pub const WakeFunction = *const fn (context: ?*anyopaque) callconv(.c) void;
 
 pub const Sink = struct {
     /// The slot is in use: open, or closing.
     open: bool = false,
-    /// Closed to new tokens and wakes, but not yet free: a wake may still be in flight.
+    /// Closed to new tokens and wakes, but not yet free: its waker may still be running.
     closing: bool = false,
-    /// Closing because its thread exited: the dispatcher finishes the close.
+    /// Closing because its thread exited: the waker finishes the close, as nobody else will.
     abandoned: bool = false,
-    /// Wakes taken by the dispatcher and not yet returned. The owner may free its wake
-    /// callback only once this is zero and the sink is closing.
-    wakes_in_flight: u32 = 0,
+    /// A waker thread serves the sink (it has a wake) and has not exited. The owner may
+    /// free its wake callback only once the sink is closing and this is false.
+    waker_running: bool = false,
     /// Bumped at each open, so that a closed sink's index reused by a new sink is told
     /// apart (by the thread-exit hook).
     generation: u32 = 0,
     wake: ?WakeFunction = null,
     wake_context: ?*anyopaque = null,
+    /// The waker waits on this, with the counter's mutex.
+    condition: std.Thread.Condition = .{},
     outbox: callback.List = .{},
     /// A drain is due: a wake was requested or the owner was told to drain. Cleared only
     /// by a drain that finds the outbox empty.
     armed: bool = false,
-    /// The dispatcher owes this sink a wake call. Invariant: `wake_requested => armed`.
+    /// The waker owes this sink a wake call. Invariant: `wake_requested => armed`.
     wake_requested: bool = false,
 };
 
@@ -58,14 +65,15 @@ pub const Job = struct {
 pub const Wake = struct {
     function: WakeFunction,
     context: ?*anyopaque,
-    sink: u32,
 };
 
 pub const Routed = struct {
     /// The calling sink received tokens and was not armed: the caller must drain.
     drain_caller: bool = false,
-    /// The dispatcher has new work (native callbacks or wakes).
+    /// The dispatcher has new native callbacks.
     signal_dispatcher: bool = false,
+    /// Sinks whose wakers have a wake to make (bit i: sink i).
+    wake_sinks: u64 = 0,
     /// Tokens dropped because their sink is closed.
     discarded: u32 = 0,
 };
@@ -73,15 +81,23 @@ pub const Routed = struct {
 pub const Queue = struct {
     native: callback.List = .{},
     sinks: [sink_count_max]Sink = [_]Sink{.{}} ** sink_count_max,
-    /// How many sinks have `wake_requested` set, so the dispatcher's wait predicate is O(1).
-    wakes_requested: u32 = 0,
+
+    comptime {
+        assert(sink_count_max <= @bitSizeOf(@FieldType(Routed, "wake_sinks")));
+    }
 
     pub fn sinkOpen(queue: *Queue, wake: ?WakeFunction, wake_context: ?*anyopaque) error{Limit}!u32 {
         for (&queue.sinks, 0..) |*sink, index| {
             if (sink.open) continue;
-            assert(sink.outbox.len == 0 and !sink.armed and !sink.wake_requested);
+            assert(sink.outbox.len == 0 and !sink.armed and !sink.wake_requested and !sink.waker_running);
             const generation = sink.generation +% 1; // A temporary: `sink.*` is being written.
-            sink.* = .{ .open = true, .generation = generation, .wake = wake, .wake_context = wake_context };
+            sink.* = .{
+                .open = true,
+                .generation = generation,
+                .wake = wake,
+                .wake_context = wake_context,
+                .waker_running = wake != null,
+            };
             return @intCast(index);
         }
         return error.Limit;
@@ -103,7 +119,7 @@ pub const Queue = struct {
 
     /// True when the dispatcher has nothing to do.
     pub fn isIdle(queue: *const Queue) bool {
-        return queue.native.len == 0 and queue.wakes_requested == 0;
+        return queue.native.len == 0;
     }
 
     /// Moves every callback of `released` to its destination, preserving order per
@@ -134,8 +150,7 @@ pub const Queue = struct {
                     } else if (sink.wake != null) {
                         assert(!sink.wake_requested);
                         sink.wake_requested = true;
-                        queue.wakes_requested += 1;
-                        routed.signal_dispatcher = true;
+                        routed.wake_sinks |= @as(u64, 1) << @intCast(target.sink);
                     }
                 },
             }
@@ -161,21 +176,14 @@ pub const Queue = struct {
         return count;
     }
 
-    /// Takes every requested wake. The sinks stay armed until drained empty.
-    pub fn takeWakes(queue: *Queue, wakes: *[sink_count_max]Wake) usize {
-        var count: usize = 0;
-        if (queue.wakes_requested == 0) return 0;
-        for (&queue.sinks, 0..) |*sink, index| {
-            if (!sink.wake_requested) continue;
-            assert(sink.armed and sink.open and !sink.closing);
-            sink.wake_requested = false;
-            sink.wakes_in_flight += 1;
-            wakes[count] = .{ .function = sink.wake.?, .context = sink.wake_context, .sink = @intCast(index) };
-            count += 1;
-        }
-        assert(count == queue.wakes_requested);
-        queue.wakes_requested = 0;
-        return count;
+    /// The waker's next wake to make for the sink, or null when there is none (yet). The
+    /// sink stays armed until drained empty.
+    pub fn takeWake(queue: *Queue, sink_index: u32) ?Wake {
+        const sink = &queue.sinks[sink_index];
+        if (!sink.wake_requested or sink.closing) return null;
+        assert(sink.armed and sink.open);
+        sink.wake_requested = false;
+        return .{ .function = sink.wake.?, .context = sink.wake_context };
     }
 
     /// Copies up to `tokens.len` tokens out of the sink's outbox, in order. Returning zero
@@ -196,36 +204,21 @@ pub const Queue = struct {
             // empty, so that wake would announce nothing. This keeps the invariant
             // `wake_requested => armed`, so the next token requests a wake afresh.
             sink.armed = false;
-            if (sink.wake_requested) {
-                sink.wake_requested = false;
-                queue.wakes_requested -= 1;
-            }
+            sink.wake_requested = false;
         }
         return count;
     }
 
-    /// A wake call returned. True when that completes an abandoned sink's close, which
-    /// the caller must then finish (`sinkFree`).
-    pub fn wakeDone(queue: *Queue, sink_index: u32) bool {
-        const sink = &queue.sinks[sink_index];
-        assert(sink.open and sink.wakes_in_flight > 0);
-        sink.wakes_in_flight -= 1;
-        return sink.wakes_in_flight == 0 and sink.closing and sink.abandoned;
-    }
-
     /// Starts closing a sink: drops its undelivered tokens, cancels a wake it is owed, and
     /// refuses it new tokens and wakes. Returns how many tokens were dropped. The slot is
-    /// freed by `sinkFree` once no wake is in flight.
+    /// freed by `sinkFree` once its waker has exited (the caller signals the waker).
     pub fn sinkClose(queue: *Queue, pool: *callback.Pool, sink_index: u32) u32 {
         assert(queue.isSinkSlot(sink_index));
         const sink = &queue.sinks[sink_index];
         if (sink.closing) return 0;
         const dropped = sink.outbox.len;
         sink.outbox.clear(pool);
-        if (sink.wake_requested) {
-            sink.wake_requested = false;
-            queue.wakes_requested -= 1;
-        }
+        sink.wake_requested = false;
         sink.armed = false;
         sink.closing = true;
         return dropped;
@@ -233,7 +226,7 @@ pub const Queue = struct {
 
     pub fn sinkFree(queue: *Queue, sink_index: u32) void {
         const sink = &queue.sinks[sink_index];
-        assert(sink.open and sink.closing and sink.wakes_in_flight == 0 and sink.outbox.len == 0);
+        assert(sink.open and sink.closing and !sink.waker_running and sink.outbox.len == 0);
         const generation = sink.generation;
         sink.* = .{ .generation = generation };
     }
@@ -251,7 +244,6 @@ pub const Queue = struct {
             const generation = sink.generation;
             sink.* = .{ .generation = generation };
         }
-        queue.wakes_requested = 0;
     }
 };
 
@@ -266,20 +258,23 @@ fn releasedList(pool: *callback.Pool, callbacks: []const callback.Callback) !cal
     return list;
 }
 
+fn wakeBit(sink: u32) u64 {
+    return @as(u64, 1) << @intCast(sink);
+}
+
 test "one wake per batch: the first token arms the sink, a drain to empty disarms it" {
     var pool: callback.Pool = .{};
     defer pool.deinit(testing.allocator);
     var queue: Queue = .{};
     const sink = try queue.sinkOpen(noopWake, null);
-    var wakes: [sink_count_max]Wake = undefined;
     var tokens: [8]u32 = undefined;
 
     var first = try releasedList(&pool, &.{ .{ .sink = .{ .sink = sink, .token = 1 } }, .{ .sink = .{ .sink = sink, .token = 2 } } });
-    try testing.expectEqual(Routed{ .signal_dispatcher = true }, queue.route(&pool, &first, sink_none));
+    try testing.expectEqual(Routed{ .wake_sinks = wakeBit(sink) }, queue.route(&pool, &first, sink_none));
     var second = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 3 } }});
     try testing.expectEqual(Routed{}, queue.route(&pool, &second, sink_none));
-    try testing.expectEqual(@as(usize, 1), queue.takeWakes(&wakes));
-    try testing.expectEqual(@as(usize, 0), queue.takeWakes(&wakes));
+    try testing.expect(queue.takeWake(sink) != null);
+    try testing.expect(queue.takeWake(sink) == null);
 
     try testing.expectEqual(@as(usize, 3), queue.drain(&pool, sink, &tokens));
     try testing.expectEqualSlices(u32, &.{ 1, 2, 3 }, tokens[0..3]);
@@ -288,39 +283,37 @@ test "one wake per batch: the first token arms the sink, a drain to empty disarm
     try testing.expect(!queue.sinks[sink].armed);
 
     var third = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 4 } }});
-    try testing.expectEqual(Routed{ .signal_dispatcher = true }, queue.route(&pool, &third, sink_none));
-    try testing.expectEqual(@as(usize, 1), queue.takeWakes(&wakes));
+    try testing.expectEqual(Routed{ .wake_sinks = wakeBit(sink) }, queue.route(&pool, &third, sink_none));
+    try testing.expect(queue.takeWake(sink) != null);
     try testing.expectEqual(@as(usize, 1), queue.drain(&pool, sink, &tokens));
     try testing.expectEqual(@as(usize, 0), pool.countInUse());
 }
 
-test "an owner that drains before its wake is sent cancels the wake, and is woken again later" {
+test "an owner that drains before its wake is made cancels the wake, and is woken again later" {
     var pool: callback.Pool = .{};
     defer pool.deinit(testing.allocator);
     var queue: Queue = .{};
     const sink = try queue.sinkOpen(noopWake, null);
-    var wakes: [sink_count_max]Wake = undefined;
     var tokens: [8]u32 = undefined;
 
-    // A token from another thread owes a wake; the dispatcher has not sent it yet (busy in
-    // a native callback) when the owner drains on its own (closing, or before exit).
+    // A token from another thread owes a wake; the waker has not made it yet when the
+    // owner drains on its own (closing, or before exit).
     var first = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 1 } }});
-    try testing.expectEqual(Routed{ .signal_dispatcher = true }, queue.route(&pool, &first, sink_none));
+    try testing.expectEqual(Routed{ .wake_sinks = wakeBit(sink) }, queue.route(&pool, &first, sink_none));
     try testing.expectEqual(@as(usize, 1), queue.drain(&pool, sink, &tokens));
     try testing.expectEqual(@as(usize, 0), queue.drain(&pool, sink, &tokens));
     try testing.expect(!queue.sinks[sink].armed and !queue.sinks[sink].wake_requested);
-    try testing.expectEqual(@as(usize, 0), queue.takeWakes(&wakes));
+    try testing.expect(queue.takeWake(sink) == null);
 
     // The next token requests a wake afresh.
     var second = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 2 } }});
-    try testing.expectEqual(Routed{ .signal_dispatcher = true }, queue.route(&pool, &second, sink_none));
-    try testing.expectEqual(@as(usize, 1), queue.takeWakes(&wakes));
+    try testing.expectEqual(Routed{ .wake_sinks = wakeBit(sink) }, queue.route(&pool, &second, sink_none));
+    try testing.expect(queue.takeWake(sink) != null);
     try testing.expectEqual(@as(usize, 1), queue.drain(&pool, sink, &tokens));
     try testing.expectEqual(@as(usize, 0), queue.drain(&pool, sink, &tokens));
-    try testing.expect(queue.isIdle());
 }
 
-test "the calling sink is told to drain instead of being woken" {
+test "the calling sink is told to drain instead of being woken; a closing sink drops tokens" {
     var pool: callback.Pool = .{};
     defer pool.deinit(testing.allocator);
     var queue: Queue = .{};
@@ -332,10 +325,17 @@ test "the calling sink is told to drain instead of being woken" {
         .{ .native = .{ .function = noopCallback, .context = null } },
     });
     try testing.expectEqual(Routed{ .drain_caller = true, .signal_dispatcher = true }, queue.route(&pool, &list, sink));
-    try testing.expectEqual(@as(u32, 0), queue.wakes_requested);
+    try testing.expect(queue.takeWake(sink) == null);
     var jobs: [4]Job = undefined;
     try testing.expectEqual(@as(usize, 1), queue.popNative(&pool, &jobs));
     try testing.expectEqual(@as(usize, 1), queue.drain(&pool, sink, &tokens));
     try testing.expectEqual(@as(usize, 0), queue.drain(&pool, sink, &tokens));
     try testing.expect(queue.isIdle());
+
+    var late = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 2 } }});
+    _ = queue.sinkClose(&pool, sink);
+    try testing.expectEqual(Routed{ .discarded = 1 }, queue.route(&pool, &late, sink_none));
+    queue.sinks[sink].waker_running = false; // As the waker does when it sees the close.
+    queue.sinkFree(sink);
+    try testing.expectEqual(@as(usize, 0), pool.countInUse());
 }

@@ -135,8 +135,8 @@ pub const Info = struct {
     size_bytes: u64,
 };
 
-/// One sink's references on an object.
-pub const Holding = struct {
+/// One sink's references on an object (`refscope_holding` in the C header).
+pub const Holding = extern struct {
     sink: Sink,
     refs_local: u32 = 0,
     refs_submitted: u32 = 0,
@@ -474,8 +474,9 @@ pub const Table = struct {
 
     /// Releases every reference `sink` holds, on its behalf: its borrows, lent references
     /// and lineage pins, and, for the objects it owns, the owner's references. The objects
-    /// it owns lose their owner, and every callback registered on them leaves now (they
-    /// were the closing sink's). Objects others still reference stay live.
+    /// it owns lose their owner; the callbacks that deliver to `sink` leave now (nobody could
+    /// run them later), while native callbacks stay until the object really goes out of
+    /// scope or is deleted. Objects others still reference stay live.
     pub fn sinkRelease(table: *Table, sink: Sink, released: *List) void {
         assert(sink != sink_none and sink != sink_gone);
         for (0..table.entries.items.len) |slot_usize| {
@@ -487,8 +488,8 @@ pub const Table = struct {
                 entry.owner = sink_gone;
                 entry.refs_local = 0;
                 entry.refs_submitted = 0;
-                table.handOver(&entry.callbacks, released);
-                if (entry.ext != nil) table.handOver(&table.exts.at(entry.ext).deleted_callbacks, released);
+                table.handOverSink(&entry.callbacks, sink, released);
+                if (entry.ext != nil) table.handOverSink(&table.exts.at(entry.ext).deleted_callbacks, sink, released);
             }
         }
         for (0..table.entries.items.len) |slot| {
@@ -609,6 +610,27 @@ pub const Table = struct {
     fn handOver(table: *Table, list: *List, released: *List) void {
         table.callbacks_released += list.len;
         released.concat(&table.callbacks, list);
+    }
+
+    /// Hands over the callbacks of `list` that deliver to `sink`, keeping the others in
+    /// order.
+    fn handOverSink(table: *Table, list: *List, sink: Sink, released: *List) void {
+        var kept: List = .{};
+        while (true) {
+            const index = list.pop(&table.callbacks);
+            if (index == nil) break;
+            const to_sink = switch (table.callbacks.at(index).callback) {
+                .sink => |target| target.sink == sink,
+                .native => false,
+            };
+            if (to_sink) {
+                released.push(&table.callbacks, index);
+                table.callbacks_released += 1;
+            } else {
+                kept.push(&table.callbacks, index);
+            }
+        }
+        list.* = kept;
     }
 
     // --- Counts ----------------------------------------------------------------------------

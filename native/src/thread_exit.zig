@@ -23,6 +23,10 @@ pub const Hooks = struct {
 };
 
 const Registration = struct { key: f64, sink: u32, generation: u32 };
+
+/// The `sink` of a registration that stands for the counter's opener (see
+/// `Counter.destroyOnThreadExit`) rather than for one of its sinks.
+pub const opener: u32 = std.math.maxInt(u32);
 const registrations_max = 64;
 
 /// The sinks one thread opened (some may have been closed since).
@@ -88,7 +92,12 @@ pub fn track(registration_key: f64, sink: u32, generation: u32, counter_hooks: H
 fn onThreadExit(value: ?*anyopaque) callconv(.c) void {
     const sinks: *ThreadSinks = @ptrCast(@alignCast(value orelse return));
     defer std.heap.c_allocator.destroy(sinks);
-    for (sinks.registrations[0..sinks.count]) |registration| {
-        hooks.?.close(registration.key, registration.sink, registration.generation);
+    // Sinks first: a counter this thread opened must not route its closing deliveries to
+    // this thread's own sink, whose isolate is gone.
+    for ([_]bool{ false, true }) |openers| {
+        for (sinks.registrations[0..sinks.count]) |registration| {
+            if ((registration.sink == opener) != openers) continue;
+            hooks.?.close(registration.key, registration.sink, registration.generation);
+        }
     }
 }

@@ -136,6 +136,40 @@ int main(void) {
     CHECK(wait_for(&fired, 3) == 3);
     CHECK(refscope_sink_close(counter, sink) == REFSCOPE_OK);
 
+    /* More holder records than any internal page: the native owner's own (one reference
+     * still lent) and one per sink borrower, all copied out. */
+    {
+        enum { sinks = 64 };
+        refscope_sink borrowers[sinks];
+        refscope_id shared = 0;
+        CHECK(refscope_object_create(counter, 0, REFSCOPE_NO_SINK, &shared) == REFSCOPE_OK);
+        for (int i = 0; i < sinks; i++) {
+            CHECK(refscope_sink_open(counter, NULL, NULL, &borrowers[i]) == REFSCOPE_OK);
+            CHECK(refscope_object_retain(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+            CHECK(refscope_object_lend(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+            CHECK(refscope_object_borrow(counter, shared, REFSCOPE_NO_SINK, borrowers[i]) == REFSCOPE_OK);
+        }
+        CHECK(refscope_object_lend(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+        refscope_holding holdings[sinks + 8];
+        memset(holdings, 0xaa, sizeof holdings);
+        CHECK(refscope_object_holdings(counter, shared, holdings, sinks + 8) == sinks + 1);
+        int owner_records = 0;
+        for (int i = 0; i < sinks + 1; i++) {
+            if (holdings[i].sink == REFSCOPE_NO_SINK) {
+                owner_records++;
+                CHECK(holdings[i].refs_lent == 1);
+            } else {
+                CHECK(holdings[i].sink < sinks && holdings[i].refs_local == 1);
+            }
+        }
+        CHECK(owner_records == 1);
+        CHECK(holdings[sinks + 1].sink == 0xaaaaaaaau); /* nothing written past the count */
+        CHECK(refscope_object_borrow(counter, shared, REFSCOPE_NO_SINK, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+        CHECK(refscope_object_release(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+        for (int i = 0; i < sinks; i++) CHECK(refscope_sink_close(counter, borrowers[i]) == REFSCOPE_OK);
+        CHECK(refscope_object_info(counter, shared, &info) == REFSCOPE_E_STALE_ID);
+    }
+
     /* A live object at close is deleted, and its callback still runs exactly once. */
     refscope_id live = 0;
     CHECK(refscope_object_create(counter, 1, REFSCOPE_NO_SINK, &live) == REFSCOPE_OK);
@@ -143,7 +177,7 @@ int main(void) {
 
     refscope_stats stats;
     CHECK(refscope_counter_stats(counter, &stats) == REFSCOPE_OK);
-    CHECK(stats.objects_live == 1 && stats.objects_created == 4 && stats.callbacks_registered == 4);
+    CHECK(stats.objects_live == 1 && stats.objects_created == 5 && stats.callbacks_registered == 4);
 
     CHECK(refscope_counter_close(counter, REFSCOPE_NO_SINK) == REFSCOPE_OK);
     CHECK(refscope_object_retain(counter, live, REFSCOPE_NO_SINK) == REFSCOPE_E_CLOSED);
