@@ -281,30 +281,30 @@ pub const Table = struct {
 
     /// Drops one of the caller's local references per id (ids may repeat). All or nothing.
     pub fn releaseBatch(table: *Table, ids: []const Id, caller: Sink, released: *List) Error!void {
-        try table.decrementAll(ids, caller, .local);
+        try table.applyAll(ids, caller, .local, .decrement, .in_scope);
         table.settleAll(ids, released);
     }
 
     /// Adds one submitted-task reference per id for the caller (a task took them as
     /// arguments). All or nothing.
     pub fn submittedAdd(table: *Table, ids: []const Id, caller: Sink) Error!void {
-        try table.incrementAll(ids, caller, .submitted);
+        try table.applyAll(ids, caller, .submitted, .increment, .in_scope);
     }
 
     /// Removes one of the caller's submitted-task references per id. All or nothing.
     pub fn submittedRemove(table: *Table, ids: []const Id, caller: Sink, released: *List) Error!void {
-        try table.decrementAll(ids, caller, .submitted);
+        try table.applyAll(ids, caller, .submitted, .decrement, .in_scope);
         table.settleAll(ids, released);
     }
 
     /// Adds one lineage reference per id for the caller. All or nothing.
     pub fn lineageAdd(table: *Table, ids: []const Id, caller: Sink) Error!void {
-        try table.incrementAll(ids, caller, .lineage);
+        try table.applyAll(ids, caller, .lineage, .increment, .in_scope);
     }
 
     /// Removes one of the caller's lineage references per id. All or nothing.
     pub fn lineageRemove(table: *Table, ids: []const Id, caller: Sink, released: *List) Error!void {
-        try table.decrementAllLive(ids, caller, .lineage);
+        try table.applyAll(ids, caller, .lineage, .decrement, .live);
         table.settleAll(ids, released);
     }
 
@@ -706,63 +706,41 @@ pub const Table = struct {
         table.dropHolderIfEmpty(slot, table.findHolder(slot, sink).?);
     }
 
-    /// Increments one count per id, undoing them all on the first failure.
-    fn incrementAll(table: *Table, ids: []const Id, caller: Sink, kind: Count) Error!void {
+    const Direction = enum {
+        increment,
+        decrement,
+
+        fn opposite(direction: Direction) Direction {
+            return if (direction == .increment) .decrement else .increment;
+        }
+    };
+
+    /// Which objects a batch accepts: those in scope, or (lineage removal) every live one,
+    /// out of scope but lineage-pinned included.
+    const Accept = enum { in_scope, live };
+
+    /// Applies one count change per id, undoing them all on the first failure, without
+    /// settling anything (that is a second pass), so that the undo is exact. An undo cannot
+    /// fail: a decrement never does, and re-incrementing a count just taken reuses the
+    /// holder node and ext that the pools kept.
+    fn applyAll(table: *Table, ids: []const Id, caller: Sink, kind: Count, direction: Direction, accept: Accept) Error!void {
         for (ids, 0..) |id, index| {
-            const slot = table.lookupInScope(id) catch |err| {
-                table.undo(ids[0..index], caller, kind, .decrement);
-                return err;
-            };
-            table.increment(slot, caller, kind) catch |err| {
-                table.undo(ids[0..index], caller, kind, .decrement);
+            table.applyOne(id, caller, kind, direction, accept) catch |err| {
+                for (ids[0..index]) |done| table.applyOne(done, caller, kind, direction.opposite(), accept) catch unreachable;
                 return err;
             };
         }
     }
 
-    /// Decrements one count per id without settling anything, so that a failure part way
-    /// can be undone exactly; settling is a second pass.
-    fn decrementAll(table: *Table, ids: []const Id, caller: Sink, kind: Count) Error!void {
-        for (ids, 0..) |id, index| {
-            const slot = table.lookupInScope(id) catch |err| {
-                table.undo(ids[0..index], caller, kind, .increment);
-                return err;
-            };
-            table.decrement(slot, caller, kind) catch |err| {
-                table.undo(ids[0..index], caller, kind, .increment);
-                return err;
-            };
+    fn applyOne(table: *Table, id: Id, caller: Sink, kind: Count, direction: Direction, accept: Accept) Error!void {
+        const slot = switch (accept) {
+            .in_scope => try table.lookupInScope(id),
+            .live => try table.lookupSlot(id),
+        };
+        switch (direction) {
+            .increment => try table.increment(slot, caller, kind),
+            .decrement => try table.decrement(slot, caller, kind),
         }
-    }
-
-    /// Like `decrementAll`, for lineage references, which out-of-scope objects still have.
-    fn decrementAllLive(table: *Table, ids: []const Id, caller: Sink, kind: Count) Error!void {
-        for (ids, 0..) |id, index| {
-            const slot = table.lookupSlot(id) catch |err| {
-                table.undoLive(ids[0..index], caller, kind);
-                return err;
-            };
-            table.decrement(slot, caller, kind) catch |err| {
-                table.undoLive(ids[0..index], caller, kind);
-                return err;
-            };
-        }
-    }
-
-    fn undo(table: *Table, ids: []const Id, caller: Sink, kind: Count, direction: enum { increment, decrement }) void {
-        for (ids) |id| {
-            const slot = table.lookupInScope(id) catch unreachable;
-            switch (direction) {
-                // Restoring a count just taken: its holder record may have gone, but the
-                // pools keep the freed node, so this cannot fail.
-                .increment => table.increment(slot, caller, kind) catch unreachable,
-                .decrement => table.decrement(slot, caller, kind) catch unreachable,
-            }
-        }
-    }
-
-    fn undoLive(table: *Table, ids: []const Id, caller: Sink, kind: Count) void {
-        for (ids) |id| table.increment(table.lookupSlot(id) catch unreachable, caller, kind) catch unreachable;
     }
 
     // --- Holders, exts, links --------------------------------------------------------------
