@@ -87,6 +87,8 @@ export interface CounterStats {
   readonly participants: number;
   /** Deliveries dropped because their participant had gone (its thread exited). */
   readonly deliveriesDiscarded: number;
+  /** Native bytes allocated for the table's entries and callbacks (capacity, not use). */
+  readonly nativeBytes: number;
 }
 
 const sinkNone = 0xffffffff;
@@ -117,7 +119,7 @@ export class Core {
   readonly #record = new ArrayBuffer(infoBytes * snapshotPage);
   readonly #recordF64 = new Float64Array(this.#record);
   readonly #recordU32 = new Uint32Array(this.#record);
-  readonly #stats = new Uint32Array(22);
+  readonly #stats = new Uint32Array(24);
   #finalStats: CounterStats | undefined;
 
   /** The key other threads attach with; read once, as the native counter may go later. */
@@ -362,6 +364,7 @@ export class Core {
       wakesSent: u64(8),
       participants: u64(9),
       deliveriesDiscarded: u64(10),
+      nativeBytes: u64(11),
     };
   }
 

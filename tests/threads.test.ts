@@ -14,7 +14,7 @@ class ReleaseJob {
 
   constructor(counter: Counter, ids: readonly ObjectId[]) {
     const cell = new BigUint64Array(1);
-    const status = kit.refscope_testkit_release_start(nativeCounter(counter), new Float64Array(ids), ids.length, cell);
+    const status = kit.refscope_testkit_release_start(nativeCounter(counter), new Float64Array(ids), ids.length, 1, cell);
     if (status !== 0) throw new Error(`testkit: starting a release thread failed (${status})`);
     this.#job = backend.pointerFromCell(cell);
   }

@@ -16,7 +16,7 @@ import { type Backend, type Bound, refscopeSymbols, type SymbolSpec, testkitSymb
 export type { Pointer, Wake } from "./symbols.ts";
 
 /** The ABI version this module was written against (`REFSCOPE_ABI_VERSION`). */
-export const abiVersion = 2;
+export const abiVersion = 3;
 
 /** The running runtime's backend. The only runtime test in `lib/`. */
 export const backend: Backend = "Bun" in globalThis ? bunBackend : denoBackend;

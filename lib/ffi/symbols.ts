@@ -97,12 +97,16 @@ export const refscopeSymbols = {
 
 /** librefscope_testkit's exported functions (tests and benchmarks only). */
 export const testkitSymbols = {
-  /** int32_t refscope_testkit_release_start(refscope_counter *, const double *ids, uint32_t count, job **out_job) */
-  refscope_testkit_release_start: { parameters: ["pointer", "buffer", "u32", "buffer"], result: "i32" },
+  /** int32_t refscope_testkit_release_start(refscope_counter *, const double *ids, uint32_t count, uint32_t batch, job **out_job) */
+  refscope_testkit_release_start: { parameters: ["pointer", "buffer", "u32", "u32", "buffer"], result: "i32" },
+  /** int32_t refscope_testkit_call_each_start(void (*function)(double id), const double *ids, uint32_t count, job **out_job) */
+  refscope_testkit_call_each_start: { parameters: ["pointer", "buffer", "u32", "buffer"], result: "i32" },
   /** int32_t refscope_testkit_job_done(job *) */
   refscope_testkit_job_done: { parameters: ["pointer"], result: "i32" },
   /** int32_t refscope_testkit_job_join(job *, double *out_call_ns_max, int32_t *out_first_error) */
   refscope_testkit_job_join: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
+  /** int32_t refscope_testkit_job_join_timed(job *, double *out_call_ns_max, double *out_elapsed_ns, int32_t *out_first_error) */
+  refscope_testkit_job_join_timed: { parameters: ["pointer", "buffer", "buffer", "buffer"], result: "i32" },
   /** int32_t refscope_testkit_stall_dispatcher(refscope_counter *, uint32_t ms) */
   refscope_testkit_stall_dispatcher: { parameters: ["pointer", "u32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;

@@ -51,7 +51,7 @@
 extern "C" {
 #endif
 
-#define REFSCOPE_ABI_VERSION 2u
+#define REFSCOPE_ABI_VERSION 3u
 
 typedef double refscope_id;
 typedef struct refscope_counter refscope_counter;
@@ -142,6 +142,7 @@ typedef struct refscope_stats {
     uint64_t wakes_sent;
     uint64_t sinks_open;
     uint64_t tokens_discarded;        /* dropped because their sink had closed */
+    uint64_t memory_bytes;            /* allocated for entries and callbacks (capacity) */
 } refscope_stats;
 
 /* Every function below may be called from any thread, including from a callback, and does

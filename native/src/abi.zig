@@ -17,7 +17,7 @@ const Counter = counter_module.Counter;
 const allocator = std.heap.c_allocator;
 
 /// Bumped whenever a signature, struct layout or status value changes.
-pub const abi_version: u32 = 2;
+pub const abi_version: u32 = 3;
 
 /// Status values never change once published; new ones get new numbers.
 pub const Status = enum(i32) {
@@ -123,6 +123,7 @@ pub const CounterStats = extern struct {
     wakes_sent: u64,
     sinks_open: u64,
     tokens_discarded: u64,
+    memory_bytes: u64,
 };
 
 /// Converts a byte size carried as a double; null unless it is an integer in [0, 2^53).
@@ -254,6 +255,7 @@ export fn refscope_counter_stats(counter: ?*Counter, out_stats: ?*CounterStats) 
         .wakes_sent = stats.wakes_sent,
         .sinks_open = stats.sinks_open,
         .tokens_discarded = stats.tokens_discarded,
+        .memory_bytes = stats.memory_bytes,
     };
     return Status.ok.int();
 }

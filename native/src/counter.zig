@@ -69,6 +69,8 @@ pub const Stats = struct {
     sinks_open: u64,
     /// Tokens dropped because their sink had closed (its thread was gone).
     tokens_discarded: u64,
+    /// Bytes the table has allocated for entries and callbacks (capacity, not use).
+    memory_bytes: u64,
 };
 
 /// One object in a snapshot.
@@ -550,6 +552,7 @@ pub const Counter = struct {
             .wakes_sent = counter.wakes_sent,
             .sinks_open = sinks_open,
             .tokens_discarded = counter.tokens_discarded,
+            .memory_bytes = counter.table.memoryBytes(),
         };
     }
 

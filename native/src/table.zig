@@ -468,6 +468,18 @@ pub const Table = struct {
         return IdParts.encode(.{ .slot = slot, .generation = entry.generation });
     }
 
+    /// Bytes the table has allocated (capacity, not use): entries and every pool.
+    pub fn memoryBytes(table: *const Table) u64 {
+        return table.entries.capacity * @sizeOf(Entry) +
+            table.callbacks.nodes.capacity * @sizeOf(callback.Node) +
+            table.exts.nodes.capacity * @sizeOf(Ext) +
+            table.holders.nodes.capacity * @sizeOf(Holder) +
+            table.links.nodes.capacity * @sizeOf(Link);
+    }
+
+    pub const entry_bytes = @sizeOf(Entry);
+    pub const callback_bytes = @sizeOf(callback.Node);
+
     pub fn slotCount(table: *const Table) u32 {
         return @intCast(table.entries.items.len);
     }

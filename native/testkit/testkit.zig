@@ -17,34 +17,63 @@ const status_system_resources: i32 = -9;
 extern fn refscope_object_create(counter: *Counter, size_bytes: f64, caller: u32, out_id: *f64) i32;
 extern fn refscope_object_on_out_of_scope(counter: *Counter, id: f64, function: *const fn (f64, ?*anyopaque) callconv(.c) void, context: ?*anyopaque) i32;
 extern fn refscope_object_release(counter: *Counter, id: f64, caller_sink: u32) i32;
+extern fn refscope_object_release_batch(counter: *Counter, ids: [*]const f64, count: u32, caller_sink: u32) i32;
 
 const allocator = std.heap.c_allocator;
 
-/// A native thread releasing a list of ids, one call per id, timing each call.
+/// A native thread working through a list of ids, timing each call: releasing them (one
+/// call per `batch` ids), or handing each to a callback (the per-event baseline).
 const Job = struct {
-    counter: *Counter,
+    counter: ?*Counter,
     ids: []f64,
+    /// Ids per release call; 1 calls `refscope_object_release`, more the batch release.
+    batch: u32,
+    /// When set, call this for each id instead of releasing it.
+    each: ?*const fn (id: f64) callconv(.c) void = null,
     thread: std.Thread,
     /// Release: `done` publishes the fields written by the thread before it.
     done: std.atomic.Value(bool) = .init(false),
     call_ns_max: u64 = 0,
+    elapsed_ns: u64 = 0,
     first_error: i32 = 0,
 
     fn run(job: *Job) void {
         var timer = std.time.Timer.start() catch unreachable;
-        for (job.ids) |id| {
-            const start = timer.read();
-            const status = refscope_object_release(job.counter, id, sink_none);
-            job.call_ns_max = @max(job.call_ns_max, timer.read() - start);
+        var index: usize = 0;
+        while (index < job.ids.len) {
+            const count = @min(job.batch, job.ids.len - index);
+            const call_start = timer.read();
+            const status: i32 = if (job.each) |each| blk: {
+                each(job.ids[index]);
+                break :blk 0;
+            } else if (count == 1)
+                refscope_object_release(job.counter.?, job.ids[index], sink_none)
+            else
+                refscope_object_release_batch(job.counter.?, job.ids[index..].ptr, @intCast(count), sink_none);
+            job.call_ns_max = @max(job.call_ns_max, timer.read() - call_start);
             if (status < 0 and job.first_error == 0) job.first_error = status;
+            index += count;
         }
+        job.elapsed_ns = timer.read();
         job.done.store(true, .release);
     }
 };
 
-/// Starts a thread that releases each id once. The ids are copied.
-export fn refscope_testkit_release_start(counter: ?*Counter, ids: ?[*]const f64, count: u32, out_job: ?*?*Job) i32 {
-    const c = counter orelse return status_invalid_argument;
+/// Starts a thread that releases each id once, `batch` ids per call (1: one call per id).
+/// The ids are copied.
+export fn refscope_testkit_release_start(counter: ?*Counter, ids: ?[*]const f64, count: u32, batch: u32, out_job: ?*?*Job) i32 {
+    if (counter == null or batch == 0) return status_invalid_argument;
+    return start(counter, null, ids, count, batch, out_job);
+}
+
+/// Starts a thread that calls `function(id)` once per id, one call after the other: the
+/// "one thread-safe callback per event" baseline of the benchmarks.
+export fn refscope_testkit_call_each_start(function: ?*const fn (id: f64) callconv(.c) void, ids: ?[*]const f64, count: u32, out_job: ?*?*Job) i32 {
+    if (function == null) return status_invalid_argument;
+    return start(null, function, ids, count, 1, out_job);
+}
+
+fn start(counter: ?*Counter, each: ?*const fn (id: f64) callconv(.c) void, ids: ?[*]const f64, count: u32, batch: u32, out_job: ?*?*Job) i32 {
     const out = out_job orelse return status_invalid_argument;
     if (count > 0 and ids == null) return status_invalid_argument;
     // Its thread runs this library's code: the host must not unload it meanwhile (Bun
@@ -56,7 +85,7 @@ export fn refscope_testkit_release_start(counter: ?*Counter, ids: ?[*]const f64,
         return status_out_of_memory;
     };
     if (count > 0) @memcpy(copy, ids.?[0..count]);
-    job.* = .{ .counter = c, .ids = copy, .thread = undefined };
+    job.* = .{ .counter = counter, .ids = copy, .batch = batch, .each = each, .thread = undefined };
     job.thread = std.Thread.spawn(.{}, Job.run, .{job}) catch {
         allocator.free(copy);
         allocator.destroy(job);
@@ -72,13 +101,18 @@ export fn refscope_testkit_job_done(job: ?*Job) i32 {
     return @intFromBool(j.done.load(.acquire));
 }
 
-/// Joins the thread (it never calls into JS, so this cannot deadlock), reports the longest
-/// single release call in nanoseconds and the first error status (0 if none), and frees
-/// the job.
+/// Joins the thread (a release job never calls into JS, so this cannot deadlock; join a
+/// call_each job only once it is done), reports the longest single call and the whole
+/// run in nanoseconds and the first error status (0 if none), and frees the job.
 export fn refscope_testkit_job_join(job: ?*Job, out_call_ns_max: ?*f64, out_first_error: ?*i32) i32 {
+    return refscope_testkit_job_join_timed(job, out_call_ns_max, null, out_first_error);
+}
+
+export fn refscope_testkit_job_join_timed(job: ?*Job, out_call_ns_max: ?*f64, out_elapsed_ns: ?*f64, out_first_error: ?*i32) i32 {
     const j = job orelse return status_invalid_argument;
     j.thread.join();
     if (out_call_ns_max) |out| out.* = @floatFromInt(j.call_ns_max);
+    if (out_elapsed_ns) |out| out.* = @floatFromInt(j.elapsed_ns);
     if (out_first_error) |out| out.* = j.first_error;
     allocator.free(j.ids);
     allocator.destroy(j);
