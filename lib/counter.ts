@@ -483,6 +483,18 @@ export function nativeCounter(counter: Counter): Pointer {
   return counterCore(counter).pointer;
 }
 
+/**
+ * Fault injection for tests: this thread ignores every wake from now on, as if each were
+ * lost (a wake can arrive just as the event loop decides to exit). Deliveries must then
+ * still be made, by the release's own drain or the `beforeExit` check. Not exported from
+ * `mod.ts`.
+ *
+ * @internal
+ */
+export function simulateLostWakes(counter: Counter): void {
+  counterCore(counter).delivery.loseWakes();
+}
+
 function checkRef(ref: unknown, core: Core, what: string): asserts ref is Ref {
   if (!(ref instanceof Ref)) {
     throw new RefscopeError("INVALID_ARGUMENT", `${what}: expected a Ref or an object id, got ${typeName(ref)}`);

@@ -53,6 +53,7 @@ export class Delivery {
   #freeTokens: number[] = [];
   #scheduled = false;
   #closed = false;
+  #ignoreWakes = false;
   handlersFired = 0;
   handlerErrors = 0;
   onHandlerError: ((error: HandlerError) => void) | undefined;
@@ -135,9 +136,14 @@ export class Delivery {
     return this.#handlers.length - this.#freeTokens.length;
   }
 
-  /** A wake from the dispatcher thread. Bun may deliver one queued before close. */
+  /** A wake from the sink's waker thread. Bun may deliver one queued before close. */
   onWake(): void {
-    if (!this.#closed) this.schedule();
+    if (!this.#closed && !this.#ignoreWakes) this.schedule();
+  }
+
+  /** Test hook: behave as if every wake were lost (see `simulateLostWakes`). */
+  loseWakes(): void {
+    this.#ignoreWakes = true;
   }
 
   /**
