@@ -1,0 +1,114 @@
+/**
+ * Benchmark 2, pipeline latency (the shape of Ray's release test): producers create
+ * objects, async consumers process them, and each reference is dropped as its consumer
+ * finishes; measured is the time from the drop to the start of the object's handler,
+ * at a light and a heavy load. Baseline: the pure-TS Map counter in the same pipeline.
+ */
+import { bench } from "mitata";
+import { setImmediate } from "node:timers";
+import { Counter } from "../mod.ts";
+import { log, MapCounter, measure, percentile, quick, record } from "./lib.ts";
+
+interface Load {
+  name: string;
+  objects: number;
+  /** Consumers working at once. */
+  concurrency: number;
+}
+
+const loads: Load[] = [
+  { name: "light", objects: quick ? 500 : 5_000, concurrency: 4 },
+  { name: "heavy", objects: quick ? 10_000 : 200_000, concurrency: 10_000 },
+];
+
+/** One consumer step of asynchronous work. */
+const work = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+interface Store {
+  create(index: number, latencies: Float64Array, dropped: Float64Array, done: () => void): () => void;
+}
+
+/** Runs the pipeline; returns each object's drop→handler latency in µs, sorted. */
+async function pipeline(load: Load, store: Store): Promise<Float64Array> {
+  const latencies = new Float64Array(load.objects);
+  const dropped = new Float64Array(load.objects);
+  let handled = 0;
+  const allHandled = Promise.withResolvers<void>();
+  const done = () => {
+    if (++handled === load.objects) allHandled.resolve();
+  };
+  let next = 0;
+  const consumer = async () => {
+    while (next < load.objects) {
+      const index = next++;
+      const release = store.create(index, latencies, dropped, done); // produce
+      await work(); // consume
+      await work();
+      dropped[index] = performance.now();
+      release(); // the consumer's reference goes
+    }
+  };
+  await Promise.all(Array.from({ length: load.concurrency }, consumer));
+  await allHandled.promise;
+  return latencies.map((value) => value * 1000).sort();
+}
+
+export async function pipelineLatency(): Promise<void> {
+  log("\n== 2. pipeline latency: drop → handler start");
+  const counter = new Counter();
+  const refscope: Store = {
+    create(index, latencies, dropped, done) {
+      const ref = counter.create({ sizeBytes: 1024 });
+      ref.onOutOfScope(() => {
+        latencies[index] = performance.now() - dropped[index];
+        done();
+      });
+      return () => ref.release();
+    },
+  };
+  const map = new MapCounter();
+  const baseline: Store = {
+    create(index, latencies, dropped, done) {
+      const id = map.create();
+      map.onOutOfScope(id, () => {
+        latencies[index] = performance.now() - dropped[index];
+        done();
+      });
+      return () => map.release(id);
+    },
+  };
+
+  const samples = new Map<string, Float64Array[]>();
+  for (const load of loads) {
+    for (const [store, label] of [[refscope, "refscope"], [baseline, "Map counter"]] as const) {
+      const name = `${label}: ${load.name} pipeline, ${load.objects} objects, ${load.concurrency} consumers`;
+      samples.set(name, []);
+      bench(name, async () => {
+        samples.get(name)!.push(await pipeline(load, store));
+      });
+    }
+  }
+  await measure();
+  await counter.close();
+
+  for (const load of loads) {
+    const figures = (label: string) => {
+      const runs = samples.get(
+        `${label}: ${load.name} pipeline, ${load.objects} objects, ${load.concurrency} consumers`,
+      )!;
+      const all = Float64Array.from(runs.flatMap((run) => Array.from(run))).sort();
+      return { p50: percentile(all, 0.5), p95: percentile(all, 0.95), p99: percentile(all, 0.99) };
+    };
+    const ours = figures("refscope");
+    const theirs = figures("Map counter");
+    for (const key of ["p50", "p95", "p99"] as const) {
+      record({
+        name: `drop→handler ${key}, ${load.name} load`,
+        value: ours[key],
+        unit: "µs",
+        baseline: { name: "pure-TS Map counter", value: theirs[key] },
+        target: load.name === "light" && key === "p99" ? { text: "≤ 200 µs", met: ours[key] <= 200 } : undefined,
+      });
+    }
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Benchmark 3, reference-operation cost: a retain+release pair, create+release, and a
+ * batch release of 1000 references, each against the pure-TS Map counter in the same run.
+ */
+import { bench, do_not_optimize, summary } from "mitata";
+import { Counter, type Ref } from "../mod.ts";
+import { log, MapCounter, measure, record } from "./lib.ts";
+
+const batch = 1000;
+
+export async function referenceOperations(): Promise<void> {
+  log("\n== 3. reference-operation cost");
+  const counter = new Counter();
+  const map = new MapCounter();
+  const held = counter.create();
+  const heldId = map.create();
+
+  const names = {
+    pair: "retain+release: refscope Ref",
+    pairBaseline: "retain+release: Map counter",
+    create: "create+release: refscope",
+    createBaseline: "create+release: Map counter",
+    batch: `release ${batch} refs in one batch: refscope releaseAll`,
+    batchBaseline: `release ${batch} ids: Map counter`,
+  };
+  summary(() => {
+    bench(names.pair, () => {
+      held.retain().release();
+    });
+    bench(names.pairBaseline, () => {
+      map.retain(heldId);
+      map.release(heldId);
+    });
+  });
+  summary(() => {
+    bench(names.create, () => {
+      counter.create().release();
+    });
+    bench(names.createBaseline, () => {
+      map.release(map.create());
+    });
+  });
+  summary(() => {
+    bench(names.batch, function* () {
+      yield {
+        [0]: () => Array.from({ length: batch }, () => counter.create()),
+        bench: (refs: Ref[]) => counter.releaseAll(refs),
+      };
+    });
+    bench(names.batchBaseline, function* () {
+      yield {
+        [0]: () => Array.from({ length: batch }, () => map.create()),
+        bench(ids: number[]) {
+          for (const id of ids) map.release(id);
+          do_not_optimize(ids);
+        },
+      };
+    });
+  });
+  const ns = await measure();
+  held.release();
+  await counter.close();
+
+  const pair = ns.get(names.pair)!;
+  const pairBaseline = ns.get(names.pairBaseline)!;
+  record({
+    name: "retain+release pair",
+    value: pair,
+    unit: "ns",
+    baseline: { name: "pure-TS Map counter", value: pairBaseline },
+    target: { text: "≤ 2x the Map counter", met: pair <= 2 * pairBaseline },
+  });
+  record({
+    name: "create+release",
+    value: ns.get(names.create)!,
+    unit: "ns",
+    baseline: { name: "pure-TS Map counter", value: ns.get(names.createBaseline)! },
+  });
+  const perHandle = ns.get(names.batch)! / batch;
+  const perHandleBaseline = ns.get(names.batchBaseline)! / batch;
+  record({
+    name: `batch release of ${batch}, per handle`,
+    value: perHandle,
+    unit: "ns",
+    baseline: { name: "pure-TS Map counter, per handle", value: perHandleBaseline },
+    target: { text: "≤ 1x the Map counter per handle", met: perHandle <= perHandleBaseline },
+  });
+}
