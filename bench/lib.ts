@@ -108,6 +108,27 @@ export class Job {
     return new Job(backend.pointerFromCell(cell));
   }
 
+  /** Makes `count` trivial library calls from a new native thread: the timing noise floor. */
+  static noop(count: number): Job {
+    const cell = new BigUint64Array(1);
+    const status = kit.refscope_testkit_noop_start(count, cell);
+    if (status !== 0) throw new Error(`testkit: noop thread (${status})`);
+    return new Job(backend.pointerFromCell(cell));
+  }
+
+  /** The call durations, in ns, at percentile `p` (an upper bound: buckets are powers of 2). */
+  percentile(p: number): number {
+    const buckets = new Float64Array(64);
+    if (kit.refscope_testkit_job_histogram(this.#job, buckets) !== 0) throw new Error("testkit: histogram");
+    const total = buckets.reduce((sum, count) => sum + count, 0);
+    let seen = 0;
+    for (let bucket = 0; bucket < 64; bucket++) {
+      seen += buckets[bucket];
+      if (seen >= p * total) return 2 ** (bucket + 1);
+    }
+    return Infinity;
+  }
+
   /** Calls `callback` once per id from a new native thread (the per-event baseline). */
   static callEach(callback: Pointer, ids: Float64Array): Job {
     const cell = new BigUint64Array(1);

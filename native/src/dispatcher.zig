@@ -33,7 +33,7 @@ pub fn main(counter: *Counter) void {
     counter.dispatcher_thread_id.store(std.Thread.getCurrentId(), .release);
 
     var jobs: [batch_max]queue_module.Job = undefined;
-    counter.mutex.lock();
+    counter.lock();
     while (true) {
         while (counter.queue.isIdle() and counter.state == .open) {
             counter.condition.wait(&counter.mutex);
@@ -47,7 +47,7 @@ pub fn main(counter: *Counter) void {
         }
         counter.mutex.unlock();
         for (jobs[0..jobs_count]) |job| job.function(job.id, job.context);
-        counter.mutex.lock();
+        counter.lock();
         counter.native_callbacks_run += jobs_count;
     }
     counter.state = .closed;
@@ -60,7 +60,7 @@ pub fn main(counter: *Counter) void {
 /// The waker of `sink`: makes each wake its sink is owed, until the sink closes. Holds the
 /// counter (one hold) while it runs.
 pub fn waker(counter: *Counter, sink: u32) void {
-    counter.mutex.lock();
+    counter.lock();
     const state = &counter.queue.sinks[sink];
     while (true) {
         // A wake is taken only right before it is made: until then, a drain or the sink's
@@ -72,7 +72,7 @@ pub fn waker(counter: *Counter, sink: u32) void {
         };
         counter.mutex.unlock();
         wake.function(wake.context);
-        counter.mutex.lock();
+        counter.lock();
         counter.wakes_sent += 1;
     }
     state.waker_running = false;

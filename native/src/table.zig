@@ -175,19 +175,49 @@ const Ext = struct {
 const Entry = struct {
     /// The generation of the slot's current or most recent object.
     generation: u32,
-    state: enum(u8) { live, free, retired },
-    freed: bool = false,
-    out_of_scope: bool = false,
-    reconstructable: bool = false,
-    /// Scratch mark for de-duplicating a create's id lists; always false between calls.
-    marked: bool = false,
-    owner: Sink = sink_none,
+    flags: Flags,
+    /// The owning sink, compacted (see `ownerSink`): every entry pays for this field.
+    owner: u16 = owner_native,
     refs_local: u32 = 0,
     refs_submitted: u32 = 0,
     callbacks: List = .{},
     /// An `Ext` index, or `nil`. While the slot is free: the next free slot.
     ext: Index = nil,
     size_bytes: u64 = 0,
+
+    const Flags = packed struct(u8) {
+        state: enum(u2) { live, free, retired },
+        freed: bool = false,
+        out_of_scope: bool = false,
+        reconstructable: bool = false,
+        /// Scratch mark for de-duplicating a create's id lists; always false between calls.
+        marked: bool = false,
+        _: u2 = 0,
+    };
+
+    const owner_native: u16 = std.math.maxInt(u16);
+    const owner_gone: u16 = std.math.maxInt(u16) - 1;
+
+    fn ownerSink(entry: *const Entry) Sink {
+        return switch (entry.owner) {
+            owner_native => sink_none,
+            owner_gone => sink_gone,
+            else => entry.owner,
+        };
+    }
+
+    fn setOwner(entry: *Entry, sink: Sink) void {
+        entry.owner = switch (sink) {
+            sink_none => owner_native,
+            sink_gone => owner_gone,
+            else => @intCast(sink),
+        };
+    }
+
+    comptime {
+        // The per-object budget (issue: ≤ 64 bytes per live object, allocation included).
+        assert(@sizeOf(Entry) <= 40);
+    }
 };
 
 const Count = enum { local, submitted, lent, lineage };
@@ -242,8 +272,14 @@ pub const Table = struct {
         try table.exts.reserve(table.allocator, plan.exts + @intFromBool(needs_ext));
         try table.links.reserve(table.allocator, plan.links);
         if (table.free_head == nil) {
-            if (table.entries.items.len >= IdParts.slot_count_max) return error.Limit;
-            try table.entries.ensureUnusedCapacity(table.allocator, 1);
+            const len = table.entries.items.len;
+            if (len >= IdParts.slot_count_max) return error.Limit;
+            if (len == table.entries.capacity) {
+                // Grow by an eighth, not the usual half: entries are the per-object memory,
+                // and large reallocations are remapped rather than copied.
+                const grown = @min(len + @max(len / 8, 1024), IdParts.slot_count_max);
+                try table.entries.ensureTotalCapacityPrecise(table.allocator, grown);
+            }
         }
 
         const slot = table.takeSlot();
@@ -251,12 +287,11 @@ pub const Table = struct {
         const generation = entry.generation + 1; // A temporary: `entry.*` is being written.
         entry.* = .{
             .generation = generation,
-            .state = .live,
-            .reconstructable = options.reconstructable,
-            .owner = options.owner,
+            .flags = .{ .state = .live, .reconstructable = options.reconstructable },
             .refs_local = 1,
             .size_bytes = options.size_bytes,
         };
+        entry.setOwner(options.owner);
         if (needs_ext) {
             entry.ext = table.exts.create(table.allocator, .{ .depth = plan.depth + 1 }) catch unreachable;
             table.linkAll(slot, options.contains, .contains);
@@ -337,8 +372,8 @@ pub const Table = struct {
         const slot = try table.lookupSlot(id);
         const entry = &table.entries.items[slot];
         if (!isOwner(entry, caller)) return error.NotOwned;
-        if (entry.freed or entry.out_of_scope) return;
-        entry.freed = true;
+        if (entry.flags.freed or entry.flags.out_of_scope) return;
+        entry.flags.freed = true;
         table.handOver(&entry.callbacks, released);
     }
 
@@ -352,7 +387,7 @@ pub const Table = struct {
         };
         const entry = &table.entries.items[slot];
         if (!isOwner(entry, caller)) return error.NotOwned;
-        if (kind == .out_of_scope and (entry.freed or entry.out_of_scope)) return false;
+        if (kind == .out_of_scope and (entry.flags.freed or entry.flags.out_of_scope)) return false;
         const index = try table.callbacks.create(table.allocator, .{ .callback = cb, .object_id = id });
         const list = switch (kind) {
             .out_of_scope => &table.entries.items[slot].callbacks,
@@ -412,9 +447,9 @@ pub const Table = struct {
 
     pub fn infoAt(table: *Table, slot: u32) Info {
         const entry = &table.entries.items[slot];
-        assert(entry.state == .live);
+        assert(entry.flags.state == .live);
         var result: Info = .{
-            .owner = entry.owner,
+            .owner = entry.ownerSink(),
             .refs_local = entry.refs_local,
             .refs_submitted = entry.refs_submitted,
             .refs_borrowed = 0,
@@ -424,9 +459,9 @@ pub const Table = struct {
             .borrowers = 0,
             .callbacks_pending = entry.callbacks.len,
             .deleted_callbacks_pending = 0,
-            .freed = entry.freed,
-            .out_of_scope = entry.out_of_scope,
-            .reconstructable = entry.reconstructable,
+            .freed = entry.flags.freed,
+            .out_of_scope = entry.flags.out_of_scope,
+            .reconstructable = entry.flags.reconstructable,
             .size_bytes = entry.size_bytes,
         };
         if (entry.ext != nil) {
@@ -439,7 +474,7 @@ pub const Table = struct {
             var index = x.holders.head;
             while (index != nil) : (index = table.holders.at(index).next) {
                 const h = table.holders.at(index).holding;
-                if (h.sink != entry.owner and (h.refs_local != 0 or h.refs_submitted != 0)) result.borrowers += 1;
+                if (h.sink != entry.ownerSink() and (h.refs_local != 0 or h.refs_submitted != 0)) result.borrowers += 1;
             }
         }
         return result;
@@ -464,7 +499,7 @@ pub const Table = struct {
     pub fn idAt(table: *const Table, slot: u32) ?Id {
         if (slot >= table.entries.items.len) return null;
         const entry = &table.entries.items[slot];
-        if (entry.state != .live) return null;
+        if (entry.flags.state != .live) return null;
         return IdParts.encode(.{ .slot = slot, .generation = entry.generation });
     }
 
@@ -494,10 +529,10 @@ pub const Table = struct {
         for (0..table.entries.items.len) |slot_usize| {
             const slot: u32 = @intCast(slot_usize);
             const entry = &table.entries.items[slot];
-            if (entry.state != .live) continue;
+            if (entry.flags.state != .live) continue;
             if (entry.ext != nil) table.dropHolder(slot, sink);
-            if (entry.owner == sink) {
-                entry.owner = sink_gone;
+            if (entry.ownerSink() == sink) {
+                entry.setOwner(sink_gone);
                 entry.refs_local = 0;
                 entry.refs_submitted = 0;
                 table.handOverSink(&entry.callbacks, sink, released);
@@ -505,7 +540,7 @@ pub const Table = struct {
             }
         }
         for (0..table.entries.items.len) |slot| {
-            if (table.entries.items[slot].state == .live) table.settle(@intCast(slot), released);
+            if (table.entries.items[slot].flags.state == .live) table.settle(@intCast(slot), released);
         }
     }
 
@@ -514,7 +549,7 @@ pub const Table = struct {
     /// and lineage dependencies before their dependents' erasure.
     pub fn releaseAll(table: *Table, released: *List) void {
         for (table.entries.items, 0..) |*entry, slot| {
-            if (entry.state != .live) continue;
+            if (entry.flags.state != .live) continue;
             entry.refs_local = 0;
             entry.refs_submitted = 0;
             if (entry.ext == nil) continue;
@@ -525,7 +560,7 @@ pub const Table = struct {
             }
         }
         for (0..table.entries.items.len) |slot| {
-            if (table.entries.items[slot].state == .live) table.settle(@intCast(slot), released);
+            if (table.entries.items[slot].flags.state == .live) table.settle(@intCast(slot), released);
         }
         assert(table.objects_live == 0);
         assert(table.bytes_live == 0);
@@ -539,7 +574,7 @@ pub const Table = struct {
         const x = table.exts.at(entry.ext);
         if (x.refs_borrowed != 0 or x.refs_lent != 0 or x.contained_in_owned != 0) return true;
         // Lineage keeps in scope only what could not be rebuilt from it (Ray: OutOfScope).
-        return !entry.reconstructable and x.refs_lineage != 0;
+        return !entry.flags.reconstructable and x.refs_lineage != 0;
     }
 
     fn lineageCount(table: *Table, entry: *const Entry) u32 {
@@ -551,10 +586,10 @@ pub const Table = struct {
     /// be deleted, release its lineage dependencies (recursively), then erase it.
     fn settle(table: *Table, slot: u32, released: *List) void {
         const entry = &table.entries.items[slot];
-        assert(entry.state == .live);
-        if (!entry.out_of_scope) {
+        assert(entry.flags.state == .live);
+        if (!entry.flags.out_of_scope) {
             if (table.inScope(entry)) return;
-            entry.out_of_scope = true;
+            entry.flags.out_of_scope = true;
             if (entry.ext != nil) {
                 while (true) {
                     const link = table.exts.at(entry.ext).contains.pop(&table.links);
@@ -596,7 +631,7 @@ pub const Table = struct {
 
     fn erase(table: *Table, slot: u32, released: *List) void {
         const entry = &table.entries.items[slot];
-        assert(entry.state == .live and entry.out_of_scope);
+        assert(entry.flags.state == .live and entry.flags.out_of_scope);
         assert(entry.callbacks.len == 0);
         if (entry.ext != nil) {
             const x = table.exts.at(entry.ext);
@@ -609,10 +644,10 @@ pub const Table = struct {
         table.objects_live -= 1;
         table.bytes_live -= entry.size_bytes;
         const generation = entry.generation;
-        entry.* = .{ .generation = generation, .state = .free };
+        entry.* = .{ .generation = generation, .flags = .{ .state = .free } };
         if (generation == IdParts.generation_max) {
             // Reusing the slot would let a new object's id equal an old one's.
-            entry.state = .retired;
+            entry.flags.state = .retired;
         } else {
             entry.ext = table.free_head;
             table.free_head = slot;
@@ -648,7 +683,7 @@ pub const Table = struct {
     // --- Counts ----------------------------------------------------------------------------
 
     fn isOwner(entry: *const Entry, caller: Sink) bool {
-        return caller == sink_none or caller == entry.owner;
+        return caller == sink_none or caller == entry.ownerSink();
     }
 
     /// The caller's count of `kind`, or null when it holds none (and has no record).
@@ -657,7 +692,7 @@ pub const Table = struct {
         const owner = isOwner(entry, caller);
         if (owner and kind == .local) return &entry.refs_local;
         if (owner and kind == .submitted) return &entry.refs_submitted;
-        const holder = table.findHolder(slot, if (owner) entry.owner else caller) orelse return null;
+        const holder = table.findHolder(slot, if (owner) entry.ownerSink() else caller) orelse return null;
         const h = &table.holders.at(holder).holding;
         return switch (kind) {
             .local => &h.refs_local,
@@ -672,7 +707,7 @@ pub const Table = struct {
         const x = table.ext(slot);
         return switch (kind) {
             .local, .submitted => blk: {
-                assert(sink != table.entries.items[slot].owner);
+                assert(sink != table.entries.items[slot].ownerSink());
                 break :blk &x.refs_borrowed;
             },
             .lent => &x.refs_lent,
@@ -688,7 +723,7 @@ pub const Table = struct {
             count.* = std.math.add(u32, count.*, 1) catch return error.Limit;
             return;
         }
-        const sink = if (owner) entry.owner else caller;
+        const sink = if (owner) entry.ownerSink() else caller;
         const holder = try table.holderFor(slot, sink);
         const h = &table.holders.at(holder).holding;
         const count = switch (kind) {
@@ -713,7 +748,7 @@ pub const Table = struct {
         const entry = &table.entries.items[slot];
         const owner = isOwner(entry, caller);
         if (owner and (kind == .local or kind == .submitted)) return;
-        const sink = if (owner) entry.owner else caller;
+        const sink = if (owner) entry.ownerSink() else caller;
         table.totalOf(slot, sink, kind).* -= 1;
         table.dropHolderIfEmpty(slot, table.findHolder(slot, sink).?);
     }
@@ -808,7 +843,7 @@ pub const Table = struct {
         const index = x.holders.removeFirst(&table.holders, sink, holderOf);
         if (index == nil) return;
         const h = table.holders.at(index).holding;
-        if (sink != table.entries.items[slot].owner) x.refs_borrowed -= h.refs_local + h.refs_submitted;
+        if (sink != table.entries.items[slot].ownerSink()) x.refs_borrowed -= h.refs_local + h.refs_submitted;
         x.refs_lent -= h.refs_lent;
         x.refs_lineage -= h.refs_lineage;
         table.holders.destroy(index);
@@ -838,8 +873,8 @@ pub const Table = struct {
         for (ids) |id| {
             const slot = try table.lookupInScope(id);
             const entry = &table.entries.items[slot];
-            if (entry.marked) continue;
-            entry.marked = true;
+            if (entry.flags.marked) continue;
+            entry.flags.marked = true;
             plan.links += 1;
             // An object in both lists is counted twice here: reserving one ext too many
             // is harmless.
@@ -855,18 +890,18 @@ pub const Table = struct {
             if (count == std.math.maxInt(u32)) return error.Limit;
             plan.depth = @max(plan.depth, x.depth);
         }
-        for (ids) |id| table.entries.items[table.lookupInScope(id) catch unreachable].marked = false;
+        for (ids) |id| table.entries.items[table.lookupInScope(id) catch unreachable].flags.marked = false;
         if (plan.links > 0 and plan.depth + 1 > depth_max) return error.Limit;
     }
 
     fn unmark(table: *Table, options: CreateOptions) void {
         for (options.contains) |id| {
             const slot = table.lookupSlot(id) catch continue;
-            table.entries.items[slot].marked = false;
+            table.entries.items[slot].flags.marked = false;
         }
         for (options.lineage) |id| {
             const slot = table.lookupSlot(id) catch continue;
-            table.entries.items[slot].marked = false;
+            table.entries.items[slot].flags.marked = false;
         }
     }
 
@@ -876,8 +911,8 @@ pub const Table = struct {
         for (ids) |id| {
             const target = table.lookupInScope(id) catch unreachable;
             const entry = &table.entries.items[target];
-            if (entry.marked) continue;
-            entry.marked = true;
+            if (entry.flags.marked) continue;
+            entry.flags.marked = true;
             const x = table.ensureExt(target) catch unreachable;
             switch (relation) {
                 .contains => x.contained_in_owned += 1,
@@ -890,7 +925,7 @@ pub const Table = struct {
                 .lineage => own.lineage.push(&table.links, link),
             }
         }
-        for (ids) |id| table.entries.items[table.lookupInScope(id) catch unreachable].marked = false;
+        for (ids) |id| table.entries.items[table.lookupInScope(id) catch unreachable].flags.marked = false;
     }
 
     // --- Lookup ------------------------------------------------------------------------------
@@ -902,7 +937,7 @@ pub const Table = struct {
             return slot;
         }
         const slot: u32 = @intCast(table.entries.items.len);
-        table.entries.appendAssumeCapacity(.{ .generation = 0, .state = .free });
+        table.entries.appendAssumeCapacity(.{ .generation = 0, .flags = .{ .state = .free } });
         return slot;
     }
 
@@ -912,7 +947,7 @@ pub const Table = struct {
         if (parts.slot >= table.entries.items.len) return error.InvalidId;
         const entry = &table.entries.items[parts.slot];
         if (parts.generation > entry.generation) return error.InvalidId;
-        if (parts.generation < entry.generation or entry.state != .live) return error.StaleId;
+        if (parts.generation < entry.generation or entry.flags.state != .live) return error.StaleId;
         return parts.slot;
     }
 
@@ -920,7 +955,7 @@ pub const Table = struct {
     /// out of scope (kept only by lineage) like a deleted one.
     fn lookupInScope(table: *Table, id: Id) Error!u32 {
         const slot = try table.lookupSlot(id);
-        if (table.entries.items[slot].out_of_scope) return error.StaleId;
+        if (table.entries.items[slot].flags.out_of_scope) return error.StaleId;
         return slot;
     }
 };

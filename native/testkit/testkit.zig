@@ -18,6 +18,7 @@ extern fn refscope_object_create(counter: *Counter, size_bytes: f64, caller: u32
 extern fn refscope_object_on_out_of_scope(counter: *Counter, id: f64, function: *const fn (f64, ?*anyopaque) callconv(.c) void, context: ?*anyopaque) i32;
 extern fn refscope_object_release(counter: *Counter, id: f64, caller_sink: u32) i32;
 extern fn refscope_object_release_batch(counter: *Counter, ids: [*]const f64, count: u32, caller_sink: u32) i32;
+extern fn refscope_abi_version() u32;
 
 const allocator = std.heap.c_allocator;
 
@@ -30,6 +31,11 @@ const Job = struct {
     batch: u32,
     /// When set, call this for each id instead of releasing it.
     each: ?*const fn (id: f64) callconv(.c) void = null,
+    /// Instead of releasing, make a trivial library call (`refscope_abi_version`) per id:
+    /// the noise floor of call timings on this thread.
+    noop: bool = false,
+    /// Calls by duration: bucket i counts calls of [2^i, 2^(i+1)) ns.
+    histogram: [64]u64 = [_]u64{0} ** 64,
     thread: std.Thread,
     /// Release: `done` publishes the fields written by the thread before it.
     done: std.atomic.Value(bool) = .init(false),
@@ -46,11 +52,16 @@ const Job = struct {
             const status: i32 = if (job.each) |each| blk: {
                 each(job.ids[index]);
                 break :blk 0;
+            } else if (job.noop) blk: {
+                std.mem.doNotOptimizeAway(refscope_abi_version());
+                break :blk 0;
             } else if (count == 1)
                 refscope_object_release(job.counter.?, job.ids[index], sink_none)
             else
                 refscope_object_release_batch(job.counter.?, job.ids[index..].ptr, @intCast(count), sink_none);
-            job.call_ns_max = @max(job.call_ns_max, timer.read() - call_start);
+            const call_ns = timer.read() - call_start;
+            job.call_ns_max = @max(job.call_ns_max, call_ns);
+            job.histogram[std.math.log2_int(u64, @max(call_ns, 1))] += 1;
             if (status < 0 and job.first_error == 0) job.first_error = status;
             index += count;
         }
@@ -63,17 +74,36 @@ const Job = struct {
 /// The ids are copied.
 export fn refscope_testkit_release_start(counter: ?*Counter, ids: ?[*]const f64, count: u32, batch: u32, out_job: ?*?*Job) i32 {
     if (counter == null or batch == 0) return status_invalid_argument;
-    return start(counter, null, ids, count, batch, out_job);
+    return start(counter, null, false, ids, count, batch, out_job);
+}
+
+/// Starts a thread that makes `count` trivial library calls, timing each: the noise floor
+/// (preemption, interrupts) that any call on a native thread suffers on this machine.
+export fn refscope_testkit_noop_start(count: u32, out_job: ?*?*Job) i32 {
+    const ids = allocator.alloc(f64, count) catch return status_out_of_memory;
+    defer allocator.free(ids);
+    @memset(ids, 0);
+    return start(null, null, true, ids.ptr, count, 1, out_job);
+}
+
+/// Copies the job's histogram of call durations (64 buckets: [2^i, 2^(i+1)) ns). Only
+/// once the job is done.
+export fn refscope_testkit_job_histogram(job: ?*Job, out_buckets: ?*[64]f64) i32 {
+    const j = job orelse return status_invalid_argument;
+    const out = out_buckets orelse return status_invalid_argument;
+    if (!j.done.load(.acquire)) return status_invalid_argument;
+    for (out, j.histogram) |*bucket, count| bucket.* = @floatFromInt(count);
+    return 0;
 }
 
 /// Starts a thread that calls `function(id)` once per id, one call after the other: the
 /// "one thread-safe callback per event" baseline of the benchmarks.
 export fn refscope_testkit_call_each_start(function: ?*const fn (id: f64) callconv(.c) void, ids: ?[*]const f64, count: u32, out_job: ?*?*Job) i32 {
     if (function == null) return status_invalid_argument;
-    return start(null, function, ids, count, 1, out_job);
+    return start(null, function, false, ids, count, 1, out_job);
 }
 
-fn start(counter: ?*Counter, each: ?*const fn (id: f64) callconv(.c) void, ids: ?[*]const f64, count: u32, batch: u32, out_job: ?*?*Job) i32 {
+fn start(counter: ?*Counter, each: ?*const fn (id: f64) callconv(.c) void, noop: bool, ids: ?[*]const f64, count: u32, batch: u32, out_job: ?*?*Job) i32 {
     const out = out_job orelse return status_invalid_argument;
     if (count > 0 and ids == null) return status_invalid_argument;
     // Its thread runs this library's code: the host must not unload it meanwhile (Bun
@@ -85,7 +115,7 @@ fn start(counter: ?*Counter, each: ?*const fn (id: f64) callconv(.c) void, ids: 
         return status_out_of_memory;
     };
     if (count > 0) @memcpy(copy, ids.?[0..count]);
-    job.* = .{ .counter = counter, .ids = copy, .batch = batch, .each = each, .thread = undefined };
+    job.* = .{ .counter = counter, .ids = copy, .batch = batch, .each = each, .noop = noop, .thread = undefined };
     job.thread = std.Thread.spawn(.{}, Job.run, .{job}) catch {
         allocator.free(copy);
         allocator.destroy(job);
