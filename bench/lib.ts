@@ -108,6 +108,14 @@ export class Job {
     return new Job(backend.pointerFromCell(cell));
   }
 
+  /** Creates and releases `count` objects, one after the other, on a new native thread. */
+  static lifetimes(counter: Counter, count: number): Job {
+    const cell = new BigUint64Array(1);
+    const status = kit.refscope_testkit_lifetimes_start(nativeCounter(counter), count, cell);
+    if (status !== 0) throw new Error(`testkit: lifetimes thread (${status})`);
+    return new Job(backend.pointerFromCell(cell));
+  }
+
   /** Makes `count` trivial library calls from a new native thread: the timing noise floor. */
   static noop(count: number): Job {
     const cell = new BigUint64Array(1);

@@ -101,6 +101,8 @@ export const testkitSymbols = {
   refscope_testkit_release_start: { parameters: ["pointer", "buffer", "u32", "u32", "buffer"], result: "i32" },
   /** int32_t refscope_testkit_call_each_start(void (*function)(double id), const double *ids, uint32_t count, job **out_job) */
   refscope_testkit_call_each_start: { parameters: ["pointer", "buffer", "u32", "buffer"], result: "i32" },
+  /** int32_t refscope_testkit_lifetimes_start(refscope_counter *, uint32_t count, job **out_job) */
+  refscope_testkit_lifetimes_start: { parameters: ["pointer", "u32", "buffer"], result: "i32" },
   /** int32_t refscope_testkit_noop_start(uint32_t count, job **out_job) */
   refscope_testkit_noop_start: { parameters: ["u32", "buffer"], result: "i32" },
   /** int32_t refscope_testkit_job_histogram(job *, double (*out_buckets)[64]) */

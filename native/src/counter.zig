@@ -76,8 +76,25 @@ pub const Stats = struct {
 /// One object in a snapshot.
 pub const Record = struct { id: Id, info: table_module.Info };
 
+const no_shard = std.math.maxInt(u32);
+threadlocal var thread_shard: u32 = no_shard;
+var next_thread_shard = std.atomic.Value(u32).init(0);
+
+/// A shard's mutex, alone on its cache line so that threads on different shards do not
+/// contend for the line.
+const ShardLock = struct {
+    mutex: std.Thread.Mutex align(std.atomic.cache_line) = .{},
+};
+
 pub const Counter = struct {
     allocator: std.mem.Allocator,
+    /// One per table shard: guards that shard's objects. Operations on one object take its
+    /// shard's; operations across objects take every shard's, in index order, then `mutex`.
+    shard_locks: [table_module.shard_count]ShardLock = [_]ShardLock{.{}} ** table_module.shard_count,
+    /// Guards the queue, the callback pool, the sinks' delivery state, the lifecycle and
+    /// holds; the dispatcher and wakers wait with it. Taken after any shard's. A field that
+    /// a shard-locked operation reads (the state, whether a sink is open) is written only
+    /// with every lock held.
     mutex: std.Thread.Mutex = .{},
     /// Signalled when the queue gains work or the state leaves `open`; the dispatcher waits.
     condition: std.Thread.Condition = .{},
@@ -131,8 +148,8 @@ pub const Counter = struct {
     /// Starts shutdown without blocking: deletes every live object, refuses further
     /// mutations and lets the dispatcher drain the queue and exit.
     pub fn close(counter: *Counter, caller: Sink) Error!Outcome {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         try counter.checkOpen(caller);
         return counter.closeLocked(caller);
     }
@@ -166,10 +183,10 @@ pub const Counter = struct {
     }
 
     fn destroyClaimed(counter: *Counter) void {
-        counter.lock();
+        counter.lockAll();
         assert(counter.destroy_claimed and !counter.destroyed);
         if (counter.state == .open) _ = counter.closeLocked(sink_none);
-        counter.mutex.unlock();
+        counter.unlockAll();
 
         counter.thread.join();
         counter.lock();
@@ -180,20 +197,56 @@ pub const Counter = struct {
         if (last) counter.deallocate();
     }
 
-    /// Spins this many times before sleeping on the mutex.
+    /// Spins this many times before sleeping on a mutex.
     const lock_spins = 128;
 
-    /// Takes the mutex, spinning briefly first. Critical sections are short (tens to
-    /// hundreds of nanoseconds), so a contended mutex is usually free again sooner than a
-    /// futex sleep and wake-up would complete: those take microseconds, made two threads
-    /// releasing at once three times slower than one, and put the longest release call at
-    /// tens of microseconds.
-    pub fn lock(counter: *Counter) void {
+    /// Takes a mutex, spinning briefly first. Critical sections are short (tens to hundreds
+    /// of nanoseconds), so a contended mutex is usually free again sooner than a futex sleep
+    /// and wake-up would complete, which take microseconds.
+    fn spinLock(mutex: *std.Thread.Mutex) void {
         for (0..lock_spins) |_| {
-            if (counter.mutex.tryLock()) return;
+            if (mutex.tryLock()) return;
             std.atomic.spinLoopHint();
         }
-        counter.mutex.lock();
+        mutex.lock();
+    }
+
+    /// Takes `mutex`: the queue's lock.
+    pub fn lock(counter: *Counter) void {
+        spinLock(&counter.mutex);
+    }
+
+    fn lockShard(counter: *Counter, shard: u32) void {
+        spinLock(&counter.shard_locks[shard].mutex);
+    }
+
+    fn unlockShard(counter: *Counter, shard: u32) void {
+        counter.shard_locks[shard].mutex.unlock();
+    }
+
+    /// Every shard, in index order, then the queue: for operations across objects.
+    fn lockAll(counter: *Counter) void {
+        for (0..table_module.shard_count) |shard| counter.lockShard(@intCast(shard));
+        counter.lock();
+    }
+
+    fn unlockAll(counter: *Counter) void {
+        counter.mutex.unlock();
+        var shard: u32 = table_module.shard_count;
+        while (shard > 0) {
+            shard -= 1;
+            counter.unlockShard(shard);
+        }
+    }
+
+    /// The shard this thread creates objects in, given out round-robin on a thread's first
+    /// create: threads that create and release their own objects then share no lock (up to
+    /// `shard_count` of them).
+    fn threadShard() u32 {
+        if (thread_shard == no_shard) {
+            thread_shard = next_thread_shard.fetchAdd(1, .monotonic) % table_module.shard_count;
+        }
+        return thread_shard;
     }
 
     pub fn dropHold(counter: *Counter) bool {
@@ -228,8 +281,8 @@ pub const Counter = struct {
     }
 
     fn openSink(counter: *Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque) Error!u32 {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         try counter.checkOpen(sink_none);
         const sink = try counter.queue.sinkOpen(wake, wake_context);
         if (wake != null) {
@@ -263,8 +316,8 @@ pub const Counter = struct {
     /// callback registered on the objects it owns: what a closing JS thread does before it
     /// drains its sink a last time and closes it.
     pub fn sinkRelease(counter: *Counter, sink: u32) Error!Outcome {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         if (!counter.queue.isSink(sink)) return error.InvalidArgument;
         var released: List = .{};
         counter.table.sinkRelease(sink, &released);
@@ -285,18 +338,18 @@ pub const Counter = struct {
     /// then it returns `pending` and must be called again; the wake callback may be freed
     /// only after `closed`. Never waits: the waker may be blocked in a wake to the caller.
     pub fn sinkClose(counter: *Counter, sink: u32) Error!SinkClosed {
-        counter.lock();
+        counter.lockAll();
         if (!counter.queue.isSinkSlot(sink)) {
-            counter.mutex.unlock();
+            counter.unlockAll();
             return error.InvalidArgument;
         }
         counter.startSinkClose(sink);
         if (counter.queue.sinks[sink].waker_running) {
-            counter.mutex.unlock();
+            counter.unlockAll();
             return .pending;
         }
         const last = counter.finishSinkClose(sink);
-        counter.mutex.unlock();
+        counter.unlockAll();
         if (last) counter.deallocate();
         return .closed;
     }
@@ -325,8 +378,8 @@ pub const Counter = struct {
 
     fn closeAbandonedRegistered(opaque_counter: *anyopaque, sink: u32, generation: u32) ?*Counter {
         const counter: *Counter = @ptrCast(@alignCast(opaque_counter));
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         if (!counter.queue.isSinkGeneration(sink, generation)) return null;
         counter.startSinkClose(sink);
         if (counter.queue.sinks[sink].waker_running) {
@@ -392,35 +445,100 @@ pub const Counter = struct {
         return counter.queue.sinks[sink].outbox.len;
     }
 
-    /// Creates an object owned by `caller` (native code when `sink_none`).
+    /// Creates an object owned by `caller` (native code when `sink_none`), in the calling
+    /// thread's shard, or the next one with room.
     pub fn create(counter: *Counter, caller: Sink, options: CreateOptions) Error!Id {
+        var owned = options;
+        owned.owner = caller;
+        const global = options.contains.len > 0 or options.lineage.len > 0;
+        if (global) counter.lockAll();
+        defer if (global) counter.unlockAll();
+        const first = threadShard();
+        var result: Error!Id = error.Limit;
+        for (0..table_module.shard_count) |offset| {
+            const shard: u32 = @intCast((first + offset) % table_module.shard_count);
+            if (!global) counter.lockShard(shard);
+            defer if (!global) counter.unlockShard(shard);
+            try counter.checkOpen(caller);
+            owned.shard = shard;
+            result = counter.table.create(owned);
+            if (result != error.Limit) return result;
+        }
+        return result;
+    }
+
+    /// Runs `function(table, args...)` holding the shard of `id`.
+    fn inShard(counter: *Counter, id: Id, caller: Sink, comptime function: anytype, args: anytype) Error!@typeInfo(@typeInfo(@TypeOf(function)).@"fn".return_type.?).error_union.payload {
+        const shard = Table.shardOfId(id);
+        counter.lockShard(shard);
+        defer counter.unlockShard(shard);
+        try counter.checkOpen(caller);
+        return @call(.auto, function, .{&counter.table} ++ args);
+    }
+
+    /// Runs `function(table, args...)` holding the shard of `id` and the queue (for
+    /// operations that move callbacks), then routes what left the table.
+    fn inShardWithQueue(counter: *Counter, id: Id, caller: Sink, comptime function: anytype, args: anytype) Error!@typeInfo(@typeInfo(@TypeOf(function)).@"fn".return_type.?).error_union.payload {
+        const shard = Table.shardOfId(id);
+        counter.lockShard(shard);
+        defer counter.unlockShard(shard);
         counter.lock();
         defer counter.mutex.unlock();
         try counter.checkOpen(caller);
-        var owned = options;
-        owned.owner = caller;
-        return counter.table.create(owned);
+        return @call(.auto, function, .{&counter.table} ++ args);
     }
 
     pub fn retain(counter: *Counter, id: Id, caller: Sink) Error!void {
-        counter.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(caller);
-        return counter.table.retain(id, caller);
+        return counter.inShard(id, caller, Table.retain, .{ id, caller });
     }
 
+    /// Drops one local reference, holding just the object's shard unless its settle needs
+    /// more: the queue to hand callbacks over, every shard to follow links.
     pub fn release(counter: *Counter, id: Id, caller: Sink) Error!Outcome {
-        counter.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(caller);
-        var released: List = .{};
-        try counter.table.release(id, caller, &released);
-        return counter.route(&released, caller);
+        const shard = Table.shardOfId(id);
+        counter.lockShard(shard);
+        counter.checkOpen(caller) catch |err| {
+            counter.unlockShard(shard);
+            return err;
+        };
+        const released = counter.table.releaseOnly(id, caller) catch |err| {
+            counter.unlockShard(shard);
+            return err;
+        };
+        var list: List = .{};
+        switch (released.follow) {
+            .none => {
+                counter.unlockShard(shard);
+                return .ok;
+            },
+            .local => {
+                counter.table.settleSlot(released.slot, &list);
+                assert(list.len == 0);
+                counter.unlockShard(shard);
+                return .ok;
+            },
+            .callbacks => {
+                counter.lock();
+                counter.table.settleSlot(released.slot, &list);
+                const outcome = counter.route(&list, caller);
+                counter.mutex.unlock();
+                counter.unlockShard(shard);
+                return outcome;
+            },
+            .global => {
+                // Settle under every shard; meanwhile another thread may have settled it.
+                counter.unlockShard(shard);
+                counter.lockAll();
+                defer counter.unlockAll();
+                counter.table.settleId(id, &list);
+                return counter.route(&list, caller);
+            },
+        }
     }
 
     pub fn releaseBatch(counter: *Counter, ids: []const Id, caller: Sink) Error!Outcome {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         try counter.checkOpen(caller);
         var released: List = .{};
         try counter.table.releaseBatch(ids, caller, &released);
@@ -428,15 +546,15 @@ pub const Counter = struct {
     }
 
     pub fn submittedAdd(counter: *Counter, ids: []const Id, caller: Sink) Error!void {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         try counter.checkOpen(caller);
         return counter.table.submittedAdd(ids, caller);
     }
 
     pub fn submittedRemove(counter: *Counter, ids: []const Id, caller: Sink) Error!Outcome {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         try counter.checkOpen(caller);
         var released: List = .{};
         try counter.table.submittedRemove(ids, caller, &released);
@@ -444,15 +562,15 @@ pub const Counter = struct {
     }
 
     pub fn lineageAdd(counter: *Counter, ids: []const Id, caller: Sink) Error!void {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         try counter.checkOpen(caller);
         return counter.table.lineageAdd(ids, caller);
     }
 
     pub fn lineageRemove(counter: *Counter, ids: []const Id, caller: Sink) Error!Outcome {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         try counter.checkOpen(caller);
         var released: List = .{};
         try counter.table.lineageRemove(ids, caller, &released);
@@ -460,21 +578,18 @@ pub const Counter = struct {
     }
 
     pub fn lend(counter: *Counter, id: Id, caller: Sink) Error!void {
-        counter.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(caller);
-        return counter.table.lend(id, caller);
+        return counter.inShard(id, caller, Table.lend, .{ id, caller });
     }
 
     pub fn borrow(counter: *Counter, id: Id, lender: Sink, caller: Sink) Error!void {
-        counter.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(caller);
         if (lender != sink_none and lender >= queue_module.sink_count_max) return error.InvalidArgument;
-        return counter.table.borrow(id, lender, caller);
+        return counter.inShard(id, caller, Table.borrow, .{ id, lender, caller });
     }
 
     pub fn free(counter: *Counter, id: Id, caller: Sink) Error!Outcome {
+        const shard = Table.shardOfId(id);
+        counter.lockShard(shard);
+        defer counter.unlockShard(shard);
         counter.lock();
         defer counter.mutex.unlock();
         try counter.checkOpen(caller);
@@ -486,19 +601,13 @@ pub const Counter = struct {
     /// Registers a callback; false when it could never run (see `Table.register`). A sink
     /// callback must be registered by its own sink.
     pub fn register(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
-        counter.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(caller);
         try checkCallbackCaller(cb, caller);
-        return counter.table.register(id, caller, kind, cb);
+        return counter.inShardWithQueue(id, caller, Table.register, .{ id, caller, kind, cb });
     }
 
     pub fn unregister(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
-        counter.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(caller);
         try checkCallbackCaller(cb, caller);
-        return counter.table.unregister(id, caller, kind, cb);
+        return counter.inShardWithQueue(id, caller, Table.unregister, .{ id, caller, kind, cb });
     }
 
     fn checkCallbackCaller(cb: callback.Callback, caller: Sink) Error!void {
@@ -509,32 +618,23 @@ pub const Counter = struct {
     }
 
     pub fn sinkTokens(counter: *Counter, id: Id, sink: u32, kind: CallbackKind, tokens: []u32) Error!usize {
-        counter.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(sink);
-        return counter.table.sinkTokens(id, sink, kind, tokens);
+        return counter.inShardWithQueue(id, sink, Table.sinkTokens, .{ id, sink, kind, tokens });
     }
 
     pub fn info(counter: *Counter, id: Id) Error!table_module.Info {
-        counter.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(sink_none);
-        return counter.table.info(id);
+        return counter.inShard(id, sink_none, Table.info, .{id});
     }
 
     pub fn holdings(counter: *Counter, id: Id, out: []table_module.Holding) Error!usize {
-        counter.lock();
-        defer counter.mutex.unlock();
-        try counter.checkOpen(sink_none);
-        return counter.table.holdings(id, out);
+        return counter.inShard(id, sink_none, Table.holdings, .{ id, out });
     }
 
     /// Copies records of live objects from slot `start.*` on, advancing it past the last
     /// slot examined; returns how many records were written. One page is consistent; a
     /// snapshot taken in several pages is not atomic.
     pub fn snapshot(counter: *Counter, start: *u32, out: []Record) Error!usize {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         try counter.checkOpen(sink_none);
         var count: usize = 0;
         var slot = start.*;
@@ -548,8 +648,8 @@ pub const Counter = struct {
     }
 
     pub fn stats(counter: *Counter) Stats {
-        counter.lock();
-        defer counter.mutex.unlock();
+        counter.lockAll();
+        defer counter.unlockAll();
         var sink_tokens_pending: u64 = 0;
         var sinks_open: u64 = 0;
         for (&counter.queue.sinks) |*sink| {
@@ -557,11 +657,11 @@ pub const Counter = struct {
             sinks_open += @intFromBool(sink.open);
         }
         return .{
-            .objects_live = counter.table.objects_live,
-            .bytes_live = counter.table.bytes_live,
-            .objects_created = counter.table.objects_created,
-            .callbacks_registered = counter.table.callbacks_registered,
-            .callbacks_released = counter.table.callbacks_released,
+            .objects_live = counter.table.objectsLive(),
+            .bytes_live = counter.table.bytesLive(),
+            .objects_created = counter.table.objectsCreated(),
+            .callbacks_registered = counter.table.callbacksRegistered(),
+            .callbacks_released = counter.table.callbacksReleased(),
             .native_callbacks_queued = counter.queue.native.len,
             .native_callbacks_run = counter.native_callbacks_run,
             .sink_tokens_pending = sink_tokens_pending,

@@ -357,3 +357,34 @@ test "attach: by key only; a sink's close releases what it held; the last hold f
     // The sink's close is the last hold: it frees the counter (the allocator checks).
     try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(attached.sink));
 }
+
+/// Creates containers in its own shard holding objects of other shards, and releases
+/// everything: settles that follow links across shards take every shard's lock.
+fn crossShardWorker(counter: *Counter, shared: []const Id, latch: *Latch, rounds: u32) void {
+    for (0..rounds) |_| {
+        const inner = counter.create(sink_none, .{}) catch unreachable;
+        _ = counter.register(inner, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = latch } }) catch unreachable;
+        const outer = counter.create(sink_none, .{ .contains = &.{ inner, shared[0] }, .lineage = shared[1..2] }) catch unreachable;
+        _ = counter.register(outer, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = latch } }) catch unreachable;
+        _ = counter.release(inner, sink_none) catch unreachable;
+        _ = counter.release(outer, sink_none) catch unreachable;
+    }
+}
+
+test "threads in different shards settle nested and lineage links across shards" {
+    const counter = try Counter.open(testing.allocator);
+    var latch: Latch = .{};
+    const shared = [_]Id{ try counter.create(sink_none, .{}), try counter.create(sink_none, .{}) };
+    const thread_count = 4;
+    const rounds = 2000;
+    var threads: [thread_count]std.Thread = undefined;
+    for (&threads) |*thread| thread.* = try std.Thread.spawn(.{}, crossShardWorker, .{ counter, &shared, &latch, rounds });
+    for (threads) |thread| thread.join();
+    try latch.waitFor(2 * thread_count * rounds);
+    // Only the two shared objects are left; their containers and dependents are gone.
+    try testing.expectEqual(@as(u64, 2), counter.stats().objects_live);
+    try testing.expectEqual(@as(u32, 0), (try counter.info(shared[0])).contained_in_owned);
+    try testing.expectEqual(@as(u32, 0), (try counter.info(shared[1])).refs_lineage);
+    try counter.destroy();
+    try testing.expectEqual(@as(u32, 2 * thread_count * rounds), latch.get());
+}

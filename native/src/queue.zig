@@ -224,11 +224,13 @@ pub const Queue = struct {
         return dropped;
     }
 
+    /// Frees the slot for a later `sinkOpen`. Only `open` changes: `closing` stays set, so
+    /// that a thread that reads the sink without the queue's lock (holding just a table
+    /// shard's) never sees it as open.
     pub fn sinkFree(queue: *Queue, sink_index: u32) void {
         const sink = &queue.sinks[sink_index];
         assert(sink.open and sink.closing and !sink.waker_running and sink.outbox.len == 0);
-        const generation = sink.generation;
-        sink.* = .{ .generation = generation };
+        sink.open = false;
     }
 
     /// Returns every queued node to the pool, for teardown after the dispatcher has exited

@@ -114,6 +114,8 @@ pub const CreateOptions = struct {
     /// Objects its lineage depends on (repeats count once): each gets a lineage reference
     /// until this object is deleted.
     lineage: []const Id = &.{},
+    /// The shard to create it in (the creating thread's, for locality).
+    shard: u32 = 0,
 };
 
 /// A copy of one entry's state.
@@ -222,22 +224,49 @@ const Entry = struct {
 
 const Count = enum { local, submitted, lent, lineage };
 
-pub const Table = struct {
-    allocator: std.mem.Allocator,
+/// A part of the table with its own storage and statistics. Each shard is guarded by its
+/// own mutex (held by the counter), so threads working on objects in different shards run
+/// in parallel; an object lives in the shard of the thread that created it. A slot's low
+/// `shard_bits` name its shard.
+pub const Shard = struct {
     entries: std.ArrayList(Entry) = .empty,
-    /// A stack of free slots; reusing the most recently freed slot keeps the table dense.
+    /// A stack of free slots; reusing the most recently freed slot keeps the shard dense.
     free_head: u32 = nil,
-    callbacks: callback.Pool = .{},
     exts: pool_module.Pool(Ext) = .{},
     holders: pool_module.Pool(Holder) = .{},
+    /// Links out of this shard's objects (to objects in any shard).
     links: pool_module.Pool(Link) = .{},
 
     objects_live: u32 = 0,
     bytes_live: u64 = 0,
     objects_created: u64 = 0,
     callbacks_registered: u64 = 0,
-    /// Callbacks that have left the table (to be run or delivered).
+    /// Callbacks that have left this shard's objects (to be run or delivered).
     callbacks_released: u64 = 0,
+
+    fn deinit(shard: *Shard, allocator: std.mem.Allocator) void {
+        assert(shard.objects_live == 0);
+        assert(shard.exts.countInUse() == 0);
+        assert(shard.holders.countInUse() == 0);
+        assert(shard.links.countInUse() == 0);
+        shard.entries.deinit(allocator);
+        shard.exts.deinit(allocator);
+        shard.holders.deinit(allocator);
+        shard.links.deinit(allocator);
+    }
+};
+
+pub const shard_bits = 3;
+pub const shard_count = 1 << shard_bits;
+/// Slots per shard: the id's slot bits, less the shard bits.
+const shard_slots_max: u32 = IdParts.slot_count_max >> shard_bits;
+
+pub const Table = struct {
+    allocator: std.mem.Allocator,
+    shards: [shard_count]Shard = [_]Shard{.{}} ** shard_count,
+    /// Shared by every shard: callbacks move between objects and the queue. Guarded by
+    /// the queue's lock, not a shard's.
+    callbacks: callback.Pool = .{},
 
     pub fn init(allocator: std.mem.Allocator) Table {
         return .{ .allocator = allocator };
@@ -246,22 +275,62 @@ pub const Table = struct {
     /// Frees the table's memory. Every object must be gone (see `releaseAll`), and every
     /// callback node back in its pool: the queue owns those still in flight.
     pub fn deinit(table: *Table) void {
-        assert(table.objects_live == 0);
         assert(table.callbacks.countInUse() == 0);
-        assert(table.exts.countInUse() == 0);
-        assert(table.holders.countInUse() == 0);
-        assert(table.links.countInUse() == 0);
-        table.entries.deinit(table.allocator);
+        for (&table.shards) |*shard| shard.deinit(table.allocator);
         table.callbacks.deinit(table.allocator);
-        table.exts.deinit(table.allocator);
-        table.holders.deinit(table.allocator);
-        table.links.deinit(table.allocator);
         table.* = undefined;
     }
 
-    /// Creates an object owned by `options.owner`, holding one local reference.
+    pub fn shardIndexOf(slot: u32) u32 {
+        return slot & (shard_count - 1);
+    }
+
+    fn shardOf(table: *Table, slot: u32) *Shard {
+        return &table.shards[shardIndexOf(slot)];
+    }
+
+    fn entryAt(table: *Table, slot: u32) *Entry {
+        return &table.shardOf(slot).entries.items[slot >> shard_bits];
+    }
+
+    /// Live objects in every shard. The caller holds every shard.
+    pub fn objectsLive(table: *const Table) u32 {
+        var sum: u32 = 0;
+        for (&table.shards) |*shard| sum += shard.objects_live;
+        return sum;
+    }
+
+    pub fn bytesLive(table: *const Table) u64 {
+        var sum: u64 = 0;
+        // Saturating: each shard checks its own total against overflow, not their sum.
+        for (&table.shards) |*shard| sum +|= shard.bytes_live;
+        return sum;
+    }
+
+    pub fn objectsCreated(table: *const Table) u64 {
+        var sum: u64 = 0;
+        for (&table.shards) |*shard| sum += shard.objects_created;
+        return sum;
+    }
+
+    pub fn callbacksRegistered(table: *const Table) u64 {
+        var sum: u64 = 0;
+        for (&table.shards) |*shard| sum += shard.callbacks_registered;
+        return sum;
+    }
+
+    pub fn callbacksReleased(table: *const Table) u64 {
+        var sum: u64 = 0;
+        for (&table.shards) |*shard| sum += shard.callbacks_released;
+        return sum;
+    }
+
+    /// Creates an object in `options.shard`, owned by `options.owner`, holding one local
+    /// reference. The caller holds that shard, or every shard when the object contains or
+    /// depends on others. `error.Limit` when the shard is full: try another.
     pub fn create(table: *Table, options: CreateOptions) Error!Id {
-        const bytes_live = std.math.add(u64, table.bytes_live, options.size_bytes) catch return error.Limit;
+        const shard = &table.shards[options.shard];
+        const bytes_live = std.math.add(u64, shard.bytes_live, options.size_bytes) catch return error.Limit;
         // Validate every referenced object and measure what to allocate, changing nothing
         // (but the scratch marks, which are always cleared) until nothing can fail.
         var plan: Plan = .{};
@@ -269,21 +338,22 @@ pub const Table = struct {
         try table.planLinks(options.contains, .contains, &plan);
         try table.planLinks(options.lineage, .lineage, &plan);
         const needs_ext = plan.links > 0;
-        try table.exts.reserve(table.allocator, plan.exts + @intFromBool(needs_ext));
-        try table.links.reserve(table.allocator, plan.links);
-        if (table.free_head == nil) {
-            const len = table.entries.items.len;
-            if (len >= IdParts.slot_count_max) return error.Limit;
-            if (len == table.entries.capacity) {
+        for (&table.shards, plan.exts) |*other, count| try other.exts.reserve(table.allocator, count);
+        try shard.exts.reserve(table.allocator, plan.exts[options.shard] + @intFromBool(needs_ext));
+        try shard.links.reserve(table.allocator, plan.links);
+        if (shard.free_head == nil) {
+            const len = shard.entries.items.len;
+            if (len >= shard_slots_max) return error.Limit;
+            if (len == shard.entries.capacity) {
                 // Grow by an eighth, not the usual half: entries are the per-object memory,
                 // and large reallocations are remapped rather than copied.
-                const grown = @min(len + @max(len / 8, 1024), IdParts.slot_count_max);
-                try table.entries.ensureTotalCapacityPrecise(table.allocator, grown);
+                const grown = @min(len + @max(len / 8, 1024), shard_slots_max);
+                try shard.entries.ensureTotalCapacityPrecise(table.allocator, grown);
             }
         }
 
-        const slot = table.takeSlot();
-        const entry = &table.entries.items[slot];
+        const slot = table.takeSlot(options.shard);
+        const entry = table.entryAt(slot);
         const generation = entry.generation + 1; // A temporary: `entry.*` is being written.
         entry.* = .{
             .generation = generation,
@@ -293,13 +363,13 @@ pub const Table = struct {
         };
         entry.setOwner(options.owner);
         if (needs_ext) {
-            entry.ext = table.exts.create(table.allocator, .{ .depth = plan.depth + 1 }) catch unreachable;
+            entry.ext = shard.exts.create(table.allocator, .{ .depth = plan.depth + 1 }) catch unreachable;
             table.linkAll(slot, options.contains, .contains);
             table.linkAll(slot, options.lineage, .lineage);
         }
-        table.objects_live += 1;
-        table.objects_created += 1;
-        table.bytes_live = bytes_live;
+        shard.objects_live += 1;
+        shard.objects_created += 1;
+        shard.bytes_live = bytes_live;
         return IdParts.encode(.{ .slot = slot, .generation = entry.generation });
     }
 
@@ -312,6 +382,57 @@ pub const Table = struct {
         const slot = try table.lookupInScope(id);
         try table.decrement(slot, caller, .local);
         table.settle(slot, released);
+    }
+
+    /// What settling an object needs after its counts changed, for a caller that holds
+    /// only the object's shard.
+    pub const Follow = enum {
+        /// Still in scope: nothing.
+        none,
+        /// Goes out of scope with no callbacks and no links: the shard alone.
+        local,
+        /// Goes out of scope with callbacks to hand over: the shard and the callback pool.
+        callbacks,
+        /// Goes out of scope with links to other objects (contains, lineage): every shard.
+        global,
+    };
+
+    /// Drops one of the caller's local references without settling, and says what the
+    /// settle (`settleSlot`, or `settleId` under every shard) needs.
+    pub fn releaseOnly(table: *Table, id: Id, caller: Sink) Error!struct { slot: u32, follow: Follow } {
+        const slot = try table.lookupInScope(id);
+        try table.decrement(slot, caller, .local);
+        return .{ .slot = slot, .follow = table.follow(slot) };
+    }
+
+    fn follow(table: *Table, slot: u32) Follow {
+        if (table.inScope(slot)) return .none;
+        const entry = table.entryAt(slot);
+        var callbacks = entry.callbacks.len;
+        if (entry.ext != nil) {
+            const x = table.shardOf(slot).exts.at(entry.ext);
+            if (x.contains.len > 0 or x.lineage.len > 0) return .global;
+            if (table.lineageCount(slot) == 0) callbacks += x.deleted_callbacks.len;
+        }
+        return if (callbacks > 0) .callbacks else .local;
+    }
+
+    /// Settles the object in `slot` (see `Follow` for the locks it needs).
+    pub fn settleSlot(table: *Table, slot: u32, released: *List) void {
+        table.settle(slot, released);
+    }
+
+    /// Settles the object `id` if it still exists: for a settle deferred until every shard
+    /// was held, meanwhile which the object may have gone (and its slot been reused).
+    pub fn settleId(table: *Table, id: Id, released: *List) void {
+        const slot = table.lookupSlot(id) catch return;
+        table.settle(slot, released);
+    }
+
+    /// The shard an id names (any shard for an invalid id: its lookup fails anyway).
+    pub fn shardOfId(id: Id) u32 {
+        const parts = IdParts.decode(id) orelse return 0;
+        return shardIndexOf(parts.slot);
     }
 
     /// Drops one of the caller's local references per id (ids may repeat). All or nothing.
@@ -370,11 +491,11 @@ pub const Table = struct {
     /// stays until its references drop, so ids keep working for retain, release and info.
     pub fn free(table: *Table, id: Id, caller: Sink, released: *List) Error!void {
         const slot = try table.lookupSlot(id);
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         if (!isOwner(entry, caller)) return error.NotOwned;
         if (entry.flags.freed or entry.flags.out_of_scope) return;
         entry.flags.freed = true;
-        table.handOver(&entry.callbacks, released);
+        table.handOver(slot, &entry.callbacks, released);
     }
 
     /// Appends a callback. Returns false, registering nothing, when it could never run: the
@@ -385,19 +506,19 @@ pub const Table = struct {
             error.StaleId => return false,
             else => return err,
         };
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         if (!isOwner(entry, caller)) return error.NotOwned;
         if (kind == .out_of_scope and (entry.flags.freed or entry.flags.out_of_scope)) return false;
         const index = try table.callbacks.create(table.allocator, .{ .callback = cb, .object_id = id });
         const list = switch (kind) {
-            .out_of_scope => &table.entries.items[slot].callbacks,
+            .out_of_scope => &table.entryAt(slot).callbacks,
             .deleted => &(table.ensureExt(slot) catch {
                 table.callbacks.destroy(index);
                 return error.OutOfMemory;
             }).deleted_callbacks,
         };
         list.push(&table.callbacks, index);
-        table.callbacks_registered += 1;
+        table.shardOf(slot).callbacks_registered += 1;
         return true;
     }
 
@@ -408,7 +529,7 @@ pub const Table = struct {
             error.StaleId => return false,
             else => return err,
         };
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         if (!isOwner(entry, caller)) return error.NotOwned;
         const list = table.callbackList(slot, kind) orelse return false;
         const index = list.removeFirst(&table.callbacks, cb, matchesCallback);
@@ -446,7 +567,7 @@ pub const Table = struct {
     }
 
     pub fn infoAt(table: *Table, slot: u32) Info {
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         assert(entry.flags.state == .live);
         var result: Info = .{
             .owner = entry.ownerSink(),
@@ -465,15 +586,15 @@ pub const Table = struct {
             .size_bytes = entry.size_bytes,
         };
         if (entry.ext != nil) {
-            const x = table.exts.at(entry.ext);
+            const x = table.shardOf(slot).exts.at(entry.ext);
             result.refs_borrowed = x.refs_borrowed;
             result.refs_lent = x.refs_lent;
             result.refs_lineage = x.refs_lineage;
             result.contained_in_owned = x.contained_in_owned;
             result.deleted_callbacks_pending = x.deleted_callbacks.len;
             var index = x.holders.head;
-            while (index != nil) : (index = table.holders.at(index).next) {
-                const h = table.holders.at(index).holding;
+            while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
+                const h = table.shardOf(slot).holders.at(index).holding;
                 if (h.sink != entry.ownerSink() and (h.refs_local != 0 or h.refs_submitted != 0)) result.borrowers += 1;
             }
         }
@@ -484,132 +605,146 @@ pub const Table = struct {
     /// lenders, lineage pins); returns how many there are (which may exceed `out.len`).
     pub fn holdings(table: *Table, id: Id, out: []Holding) Error!usize {
         const slot = try table.lookupSlot(id);
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         if (entry.ext == nil) return 0;
         var count: usize = 0;
-        var index = table.exts.at(entry.ext).holders.head;
-        while (index != nil) : (index = table.holders.at(index).next) {
-            if (count < out.len) out[count] = table.holders.at(index).holding;
+        var index = table.shardOf(slot).exts.at(entry.ext).holders.head;
+        while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
+            if (count < out.len) out[count] = table.shardOf(slot).holders.at(index).holding;
             count += 1;
         }
         return count;
     }
 
     /// The id of the live object in `slot`, or null. For iterating the table.
-    pub fn idAt(table: *const Table, slot: u32) ?Id {
-        if (slot >= table.entries.items.len) return null;
-        const entry = &table.entries.items[slot];
+    pub fn idAt(table: *Table, slot: u32) ?Id {
+        const shard = table.shardOf(slot);
+        if (slot >> shard_bits >= shard.entries.items.len) return null;
+        const entry = table.entryAt(slot);
         if (entry.flags.state != .live) return null;
         return IdParts.encode(.{ .slot = slot, .generation = entry.generation });
     }
 
-    /// Bytes the table has allocated (capacity, not use): entries and every pool.
-    pub fn memoryBytes(table: *const Table) u64 {
-        return table.entries.capacity * @sizeOf(Entry) +
-            table.callbacks.nodes.capacity * @sizeOf(callback.Node) +
-            table.exts.nodes.capacity * @sizeOf(Ext) +
-            table.holders.nodes.capacity * @sizeOf(Holder) +
-            table.links.nodes.capacity * @sizeOf(Link);
+    /// Slots to examine when iterating: every slot below this may be in use.
+    pub fn slotCount(table: *const Table) u32 {
+        var longest: usize = 0;
+        for (&table.shards) |*shard| longest = @max(longest, shard.entries.items.len);
+        return @intCast(longest << shard_bits);
     }
 
-    pub const entry_bytes = @sizeOf(Entry);
-    pub const callback_bytes = @sizeOf(callback.Node);
-
-    pub fn slotCount(table: *const Table) u32 {
-        return @intCast(table.entries.items.len);
+    /// Bytes the table has allocated (capacity, not use): entries and every pool.
+    pub fn memoryBytes(table: *const Table) u64 {
+        var sum: u64 = table.callbacks.nodes.capacity * @sizeOf(callback.Node);
+        for (&table.shards) |*shard| {
+            sum += shard.entries.capacity * @sizeOf(Entry) +
+                shard.exts.nodes.capacity * @sizeOf(Ext) +
+                shard.holders.nodes.capacity * @sizeOf(Holder) +
+                shard.links.nodes.capacity * @sizeOf(Link);
+        }
+        return sum;
     }
 
     /// Releases every reference `sink` holds, on its behalf: its borrows, lent references
     /// and lineage pins, and, for the objects it owns, the owner's references. The objects
     /// it owns lose their owner; the callbacks that deliver to `sink` leave now (nobody could
     /// run them later), while native callbacks stay until the object really goes out of
-    /// scope or is deleted. Objects others still reference stay live.
+    /// scope or is deleted. Objects others still reference stay live. The caller holds
+    /// every shard.
     pub fn sinkRelease(table: *Table, sink: Sink, released: *List) void {
         assert(sink != sink_none and sink != sink_gone);
-        for (0..table.entries.items.len) |slot_usize| {
+        const slots = table.slotCount();
+        for (0..slots) |slot_usize| {
             const slot: u32 = @intCast(slot_usize);
-            const entry = &table.entries.items[slot];
-            if (entry.flags.state != .live) continue;
+            if (table.idAt(slot) == null) continue;
+            const entry = table.entryAt(slot);
             if (entry.ext != nil) table.dropHolder(slot, sink);
             if (entry.ownerSink() == sink) {
                 entry.setOwner(sink_gone);
                 entry.refs_local = 0;
                 entry.refs_submitted = 0;
-                table.handOverSink(&entry.callbacks, sink, released);
-                if (entry.ext != nil) table.handOverSink(&table.exts.at(entry.ext).deleted_callbacks, sink, released);
+                table.handOverSink(slot, &entry.callbacks, sink, released);
+                if (entry.ext != nil) table.handOverSink(slot, &table.shardOf(slot).exts.at(entry.ext).deleted_callbacks, sink, released);
             }
         }
-        for (0..table.entries.items.len) |slot| {
-            if (table.entries.items[slot].flags.state == .live) table.settle(@intCast(slot), released);
+        for (0..slots) |slot| {
+            if (table.idAt(@intCast(slot)) != null) table.settle(@intCast(slot), released);
         }
     }
 
     /// Deletes every object, as if every reference had dropped: the counter is closing and
     /// nothing it tracks outlives it. Contained objects still go before their containers,
-    /// and lineage dependencies before their dependents' erasure.
+    /// and lineage dependencies before their dependents' erasure. The caller holds every
+    /// shard.
     pub fn releaseAll(table: *Table, released: *List) void {
-        for (table.entries.items, 0..) |*entry, slot| {
-            if (entry.flags.state != .live) continue;
+        const slots = table.slotCount();
+        for (0..slots) |slot_usize| {
+            const slot: u32 = @intCast(slot_usize);
+            if (table.idAt(slot) == null) continue;
+            const entry = table.entryAt(slot);
             entry.refs_local = 0;
             entry.refs_submitted = 0;
             if (entry.ext == nil) continue;
             while (true) {
-                const index = table.exts.at(entry.ext).holders.head;
+                const index = table.shardOf(slot).exts.at(entry.ext).holders.head;
                 if (index == nil) break;
-                table.dropHolder(@intCast(slot), table.holders.at(index).holding.sink);
+                table.dropHolder(slot, table.shardOf(slot).holders.at(index).holding.sink);
             }
         }
-        for (0..table.entries.items.len) |slot| {
-            if (table.entries.items[slot].flags.state == .live) table.settle(@intCast(slot), released);
+        for (0..slots) |slot| {
+            if (table.idAt(@intCast(slot)) != null) table.settle(@intCast(slot), released);
         }
-        assert(table.objects_live == 0);
-        assert(table.bytes_live == 0);
+        assert(table.objectsLive() == 0);
+        assert(table.bytesLive() == 0);
     }
 
     // --- Scope and deletion --------------------------------------------------------------
 
-    fn inScope(table: *Table, entry: *const Entry) bool {
+    fn inScope(table: *Table, slot: u32) bool {
+        const entry = table.entryAt(slot);
         if (entry.refs_local != 0 or entry.refs_submitted != 0) return true;
         if (entry.ext == nil) return false;
-        const x = table.exts.at(entry.ext);
+        const x = table.shardOf(slot).exts.at(entry.ext);
         if (x.refs_borrowed != 0 or x.refs_lent != 0 or x.contained_in_owned != 0) return true;
         // Lineage keeps in scope only what could not be rebuilt from it (Ray: OutOfScope).
         return !entry.flags.reconstructable and x.refs_lineage != 0;
     }
 
-    fn lineageCount(table: *Table, entry: *const Entry) u32 {
-        return if (entry.ext == nil) 0 else table.exts.at(entry.ext).refs_lineage;
+    fn lineageCount(table: *Table, slot: u32) u32 {
+        const entry = table.entryAt(slot);
+        return if (entry.ext == nil) 0 else table.shardOf(slot).exts.at(entry.ext).refs_lineage;
     }
 
     /// Ray's `DeleteReferenceInternal`: if the object just went out of scope, process what
     /// it contains (recursively), then hand over its out-of-scope callbacks; if it may now
     /// be deleted, release its lineage dependencies (recursively), then erase it.
     fn settle(table: *Table, slot: u32, released: *List) void {
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         assert(entry.flags.state == .live);
         if (!entry.flags.out_of_scope) {
-            if (table.inScope(entry)) return;
+            if (table.inScope(slot)) return;
             entry.flags.out_of_scope = true;
             if (entry.ext != nil) {
                 while (true) {
-                    const link = table.exts.at(entry.ext).contains.pop(&table.links);
+                    const links = &table.shardOf(slot).links;
+                    const link = table.shardOf(slot).exts.at(entry.ext).contains.pop(links);
                     if (link == nil) break;
-                    const inner = table.links.at(link).slot;
-                    table.links.destroy(link);
+                    const inner = links.at(link).slot;
+                    links.destroy(link);
                     table.ext(inner).contained_in_owned -= 1;
                     table.settle(inner, released);
                 }
             }
             // `settle` never reallocates `entries`, so `entry` is still valid.
-            table.handOver(&entry.callbacks, released);
+            table.handOver(slot, &entry.callbacks, released);
         }
-        if (table.lineageCount(entry) != 0) return;
+        if (table.lineageCount(slot) != 0) return;
         if (entry.ext != nil) {
             while (true) {
-                const link = table.exts.at(entry.ext).lineage.pop(&table.links);
+                const links = &table.shardOf(slot).links;
+                const link = table.shardOf(slot).exts.at(entry.ext).lineage.pop(links);
                 if (link == nil) break;
-                const dependency = table.links.at(link).slot;
-                table.links.destroy(link);
+                const dependency = links.at(link).slot;
+                links.destroy(link);
                 table.ext(dependency).refs_lineage -= 1;
                 table.settle(dependency, released);
             }
@@ -630,38 +765,41 @@ pub const Table = struct {
     }
 
     fn erase(table: *Table, slot: u32, released: *List) void {
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         assert(entry.flags.state == .live and entry.flags.out_of_scope);
         assert(entry.callbacks.len == 0);
         if (entry.ext != nil) {
-            const x = table.exts.at(entry.ext);
+            const x = table.shardOf(slot).exts.at(entry.ext);
             assert(x.holders.len == 0 and x.contains.len == 0 and x.lineage.len == 0);
             assert(x.refs_borrowed == 0 and x.refs_lent == 0 and x.refs_lineage == 0);
             assert(x.contained_in_owned == 0);
-            table.handOver(&x.deleted_callbacks, released);
-            table.exts.destroy(entry.ext);
+            table.handOver(slot, &x.deleted_callbacks, released);
+            table.shardOf(slot).exts.destroy(entry.ext);
         }
-        table.objects_live -= 1;
-        table.bytes_live -= entry.size_bytes;
+        const shard = table.shardOf(slot);
+        shard.objects_live -= 1;
+        shard.bytes_live -= entry.size_bytes;
         const generation = entry.generation;
         entry.* = .{ .generation = generation, .flags = .{ .state = .free } };
         if (generation == IdParts.generation_max) {
             // Reusing the slot would let a new object's id equal an old one's.
             entry.flags.state = .retired;
         } else {
-            entry.ext = table.free_head;
-            table.free_head = slot;
+            entry.ext = shard.free_head;
+            shard.free_head = slot;
         }
     }
 
-    fn handOver(table: *Table, list: *List, released: *List) void {
-        table.callbacks_released += list.len;
+    /// Moves the callbacks of `list` (on the object in `slot`) to `released`. Needs the
+    /// callback pool (the queue's lock) unless `list` is empty.
+    fn handOver(table: *Table, slot: u32, list: *List, released: *List) void {
+        table.shardOf(slot).callbacks_released += list.len;
         released.concat(&table.callbacks, list);
     }
 
     /// Hands over the callbacks of `list` that deliver to `sink`, keeping the others in
     /// order.
-    fn handOverSink(table: *Table, list: *List, sink: Sink, released: *List) void {
+    fn handOverSink(table: *Table, slot: u32, list: *List, sink: Sink, released: *List) void {
         var kept: List = .{};
         while (true) {
             const index = list.pop(&table.callbacks);
@@ -672,7 +810,7 @@ pub const Table = struct {
             };
             if (to_sink) {
                 released.push(&table.callbacks, index);
-                table.callbacks_released += 1;
+                table.shardOf(slot).callbacks_released += 1;
             } else {
                 kept.push(&table.callbacks, index);
             }
@@ -688,12 +826,12 @@ pub const Table = struct {
 
     /// The caller's count of `kind`, or null when it holds none (and has no record).
     fn countOf(table: *Table, slot: u32, caller: Sink, kind: Count) ?*u32 {
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         const owner = isOwner(entry, caller);
         if (owner and kind == .local) return &entry.refs_local;
         if (owner and kind == .submitted) return &entry.refs_submitted;
         const holder = table.findHolder(slot, if (owner) entry.ownerSink() else caller) orelse return null;
-        const h = &table.holders.at(holder).holding;
+        const h = &table.shardOf(slot).holders.at(holder).holding;
         return switch (kind) {
             .local => &h.refs_local,
             .submitted => &h.refs_submitted,
@@ -707,7 +845,7 @@ pub const Table = struct {
         const x = table.ext(slot);
         return switch (kind) {
             .local, .submitted => blk: {
-                assert(sink != table.entries.items[slot].ownerSink());
+                assert(sink != table.entryAt(slot).ownerSink());
                 break :blk &x.refs_borrowed;
             },
             .lent => &x.refs_lent,
@@ -716,7 +854,7 @@ pub const Table = struct {
     }
 
     fn increment(table: *Table, slot: u32, caller: Sink, kind: Count) Error!void {
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         const owner = isOwner(entry, caller);
         if (owner and (kind == .local or kind == .submitted)) {
             const count = table.countOf(slot, caller, kind).?;
@@ -725,7 +863,7 @@ pub const Table = struct {
         }
         const sink = if (owner) entry.ownerSink() else caller;
         const holder = try table.holderFor(slot, sink);
-        const h = &table.holders.at(holder).holding;
+        const h = &table.shardOf(slot).holders.at(holder).holding;
         const count = switch (kind) {
             .local => &h.refs_local,
             .submitted => &h.refs_submitted,
@@ -745,7 +883,7 @@ pub const Table = struct {
         const count = table.countOf(slot, caller, kind) orelse return error.NoReference;
         if (count.* == 0) return error.NoReference;
         count.* -= 1;
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         const owner = isOwner(entry, caller);
         if (owner and (kind == .local or kind == .submitted)) return;
         const sink = if (owner) entry.ownerSink() else caller;
@@ -793,60 +931,61 @@ pub const Table = struct {
     // --- Holders, exts, links --------------------------------------------------------------
 
     fn ext(table: *Table, slot: u32) *Ext {
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         assert(entry.ext != nil);
-        return table.exts.at(entry.ext);
+        return table.shardOf(slot).exts.at(entry.ext);
     }
 
     fn ensureExt(table: *Table, slot: u32) error{OutOfMemory}!*Ext {
-        const entry = &table.entries.items[slot];
-        if (entry.ext == nil) entry.ext = try table.exts.create(table.allocator, .{});
-        return table.exts.at(table.entries.items[slot].ext);
+        const entry = table.entryAt(slot);
+        const exts = &table.shardOf(slot).exts;
+        if (entry.ext == nil) entry.ext = try exts.create(table.allocator, .{});
+        return exts.at(entry.ext);
     }
 
     fn callbackList(table: *Table, slot: u32, kind: CallbackKind) ?*List {
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         return switch (kind) {
             .out_of_scope => &entry.callbacks,
-            .deleted => if (entry.ext == nil) null else &table.exts.at(entry.ext).deleted_callbacks,
+            .deleted => if (entry.ext == nil) null else &table.shardOf(slot).exts.at(entry.ext).deleted_callbacks,
         };
     }
 
     fn findHolder(table: *Table, slot: u32, sink: Sink) ?Index {
-        const entry = &table.entries.items[slot];
+        const entry = table.entryAt(slot);
         if (entry.ext == nil) return null;
-        var index = table.exts.at(entry.ext).holders.head;
-        while (index != nil) : (index = table.holders.at(index).next) {
-            if (table.holders.at(index).holding.sink == sink) return index;
+        var index = table.shardOf(slot).exts.at(entry.ext).holders.head;
+        while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
+            if (table.shardOf(slot).holders.at(index).holding.sink == sink) return index;
         }
         return null;
     }
 
     fn holderFor(table: *Table, slot: u32, sink: Sink) error{OutOfMemory}!Index {
         if (table.findHolder(slot, sink)) |index| return index;
-        try table.holders.reserve(table.allocator, 1);
+        try table.shardOf(slot).holders.reserve(table.allocator, 1);
         const x = try table.ensureExt(slot);
-        const index = table.holders.create(table.allocator, .{ .holding = .{ .sink = sink } }) catch unreachable;
-        x.holders.push(&table.holders, index);
+        const index = table.shardOf(slot).holders.create(table.allocator, .{ .holding = .{ .sink = sink } }) catch unreachable;
+        x.holders.push(&table.shardOf(slot).holders, index);
         return index;
     }
 
     fn dropHolderIfEmpty(table: *Table, slot: u32, holder: Index) void {
-        if (!table.holders.at(holder).isEmpty()) return;
-        table.ext(slot).holders.removeIndex(&table.holders, holder);
-        table.holders.destroy(holder);
+        if (!table.shardOf(slot).holders.at(holder).isEmpty()) return;
+        table.ext(slot).holders.removeIndex(&table.shardOf(slot).holders, holder);
+        table.shardOf(slot).holders.destroy(holder);
     }
 
     /// Removes `sink`'s holder record and everything it counted.
     fn dropHolder(table: *Table, slot: u32, sink: Sink) void {
         const x = table.ext(slot);
-        const index = x.holders.removeFirst(&table.holders, sink, holderOf);
+        const index = x.holders.removeFirst(&table.shardOf(slot).holders, sink, holderOf);
         if (index == nil) return;
-        const h = table.holders.at(index).holding;
-        if (sink != table.entries.items[slot].ownerSink()) x.refs_borrowed -= h.refs_local + h.refs_submitted;
+        const h = table.shardOf(slot).holders.at(index).holding;
+        if (sink != table.entryAt(slot).ownerSink()) x.refs_borrowed -= h.refs_local + h.refs_submitted;
         x.refs_lent -= h.refs_lent;
         x.refs_lineage -= h.refs_lineage;
-        table.holders.destroy(index);
+        table.shardOf(slot).holders.destroy(index);
     }
 
     fn holderOf(sink: Sink, node: *const Holder) bool {
@@ -858,8 +997,8 @@ pub const Table = struct {
     }
 
     const Plan = struct {
-        /// Referenced objects that have no `Ext` yet.
-        exts: usize = 0,
+        /// Referenced objects that have no `Ext` yet, by shard.
+        exts: [shard_count]usize = [_]usize{0} ** shard_count,
         links: usize = 0,
         depth: u32 = 0,
     };
@@ -872,17 +1011,17 @@ pub const Table = struct {
     fn planLinks(table: *Table, ids: []const Id, relation: Relation, plan: *Plan) Error!void {
         for (ids) |id| {
             const slot = try table.lookupInScope(id);
-            const entry = &table.entries.items[slot];
+            const entry = table.entryAt(slot);
             if (entry.flags.marked) continue;
             entry.flags.marked = true;
             plan.links += 1;
             // An object in both lists is counted twice here: reserving one ext too many
             // is harmless.
             if (entry.ext == nil) {
-                plan.exts += 1;
+                plan.exts[shardIndexOf(slot)] += 1;
                 continue;
             }
-            const x = table.exts.at(entry.ext);
+            const x = table.shardOf(slot).exts.at(entry.ext);
             const count = switch (relation) {
                 .contains => x.contained_in_owned,
                 .lineage => x.refs_lineage,
@@ -890,18 +1029,18 @@ pub const Table = struct {
             if (count == std.math.maxInt(u32)) return error.Limit;
             plan.depth = @max(plan.depth, x.depth);
         }
-        for (ids) |id| table.entries.items[table.lookupInScope(id) catch unreachable].flags.marked = false;
+        for (ids) |id| table.entryAt(table.lookupInScope(id) catch unreachable).flags.marked = false;
         if (plan.links > 0 and plan.depth + 1 > depth_max) return error.Limit;
     }
 
     fn unmark(table: *Table, options: CreateOptions) void {
         for (options.contains) |id| {
             const slot = table.lookupSlot(id) catch continue;
-            table.entries.items[slot].flags.marked = false;
+            table.entryAt(slot).flags.marked = false;
         }
         for (options.lineage) |id| {
             const slot = table.lookupSlot(id) catch continue;
-            table.entries.items[slot].flags.marked = false;
+            table.entryAt(slot).flags.marked = false;
         }
     }
 
@@ -910,7 +1049,7 @@ pub const Table = struct {
     fn linkAll(table: *Table, slot: u32, ids: []const Id, relation: Relation) void {
         for (ids) |id| {
             const target = table.lookupInScope(id) catch unreachable;
-            const entry = &table.entries.items[target];
+            const entry = table.entryAt(target);
             if (entry.flags.marked) continue;
             entry.flags.marked = true;
             const x = table.ensureExt(target) catch unreachable;
@@ -918,34 +1057,36 @@ pub const Table = struct {
                 .contains => x.contained_in_owned += 1,
                 .lineage => x.refs_lineage += 1,
             }
-            const link = table.links.create(table.allocator, .{ .slot = target }) catch unreachable;
+            const links = &table.shardOf(slot).links;
+            const link = links.create(table.allocator, .{ .slot = target }) catch unreachable;
             const own = table.ext(slot);
             switch (relation) {
-                .contains => own.contains.push(&table.links, link),
-                .lineage => own.lineage.push(&table.links, link),
+                .contains => own.contains.push(links, link),
+                .lineage => own.lineage.push(links, link),
             }
         }
-        for (ids) |id| table.entries.items[table.lookupInScope(id) catch unreachable].flags.marked = false;
+        for (ids) |id| table.entryAt(table.lookupInScope(id) catch unreachable).flags.marked = false;
     }
 
     // --- Lookup ------------------------------------------------------------------------------
 
-    fn takeSlot(table: *Table) u32 {
-        if (table.free_head != nil) {
-            const slot = table.free_head;
-            table.free_head = table.entries.items[slot].ext;
+    fn takeSlot(table: *Table, shard_index: u32) u32 {
+        const shard = &table.shards[shard_index];
+        if (shard.free_head != nil) {
+            const slot = shard.free_head;
+            shard.free_head = table.entryAt(slot).ext;
             return slot;
         }
-        const slot: u32 = @intCast(table.entries.items.len);
-        table.entries.appendAssumeCapacity(.{ .generation = 0, .flags = .{ .state = .free } });
+        const slot: u32 = @intCast(shard.entries.items.len << shard_bits | shard_index);
+        shard.entries.appendAssumeCapacity(.{ .generation = 0, .flags = .{ .state = .free } });
         return slot;
     }
 
     /// The slot of a live object (in scope, or out of scope but lineage-pinned).
     fn lookupSlot(table: *Table, id: Id) Error!u32 {
         const parts = IdParts.decode(id) orelse return error.InvalidId;
-        if (parts.slot >= table.entries.items.len) return error.InvalidId;
-        const entry = &table.entries.items[parts.slot];
+        if (parts.slot >> shard_bits >= table.shardOf(parts.slot).entries.items.len) return error.InvalidId;
+        const entry = table.entryAt(parts.slot);
         if (parts.generation > entry.generation) return error.InvalidId;
         if (parts.generation < entry.generation or entry.flags.state != .live) return error.StaleId;
         return parts.slot;
@@ -955,7 +1096,7 @@ pub const Table = struct {
     /// out of scope (kept only by lineage) like a deleted one.
     fn lookupInScope(table: *Table, id: Id) Error!u32 {
         const slot = try table.lookupSlot(id);
-        if (table.entries.items[slot].flags.out_of_scope) return error.StaleId;
+        if (table.entryAt(slot).flags.out_of_scope) return error.StaleId;
         return slot;
     }
 };

@@ -26,18 +26,20 @@ const Fixture = struct {
 
     /// Tears down even after a failed test, so that one failure does not abort the rest.
     fn deinit(f: *Fixture) void {
-        if (f.table.objects_live != 0) f.table.releaseAll(&f.released);
+        if (f.table.objectsLive() != 0) f.table.releaseAll(&f.released);
         f.released.clear(&f.table.callbacks);
         f.table.deinit();
     }
 
     /// What every test ends with, as Ray's TearDown: nothing live, nothing held.
     fn expectEmpty(f: *Fixture) !void {
-        try testing.expectEqual(@as(u32, 0), f.table.objects_live);
-        try testing.expectEqual(@as(u64, 0), f.table.bytes_live);
-        try testing.expectEqual(@as(usize, 0), f.table.holders.countInUse());
-        try testing.expectEqual(@as(usize, 0), f.table.links.countInUse());
-        try testing.expectEqual(@as(usize, 0), f.table.exts.countInUse());
+        try testing.expectEqual(@as(u32, 0), f.table.objectsLive());
+        try testing.expectEqual(@as(u64, 0), f.table.bytesLive());
+        for (&f.table.shards) |*shard| {
+            try testing.expectEqual(@as(usize, 0), shard.holders.countInUse());
+            try testing.expectEqual(@as(usize, 0), shard.links.countInUse());
+            try testing.expectEqual(@as(usize, 0), shard.exts.countInUse());
+        }
     }
 
     fn create(f: *Fixture, options: table_module.CreateOptions) !Id {
@@ -100,12 +102,12 @@ test "TestBasic: local and submitted references each keep an object in scope" {
     try f.release(a, none);
     try f.release(b, none);
     try f.expectFired(&.{});
-    try testing.expectEqual(@as(u32, 2), f.table.objects_live);
+    try testing.expectEqual(@as(u32, 2), f.table.objectsLive());
     // The task finishes: both are out of scope, in argument order.
     try f.table.submittedRemove(&.{ a, b }, none, &f.released);
     try f.expectFired(&.{ 1, 2 });
-    try testing.expectEqual(@as(u32, 0), f.table.objects_live);
-    try testing.expectEqual(@as(u64, 0), f.table.bytes_live);
+    try testing.expectEqual(@as(u32, 0), f.table.objectsLive());
+    try testing.expectEqual(@as(u64, 0), f.table.bytesLive());
     try f.expectEmpty();
 }
 
@@ -179,7 +181,7 @@ test "TestPinLineageRecursive: deleting the last object releases the lineage it 
         try testing.expect((try f.table.info(id)).out_of_scope);
         try testing.expect(!try f.on(id, .out_of_scope, 99));
     }
-    try testing.expectEqual(@as(u32, 3), f.table.objects_live);
+    try testing.expectEqual(@as(u32, 3), f.table.objectsLive());
     // Dropping the last releases all three; dependencies are erased before dependents.
     try f.release(ids[2], none);
     try f.expectFired(&.{ 2, 10, 11, 12 });
@@ -405,7 +407,7 @@ test "TestReferenceStats: info reports every count by kind" {
     var holdings: [4]table_module.Holding = undefined;
     try testing.expectEqual(@as(usize, 3), try f.table.holdings(inner, &holdings));
     try testing.expect((try f.table.info(outer)).reconstructable);
-    try testing.expectEqual(@as(u64, 300), f.table.bytes_live);
+    try testing.expectEqual(@as(u64, 300), f.table.bytesLive());
 
     f.table.releaseAll(&f.released);
     try f.expectFired(&.{ 1, 2 });
@@ -475,7 +477,7 @@ test "ids: round trip, and stale, forged and exhausted ids told apart" {
     try testing.expectError(error.InvalidId, f.table.retain(IdParts.encode(.{ .slot = parts.slot + 1, .generation = 1 }), none));
 
     // A slot whose generation is exhausted is never reused.
-    f.table.entries.items[parts.slot].generation = IdParts.generation_max;
+    f.table.shards[table_module.Table.shardIndexOf(parts.slot)].entries.items[parts.slot >> table_module.shard_bits].generation = IdParts.generation_max;
     const last = IdParts.encode(.{ .slot = parts.slot, .generation = IdParts.generation_max });
     try f.release(last, none);
     const third = try f.create(.{});
@@ -502,11 +504,11 @@ test "a failing batch or create leaves the table unchanged" {
     try testing.expectEqual(@as(u32, 0), (try f.table.info(a)).refs_submitted);
     try testing.expectEqual(@as(u32, 0), (try f.table.info(a)).refs_borrowed);
     try testing.expectEqual(@as(u32, 0), (try f.table.info(a)).contained_in_owned);
-    try testing.expectEqual(@as(u32, 2), f.table.objects_live);
+    try testing.expectEqual(@as(u32, 2), f.table.objectsLive());
 
     try f.table.releaseBatch(&.{ a, b }, none, &f.released);
-    try testing.expectEqual(@as(u32, 0), f.table.objects_live);
-    try testing.expectEqual(@as(usize, 0), f.table.holders.countInUse());
+    try testing.expectEqual(@as(u32, 0), f.table.objectsLive());
+    for (&f.table.shards) |*shard| try testing.expectEqual(@as(usize, 0), shard.holders.countInUse());
     try f.expectEmpty();
 }
 

@@ -34,6 +34,9 @@ const Job = struct {
     /// Instead of releasing, make a trivial library call (`refscope_abi_version`) per id:
     /// the noise floor of call timings on this thread.
     noop: bool = false,
+    /// Instead of releasing the given ids, create an object and release it, per id: object
+    /// lifetimes on this thread (its objects live in its own shard).
+    lifetimes: bool = false,
     /// Calls by duration: bucket i counts calls of [2^i, 2^(i+1)) ns.
     histogram: [64]u64 = [_]u64{0} ** 64,
     thread: std.Thread,
@@ -55,6 +58,11 @@ const Job = struct {
             } else if (job.noop) blk: {
                 std.mem.doNotOptimizeAway(refscope_abi_version());
                 break :blk 0;
+            } else if (job.lifetimes) blk: {
+                var id: f64 = 0;
+                const created = refscope_object_create(job.counter.?, 0, sink_none, &id);
+                if (created < 0) break :blk created;
+                break :blk refscope_object_release(job.counter.?, id, sink_none);
             } else if (count == 1)
                 refscope_object_release(job.counter.?, job.ids[index], sink_none)
             else
@@ -74,7 +82,7 @@ const Job = struct {
 /// The ids are copied.
 export fn refscope_testkit_release_start(counter: ?*Counter, ids: ?[*]const f64, count: u32, batch: u32, out_job: ?*?*Job) i32 {
     if (counter == null or batch == 0) return status_invalid_argument;
-    return start(counter, null, false, ids, count, batch, out_job);
+    return start(counter, null, .release, ids, count, batch, out_job);
 }
 
 /// Starts a thread that makes `count` trivial library calls, timing each: the noise floor
@@ -83,7 +91,17 @@ export fn refscope_testkit_noop_start(count: u32, out_job: ?*?*Job) i32 {
     const ids = allocator.alloc(f64, count) catch return status_out_of_memory;
     defer allocator.free(ids);
     @memset(ids, 0);
-    return start(null, null, true, ids.ptr, count, 1, out_job);
+    return start(null, null, .noop, ids.ptr, count, 1, out_job);
+}
+
+/// Starts a thread that creates an object and releases it, `count` times (timing each
+/// create+release): object lifetimes on one native thread.
+export fn refscope_testkit_lifetimes_start(counter: ?*Counter, count: u32, out_job: ?*?*Job) i32 {
+    if (counter == null) return status_invalid_argument;
+    const ids = allocator.alloc(f64, count) catch return status_out_of_memory;
+    defer allocator.free(ids);
+    @memset(ids, 0);
+    return start(counter, null, .lifetimes, ids.ptr, count, 1, out_job);
 }
 
 /// Copies the job's histogram of call durations (64 buckets: [2^i, 2^(i+1)) ns). Only
@@ -100,10 +118,12 @@ export fn refscope_testkit_job_histogram(job: ?*Job, out_buckets: ?*[64]f64) i32
 /// "one thread-safe callback per event" baseline of the benchmarks.
 export fn refscope_testkit_call_each_start(function: ?*const fn (id: f64) callconv(.c) void, ids: ?[*]const f64, count: u32, out_job: ?*?*Job) i32 {
     if (function == null) return status_invalid_argument;
-    return start(null, function, false, ids, count, 1, out_job);
+    return start(null, function, .each, ids, count, 1, out_job);
 }
 
-fn start(counter: ?*Counter, each: ?*const fn (id: f64) callconv(.c) void, noop: bool, ids: ?[*]const f64, count: u32, batch: u32, out_job: ?*?*Job) i32 {
+const Mode = enum { release, noop, each, lifetimes };
+
+fn start(counter: ?*Counter, each: ?*const fn (id: f64) callconv(.c) void, mode: Mode, ids: ?[*]const f64, count: u32, batch: u32, out_job: ?*?*Job) i32 {
     const out = out_job orelse return status_invalid_argument;
     if (count > 0 and ids == null) return status_invalid_argument;
     // Its thread runs this library's code: the host must not unload it meanwhile (Bun
@@ -115,7 +135,15 @@ fn start(counter: ?*Counter, each: ?*const fn (id: f64) callconv(.c) void, noop:
         return status_out_of_memory;
     };
     if (count > 0) @memcpy(copy, ids.?[0..count]);
-    job.* = .{ .counter = counter, .ids = copy, .batch = batch, .each = each, .noop = noop, .thread = undefined };
+    job.* = .{
+        .counter = counter,
+        .ids = copy,
+        .batch = batch,
+        .each = each,
+        .noop = mode == .noop,
+        .lifetimes = mode == .lifetimes,
+        .thread = undefined,
+    };
     job.thread = std.Thread.spawn(.{}, Job.run, .{job}) catch {
         allocator.free(copy);
         allocator.destroy(job);
