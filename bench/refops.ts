@@ -4,6 +4,7 @@
  */
 import { bench, do_not_optimize, summary } from "mitata";
 import { Counter, type Ref } from "../mod.ts";
+import { native } from "../lib/ffi/mod.ts";
 import { log, MapCounter, measure, record } from "./lib.ts";
 
 const batch = 1000;
@@ -22,7 +23,9 @@ export async function referenceOperations(): Promise<void> {
     createBaseline: "create+release: Map counter",
     batch: `release ${batch} refs in one batch: refscope releaseAll`,
     batchBaseline: `release ${batch} ids: Map counter`,
+    floor: "two FFI calls that do nothing (refscope_abi_version)",
   };
+  const symbols = native().symbols;
   summary(() => {
     bench(names.pair, () => {
       held.retain().release();
@@ -30,6 +33,11 @@ export async function referenceOperations(): Promise<void> {
     bench(names.pairBaseline, () => {
       map.retain(heldId);
       map.release(heldId);
+    });
+    // The floor under any pair of native calls: what crossing the FFI costs by itself.
+    bench(names.floor, () => {
+      do_not_optimize(symbols.refscope_abi_version());
+      do_not_optimize(symbols.refscope_abi_version());
     });
   });
   summary(() => {
@@ -70,6 +78,7 @@ export async function referenceOperations(): Promise<void> {
     baseline: { name: "pure-TS Map counter", value: pairBaseline },
     target: { text: "≤ 2x the Map counter", met: pair <= 2 * pairBaseline },
   });
+  record({ name: "floor: two FFI calls that do nothing", value: ns.get(names.floor)!, unit: "ns" });
   record({
     name: "create+release",
     value: ns.get(names.create)!,
