@@ -229,7 +229,9 @@ const Count = enum { local, submitted, lent, lineage };
 /// in parallel; an object lives in the shard of the thread that created it. A slot's low
 /// `shard_bits` name its shard.
 pub const Shard = struct {
-    entries: std.ArrayList(Entry) = .empty,
+    /// Aligned to a cache line, as is the whole shard: threads on neighbouring shards must
+    /// not write the same line (their free-list heads and counters, say).
+    entries: std.ArrayList(Entry) align(std.atomic.cache_line) = .empty,
     /// A stack of free slots; reusing the most recently freed slot keeps the shard dense.
     free_head: u32 = nil,
     exts: pool_module.Pool(Ext) = .{},
