@@ -129,9 +129,9 @@ function misses(): string {
     if (stall?.target && !stall.target.met && noise && p999) {
       lines.push(
         `- **longest release call ≤ 10 µs (${run.runtime}: ${stall.value.toFixed(1)} µs).** Nothing in the ` +
-          `release path waits for JS (the thread-safe callback baseline waits ${
-            Math.round(stall.baseline!.value)
-          } µs), ` +
+          `release path waits for JS (one thread-safe callback per event, in the same conditions: ` +
+          `longest call ${Math.round(stall.baseline!.value)} µs` +
+          `${run.runtime === "deno" ? ", as Deno's waits for the busy JS thread" : ""}), ` +
           `and 99.9% of release calls take at most ${p999.value.toFixed(2)} µs. The longest call is set by ` +
           `the machine: a native call that does nothing, timed the same way in the same run, took up to ` +
           `${noise.value.toFixed(1)} µs (preemption on a shared 2-core machine whose other core runs the busy ` +
