@@ -225,12 +225,12 @@ pub const Counter = struct {
     }
 
     /// Every shard, in index order, then the queue: for operations across objects.
-    fn lockAll(counter: *Counter) void {
+    pub fn lockAll(counter: *Counter) void {
         for (0..table_module.shard_count) |shard| counter.lockShard(@intCast(shard));
         counter.lock();
     }
 
-    fn unlockAll(counter: *Counter) void {
+    pub fn unlockAll(counter: *Counter) void {
         counter.mutex.unlock();
         var shard: u32 = table_module.shard_count;
         while (shard > 0) {

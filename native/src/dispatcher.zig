@@ -50,11 +50,15 @@ pub fn main(counter: *Counter) void {
         counter.lock();
         counter.native_callbacks_run += jobs_count;
     }
+    // Calls that hold just a shard's lock read the state (`Counter.checkOpen`), so it is
+    // written with every lock held, taken in the usual order.
+    counter.mutex.unlock();
+    counter.lockAll();
     counter.state = .closed;
     // A thread created after this one exits may reuse its id; it must not be mistaken
     // for the dispatcher by `Counter.destroy`.
     counter.dispatcher_thread_id.store(0, .release);
-    counter.mutex.unlock();
+    counter.unlockAll();
 }
 
 /// The waker of `sink`: makes each wake its sink is owed, until the sink closes. Holds the
@@ -75,10 +79,15 @@ pub fn waker(counter: *Counter, sink: u32) void {
         counter.lock();
         counter.wakes_sent += 1;
     }
+    // Freeing the slot (below) writes what calls holding just a shard's lock read
+    // (`Queue.isSink`), so every lock is taken, in the usual order. Until then
+    // `waker_running` keeps anybody else from finishing the close.
+    counter.mutex.unlock();
+    counter.lockAll();
     state.waker_running = false;
     // An abandoned sink's close has nobody else to finish it.
     if (state.abandoned) assert(!counter.finishSinkClose(sink));
     const last = counter.dropHold();
-    counter.mutex.unlock();
+    counter.unlockAll();
     if (last) counter.deallocate();
 }

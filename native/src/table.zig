@@ -340,7 +340,10 @@ pub const Table = struct {
         try table.planLinks(options.contains, .contains, &plan);
         try table.planLinks(options.lineage, .lineage, &plan);
         const needs_ext = plan.links > 0;
-        for (&table.shards, plan.exts) |*other, count| try other.exts.reserve(table.allocator, count);
+        // Only where links are planned: a create without links holds just its own shard.
+        for (&table.shards, plan.exts) |*other, count| {
+            if (count > 0) try other.exts.reserve(table.allocator, count);
+        }
         try shard.exts.reserve(table.allocator, plan.exts[options.shard] + @intFromBool(needs_ext));
         try shard.links.reserve(table.allocator, plan.links);
         if (shard.free_head == nil) {

@@ -31,6 +31,8 @@ const registrations_max = 64;
 
 /// The sinks one thread opened (some may have been closed since).
 const ThreadSinks = struct {
+    /// Kept per thread, like everything here: threads track sinks concurrently.
+    hooks: Hooks,
     count: usize = 0,
     registrations: [registrations_max]Registration = undefined,
 };
@@ -48,8 +50,6 @@ const supported = switch (builtin.os.tag) {
 var key_once = std.once(createKey);
 var thread_key: pthread_key_t = 0;
 var key_ok = false;
-/// Set before any registration exists, and never changed after.
-var hooks: ?Hooks = null;
 
 fn createKey() void {
     key_ok = pthread_key_create(&thread_key, onThreadExit) == 0;
@@ -61,11 +61,10 @@ pub fn track(registration_key: f64, sink: u32, generation: u32, counter_hooks: H
     if (!supported) return true;
     key_once.call();
     if (!key_ok) return false;
-    hooks = counter_hooks;
     const existing = pthread_getspecific(thread_key);
     const sinks: *ThreadSinks = if (existing) |pointer| @ptrCast(@alignCast(pointer)) else blk: {
         const created = std.heap.c_allocator.create(ThreadSinks) catch return false;
-        created.* = .{};
+        created.* = .{ .hooks = counter_hooks };
         if (pthread_setspecific(thread_key, created) != 0) {
             std.heap.c_allocator.destroy(created);
             return false;
@@ -97,7 +96,7 @@ fn onThreadExit(value: ?*anyopaque) callconv(.c) void {
     for ([_]bool{ false, true }) |openers| {
         for (sinks.registrations[0..sinks.count]) |registration| {
             if ((registration.sink == opener) != openers) continue;
-            hooks.?.close(registration.key, registration.sink, registration.generation);
+            sinks.hooks.close(registration.key, registration.sink, registration.generation);
         }
     }
 }
