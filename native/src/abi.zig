@@ -493,4 +493,5 @@ test {
     _ = @import("queue.zig");
     _ = @import("registry.zig");
     _ = @import("counter_test.zig");
+    _ = @import("model_test.zig");
 }
