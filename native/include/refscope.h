@@ -313,14 +313,16 @@ int32_t refscope_object_off_native(refscope_counter *counter, refscope_id id, ui
                                    refscope_callback_fn function, void *context);
 
 /* Registers, or removes, delivery of `token` to `sink` (which must be the caller's own
- * sink and own the object: REFSCOPE_E_NOT_OWNED otherwise). Results as the native ones. */
+ * sink and own the object: REFSCOPE_E_NOT_OWNED otherwise; REFSCOPE_NO_SINK is no sink:
+ * REFSCOPE_E_INVALID_ARGUMENT). Results as the native ones. */
 int32_t refscope_object_on_sink(refscope_counter *counter, refscope_id id, refscope_sink sink,
                                 uint32_t kind, uint32_t token);
 int32_t refscope_object_off_sink(refscope_counter *counter, refscope_id id, refscope_sink sink,
                                  uint32_t kind, uint32_t token);
 
 /* Copies the tokens of `sink`'s callbacks of `kind` on the object, in registration order,
- * and returns how many there are (possibly more than capacity). */
+ * and returns how many there are (possibly more than capacity). `tokens` may be NULL when
+ * capacity is 0, to ask for the count. */
 int32_t refscope_object_sink_tokens(refscope_counter *counter, refscope_id id, refscope_sink sink,
                                     uint32_t kind, uint32_t *tokens, uint32_t capacity);
 
@@ -329,7 +331,8 @@ int32_t refscope_object_info(refscope_counter *counter, refscope_id id, refscope
 
 /* Copies the holder records of the object (each sink with references recorded apart from
  * the owner's local and submitted counts: borrowers, lenders, lineage pins) and returns how
- * many there are (possibly more than capacity). */
+ * many there are (possibly more than capacity). `out_holdings` may be NULL when capacity is
+ * 0, to ask for the count. */
 int32_t refscope_object_holdings(refscope_counter *counter, refscope_id id,
                                  refscope_holding *out_holdings, uint32_t capacity);
 

@@ -610,10 +610,12 @@ pub const Counter = struct {
         return counter.inShardWithQueue(id, caller, Table.unregister, .{ id, caller, kind, cb });
     }
 
+    /// A sink callback is registered (or removed) by its own sink; `sink_none` is no sink,
+    /// and a token addressed to it could never be delivered.
     fn checkCallbackCaller(cb: callback.Callback, caller: Sink) Error!void {
         switch (cb) {
             .native => {},
-            .sink => |target| if (target.sink != caller) return error.InvalidArgument,
+            .sink => |target| if (target.sink != caller or caller == sink_none) return error.InvalidArgument,
         }
     }
 
