@@ -62,6 +62,7 @@ export interface LentRef {
 export type Target = Ref | ObjectId;
 
 // Module-private access to state that the classes below share but do not publish.
+let isRef: (value: unknown) => value is Ref;
 let refCore: (ref: Ref) => Core;
 let refHeld: (ref: Ref) => boolean;
 let setRefHeld: (ref: Ref, held: boolean) => void;
@@ -83,6 +84,9 @@ export class Ref implements Disposable {
   #held = true;
 
   static {
+    // A brand check, not `instanceof`: `Object.create(Ref.prototype)` or a Proxy of a Ref
+    // passes `instanceof` but has no private state.
+    isRef = (value): value is Ref => typeof value === "object" && value !== null && #core in value;
     refCore = (ref) => ref.#core;
     refHeld = (ref) => ref.#held;
     setRefHeld = (ref, held) => {
@@ -246,6 +250,7 @@ export class Counter implements AsyncDisposable {
 
   /** Opens a new counter (starting its native dispatcher thread). */
   constructor(options: CounterOptions = {}) {
+    checkOptions(options, attaching === undefined ? "new Counter" : "attach");
     this.#core = attaching ?? Core.open();
     attaching = undefined;
     this.#core.delivery.onHandlerError = options.onHandlerError;
@@ -257,6 +262,7 @@ export class Counter implements AsyncDisposable {
    * (or the thread ending) releases what it holds, and leaves the counter open.
    */
   static attach(key: number, options: CounterOptions = {}): Counter {
+    checkOptions(options, "attach");
     attaching = Core.attach(key);
     return new Counter(options);
   }
@@ -277,6 +283,7 @@ export class Counter implements AsyncDisposable {
   }
 
   set onHandlerError(hook: ((error: HandlerError) => void) | undefined) {
+    checkHook(hook, "onHandlerError");
     this.#core.delivery.onHandlerError = hook;
   }
 
@@ -287,13 +294,23 @@ export class Counter implements AsyncDisposable {
 
   /** Creates an object owned by this thread, holding one local reference (the `Ref`). */
   create(options: CreateOptions = {}): Ref {
+    if (typeof options !== "object" || options === null) {
+      throw new RefscopeError("INVALID_ARGUMENT", `create: options must be an object, not ${typeName(options)}`);
+    }
     const sizeBytes = options.sizeBytes ?? 0;
     if (typeof sizeBytes !== "number") {
       throw new RefscopeError("INVALID_ARGUMENT", `create: sizeBytes must be a number, not ${typeName(sizeBytes)}`);
     }
+    const reconstructable = options.reconstructable ?? false;
+    if (typeof reconstructable !== "boolean") {
+      throw new RefscopeError(
+        "INVALID_ARGUMENT",
+        `create: reconstructable must be a boolean, not ${typeName(reconstructable)}`,
+      );
+    }
     const contains = options.contains === undefined ? [] : this.#ids(options.contains, "create (contains)");
     const lineage = options.lineage === undefined ? [] : this.#ids(options.lineage, "create (lineage)");
-    const id = this.#core.create(sizeBytes, options.reconstructable === true, contains, lineage);
+    const id = this.#core.create(sizeBytes, reconstructable, contains, lineage);
     return new Ref(constructing, this, this.#core, id);
   }
 
@@ -303,6 +320,11 @@ export class Counter implements AsyncDisposable {
     const valid = typeof lent === "object" && lent !== null && typeof lent.id === "number" &&
       typeof lent.lender === "number" && typeof lent.key === "number";
     if (!valid) throw new RefscopeError("INVALID_ARGUMENT", "borrow: expected a LentRef from Ref.lend()");
+    // A participant number crosses the FFI as a u32, which Deno refuses and Bun wraps when
+    // out of range; 2^32 - 1 would mean native code. Anything else is refused natively.
+    if (!Number.isInteger(lent.lender) || lent.lender < 0 || lent.lender >= 0xffffffff) {
+      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the lender ${lent.lender} is not a participant number`);
+    }
     if (lent.key !== this.#core.key) {
       throw new RefscopeError(
         "INVALID_ARGUMENT",
@@ -365,12 +387,21 @@ export class Counter implements AsyncDisposable {
    */
   releaseAll(refs: Iterable<Ref>): void {
     this.#core.checkOpen("releaseAll");
+    if (typeof refs !== "object" || refs === null || !(Symbol.iterator in refs)) {
+      throw new RefscopeError("INVALID_ARGUMENT", `releaseAll: expected an iterable of Refs, got ${typeName(refs)}`);
+    }
     const list = Array.isArray(refs) ? refs as Ref[] : [...refs];
     const ids: ObjectId[] = new Array(list.length);
     let index = 0;
     try {
       for (; index < list.length; index++) {
         const ref = list[index];
+        if (!isRef(ref)) {
+          throw new RefscopeError(
+            "INVALID_ARGUMENT",
+            `releaseAll: expected a Ref at index ${index}, got ${typeName(ref)}`,
+          );
+        }
         checkRef(ref, this.#core, "releaseAll");
         if (!refHeld(ref)) {
           throw new RefscopeError(
@@ -400,7 +431,12 @@ export class Counter implements AsyncDisposable {
    * when it settles (unless the counter was closed meanwhile).
    */
   async runTask<T>(targets: Iterable<Target>, task: () => T | Promise<T>): Promise<T> {
-    using _submitted = this.addSubmittedRefs(targets);
+    if (typeof task !== "function") {
+      throw new RefscopeError("INVALID_ARGUMENT", `runTask: the task must be a function, not ${typeName(task)}`);
+    }
+    const ids = this.#ids(targets, "runTask");
+    this.#core.lease("submitted", true, ids);
+    using _submitted = new SubmittedRefs(constructing, this.#core, "submitted", ids);
     return await task();
   }
 
@@ -496,10 +532,23 @@ export function simulateLostWakes(counter: Counter): void {
 }
 
 function checkRef(ref: unknown, core: Core, what: string): asserts ref is Ref {
-  if (!(ref instanceof Ref)) {
+  if (!isRef(ref)) {
     throw new RefscopeError("INVALID_ARGUMENT", `${what}: expected a Ref or an object id, got ${typeName(ref)}`);
   }
   if (refCore(ref) !== core) {
     throw new RefscopeError("INVALID_ID", `${what}: the Ref to object ${ref.id} belongs to another counter`);
+  }
+}
+
+function checkOptions(options: unknown, what: string): asserts options is CounterOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new RefscopeError("INVALID_ARGUMENT", `${what}: options must be an object, not ${typeName(options)}`);
+  }
+  checkHook((options as CounterOptions).onHandlerError, `${what}: onHandlerError`);
+}
+
+function checkHook(hook: unknown, what: string): void {
+  if (hook !== undefined && typeof hook !== "function") {
+    throw new RefscopeError("INVALID_ARGUMENT", `${what} must be a function or undefined, not ${typeName(hook)}`);
   }
 }

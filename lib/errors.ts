@@ -69,9 +69,9 @@ export function errorFromStatus(status: number, what: string): RefscopeError {
 const statusMessages: Record<NativeErrorCode, string> = {
   INVALID_ARGUMENT: "an argument is outside its domain",
   INVALID_ID: "not an object id issued by this counter",
-  STALE_ID: "the object has been deleted",
+  STALE_ID: "the object has been deleted (or, for a new reference, is out of scope and kept only by lineage)",
   NO_REFERENCE: "no reference of that kind is held",
-  LIMIT: "a count, the object table or the byte total would overflow",
+  LIMIT: "a count, the object table, the byte total or the nesting depth would overflow",
   OUT_OF_MEMORY: "out of memory",
   CLOSED: "the counter is closed",
   WRONG_THREAD: "not allowed on this thread",
