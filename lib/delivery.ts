@@ -208,13 +208,17 @@ export class Delivery {
     const error = new HandlerError(id, cause);
     const hook = this.onHandlerError;
     if (hook !== undefined) {
-      try {
-        hook(error);
-        return;
-      } catch (hookError) {
+      const hookFailed = (hookError: unknown) =>
         console.error(`refscope: the onHandlerError hook threw while reporting: ${error.message}`, hookError);
-        return;
+      try {
+        // An async hook (assignable to the hook's type) may reject: log it like a throw,
+        // rather than leave an unhandled rejection, which ends the process on Deno.
+        const result: unknown = hook(error);
+        if (result instanceof Promise) result.catch(hookFailed);
+      } catch (hookError) {
+        hookFailed(hookError);
       }
+      return;
     }
     console.error(`refscope: ${error.message}`, cause);
   }

@@ -86,9 +86,21 @@ export class HandlerError extends Error {
 
   /** Wraps what the handler threw as `cause`. */
   constructor(objectId: ObjectId, cause: unknown) {
-    const detail = cause instanceof Error ? cause.message : String(cause);
-    super(`out-of-scope handler for object ${objectId} failed: ${detail}`, { cause });
+    super(`out-of-scope handler for object ${objectId} failed: ${describe(cause)}`, { cause });
     this.name = "HandlerError";
     this.objectId = objectId;
+  }
+}
+
+/**
+ * What a handler threw, for a message. Never throws: a handler may throw anything, even a
+ * value `String` refuses (`Object.create(null)`, a throwing `toString`), and an exception
+ * here would escape the drain and lose the rest of its batch.
+ */
+function describe(cause: unknown): string {
+  try {
+    return cause instanceof Error ? String(cause.message) : String(cause);
+  } catch {
+    return "a value that cannot be converted to a string";
   }
 }

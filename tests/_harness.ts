@@ -3,6 +3,7 @@
  * file is one top-level test whose subtests run one after another (zora would otherwise
  * run them concurrently), and every wait is bounded.
  */
+import "./_timeout.ts"; // Before zora: see the file.
 import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
