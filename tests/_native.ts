@@ -28,15 +28,17 @@ export class ReleaseJob {
   }
 
   /**
-   * Joins the thread (it never calls into JS, so this cannot deadlock) and returns the first
-   * error status of its calls (0 if none). Must happen before the counter is destroyed.
+   * Joins the thread (it never calls into JS, so this cannot deadlock): the first error
+   * status of its calls (0 if none) and its longest call. Must happen before the counter is
+   * destroyed.
    */
-  join(): number {
+  join(): { firstError: number; callNsMax: number } {
     if (this.#job === undefined) throw new Error("testkit: job joined twice");
+    const callNsMax = new Float64Array(1);
     const firstError = new Int32Array(1);
-    kit.refscope_testkit_job_join(this.#job, new Float64Array(1), firstError);
+    kit.refscope_testkit_job_join(this.#job, callNsMax, firstError);
     this.#job = undefined;
-    return firstError[0];
+    return { firstError: firstError[0], callNsMax: callNsMax[0] };
   }
 }
 

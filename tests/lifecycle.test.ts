@@ -67,7 +67,7 @@ suite("close under load, and open/close cycles", async (t) => {
         if (index < released) ids[index] = ref.id;
       }
       // In batches of 64 per call; joined before close, so every token is queued first.
-      t.eq(new ReleaseJob(counter, ids, 64).join(), 0, "the native thread released every object");
+      t.eq(new ReleaseJob(counter, ids, 64).join().firstError, 0, "the native thread released every object");
       const closing = counter.close();
       t.eq(sum(runs), 0, "none ran before close");
       await within(closing, 30_000, "close");
@@ -118,7 +118,7 @@ suite("close under load, and open/close cycles", async (t) => {
         if (round % 2 === 1) await until(() => job.done, "the native thread");
         const nativeBytes = counter.stats().nativeBytes;
         const closing = counter.close();
-        const firstError = job.join(); // before close can destroy the counter the thread uses
+        const { firstError } = job.join(); // before close can destroy the counter the thread uses
         await within(closing, 10_000, `close of cycle ${round}`);
         peakNativeBytes = Math.max(peakNativeBytes, nativeBytes);
         if (firstError !== 0 && firstError !== -7) return `a native release failed with ${firstError}`;

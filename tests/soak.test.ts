@@ -60,7 +60,7 @@ suite("soak", async (t) => {
         for (let index = 0; index < quarter; index++) refs[index].release();
         counter.releaseAll(refs.slice(quarter, 2 * quarter));
         await within(roundDone.promise, 30_000, `the handlers of round ${round}`);
-        const errors = jobs.map((job) => job.join());
+        const errors = jobs.map((job) => job.join().firstError);
         if (errors.some((status) => status !== 0)) failure = `round ${round}: a native release failed (${errors})`;
         else if (runs.some((count) => count !== 1)) {
           failure = `round ${round}: a handler ran ${runs.find((c) => c !== 1)} times`;

@@ -2,41 +2,8 @@
 // for JS, handlers still run on the JS thread exactly once, wakes are coalesced, and close
 // racing a releasing thread loses nothing.
 import { Counter, type ObjectId } from "../mod.ts";
-import { nativeCounter } from "../lib/counter.ts";
-import { backend, type Pointer, testkit } from "../lib/ffi/mod.ts";
 import { busy, suite, until } from "./_harness.ts";
-
-const kit = testkit();
-
-/** A native thread releasing `ids`, one `refscope_object_release` call each. */
-class ReleaseJob {
-  #job: Pointer;
-
-  constructor(counter: Counter, ids: readonly ObjectId[]) {
-    const cell = new BigUint64Array(1);
-    const status = kit.refscope_testkit_release_start(
-      nativeCounter(counter),
-      new Float64Array(ids),
-      ids.length,
-      1,
-      cell,
-    );
-    if (status !== 0) throw new Error(`testkit: starting a release thread failed (${status})`);
-    this.#job = backend.pointerFromCell(cell);
-  }
-
-  get done(): boolean {
-    return kit.refscope_testkit_job_done(this.#job) === 1;
-  }
-
-  /** Joins the thread (it never calls into JS, so this cannot deadlock). */
-  join(): { callNsMax: number; firstError: number } {
-    const callNsMax = new Float64Array(1);
-    const firstError = new Int32Array(1);
-    kit.refscope_testkit_job_join(this.#job, callNsMax, firstError);
-    return { callNsMax: callNsMax[0], firstError: firstError[0] };
-  }
-}
+import { ReleaseJob } from "./_native.ts";
 
 /** Creates `count` objects, each with a handler counting its deliveries. */
 function objects(counter: Counter, count: number, counts: Map<ObjectId, number>): ObjectId[] {
