@@ -32,6 +32,18 @@ export {
   SubmittedRefs,
   type Target,
 } from "./lib/counter.ts";
+export {
+  type BudgetFigures,
+  type BudgetOptions,
+  BudgetOwner,
+  type BudgetRelease,
+  type BudgetStats,
+  MemoryBudget,
+  type OwnerFigures,
+  type OwnerOptions,
+  Reservation,
+  type ReserveOptions,
+} from "./lib/budget.ts";
 export { formatSnapshot, type SnapshotSummary } from "./lib/snapshot.ts";
 export {
   type ErrorCode,
