@@ -60,8 +60,13 @@ export interface ScriptResult {
 }
 
 /** Runs a script under the current runtime in a child process, bounded by `timeoutMs`. */
-export function runScript(path: string, env: Record<string, string> = {}, timeoutMs = 30_000): ScriptResult {
-  const args = runtime === "deno" ? ["run", "-A", path] : [path];
+export function runScript(
+  path: string,
+  env: Record<string, string> = {},
+  timeoutMs = 30_000,
+  scriptArgs: readonly string[] = [],
+): ScriptResult {
+  const args = [...(runtime === "deno" ? ["run", "-A", path] : [path]), ...scriptArgs];
   const started = performance.now();
   const result = spawnSync(process.execPath, args, {
     encoding: "utf8",
