@@ -5,9 +5,10 @@
 //! that thread exists (Deno `dlclose`s FFI libraries when an isolate shuts down, even at
 //! process exit), the thread's next instruction is in unmapped memory and the process
 //! crashes. So before the first thread starts, the library takes a reference to itself
-//! with RTLD_NODELETE: later `dlclose` calls by the host then never unmap it. This is the
-//! usual cure for thread-owning shared libraries; Zig's build API has no `-z nodelete`.
-//! (Bun also unloads an FFI library when its JS object is garbage-collected.)
+//! that no unload can drop: later `dlclose`/`FreeLibrary` calls by the host then never
+//! unmap it. This is the usual cure for thread-owning shared libraries; Zig's build API
+//! has no `-z nodelete`. (Bun also unloads an FFI library when its JS object is
+//! garbage-collected.)
 
 const std = @import("std");
 const builtin = @import("builtin");
@@ -20,6 +21,16 @@ const DlInfo = extern struct {
 };
 extern "c" fn dladdr(address: *const anyopaque, info: *DlInfo) c_int;
 
+// Not in Zig 0.15's std.os.windows.
+const GET_MODULE_HANDLE_EX_FLAG_PIN: u32 = 0x1;
+const GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS: u32 = 0x4;
+extern "kernel32" fn GetModuleHandleExW(
+    flags: u32,
+    /// With FLAG_FROM_ADDRESS: any address inside the module, instead of its name.
+    module_name: *const anyopaque,
+    module: *?*anyopaque,
+) callconv(.winapi) c_int;
+
 var once = std.once(pinOnce);
 var pinned: bool = false;
 
@@ -30,17 +41,28 @@ pub fn pin() bool {
 }
 
 fn pinOnce() void {
-    switch (builtin.os.tag) {
-        .linux, .macos, .freebsd, .netbsd, .openbsd, .dragonfly => {},
-        // TODO(windows): GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_PIN, ...).
-        else => {
-            pinned = true;
-            return;
-        },
-    }
+    pinned = switch (builtin.os.tag) {
+        .linux, .macos, .freebsd, .netbsd, .openbsd, .dragonfly => pinWithDlopen(),
+        .windows => pinWithModuleHandle(),
+        else => true,
+    };
+}
+
+/// Opens the library again by its own path, with RTLD_NODELETE (honoured by glibc, musl
+/// and macOS's dyld alike). The handle is deliberately never closed: it is the reference
+/// that keeps us loaded.
+fn pinWithDlopen() bool {
     var info: DlInfo = undefined;
-    if (dladdr(@ptrCast(&pinOnce), &info) == 0) return;
-    const path = info.dli_fname orelse return;
-    // The handle is deliberately never closed: it is the reference that keeps us loaded.
-    pinned = std.c.dlopen(path, .{ .NOW = true, .NOLOAD = true, .NODELETE = true }) != null;
+    if (dladdr(@ptrCast(&pinOnce), &info) == 0) return false;
+    const path = info.dli_fname orelse return false;
+    return std.c.dlopen(path, .{ .NOW = true, .NOLOAD = true, .NODELETE = true }) != null;
+}
+
+/// FLAG_PIN marks the DLL as never to be unloaded, whatever FreeLibrary calls follow; the
+/// handle it returns needs no release. (Compiled for Windows in CI, but never run there:
+/// no Windows machine runs the tests.)
+fn pinWithModuleHandle() bool {
+    var module: ?*anyopaque = null;
+    const flags = GET_MODULE_HANDLE_EX_FLAG_PIN | GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS;
+    return GetModuleHandleExW(flags, @ptrCast(&pinOnce), &module) != 0;
 }

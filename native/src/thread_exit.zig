@@ -4,8 +4,8 @@
 //! Worker is terminated, its thread exits and its isolate is gone: nothing will ever drain
 //! that sink, and its wake must never be called again. A POSIX thread-specific key with a
 //! destructor notices the exit and closes each such sink, which releases every reference
-//! the sink held on its behalf. (The process's main thread never runs these destructors;
-//! nor does it need to: its exit ends everything.)
+//! the sink held on its behalf; on Windows a fiber-local storage slot's callback does the
+//! same. (The process's exit runs none of this: it ends everything anyway.)
 //!
 //! A registration names its counter by registry key and its sink by index and generation,
 //! never by pointer, so a registration whose sink was closed explicitly (or whose counter
@@ -37,35 +37,103 @@ const ThreadSinks = struct {
     registrations: [registrations_max]Registration = undefined,
 };
 
-const pthread_key_t = c_uint;
-extern "c" fn pthread_key_create(key: *pthread_key_t, destructor: ?*const fn (?*anyopaque) callconv(.c) void) c_int;
-extern "c" fn pthread_getspecific(key: pthread_key_t) ?*anyopaque;
-extern "c" fn pthread_setspecific(key: pthread_key_t, value: ?*const anyopaque) c_int;
+/// The calling thread's `ThreadSinks`, in a slot whose destructor runs when the thread
+/// exits: `create` (once), `get`, `set`.
+const Slot = switch (builtin.os.tag) {
+    .linux, .macos, .freebsd, .netbsd, .openbsd, .dragonfly => PthreadSlot,
+    .windows => FlsSlot,
+    else => void,
+};
+const supported = Slot != void;
 
-const supported = switch (builtin.os.tag) {
-    .linux, .macos, .freebsd, .netbsd, .openbsd, .dragonfly => true,
-    else => false, // TODO(windows): FlsAlloc with a callback.
+const PthreadSlot = struct {
+    /// An unsigned long on Darwin, a 32-bit integer elsewhere: declared too narrow, the key
+    /// would have pthread_key_create write past it.
+    const Key = switch (builtin.os.tag) {
+        .macos => c_ulong,
+        else => c_uint,
+    };
+    extern "c" fn pthread_key_create(key: *Key, destructor: ?*const fn (?*anyopaque) callconv(.c) void) c_int;
+    extern "c" fn pthread_getspecific(key: Key) ?*anyopaque;
+    extern "c" fn pthread_setspecific(key: Key, value: ?*const anyopaque) c_int;
+
+    var key: Key = 0;
+
+    fn create() bool {
+        return pthread_key_create(&key, destroy) == 0;
+    }
+
+    fn get() ?*anyopaque {
+        return pthread_getspecific(key);
+    }
+
+    fn set(value: *anyopaque) bool {
+        return pthread_setspecific(key, value) == 0;
+    }
+
+    /// Not run for the thread that calls exit(), which is how the process ends.
+    fn destroy(value: ?*anyopaque) callconv(.c) void {
+        onThreadExit(value);
+    }
 };
 
-var key_once = std.once(createKey);
-var thread_key: pthread_key_t = 0;
-var key_ok = false;
+/// Fiber-local storage: unlike TLS (which has no destructor) its callback runs when a
+/// thread exits, outside the loader lock. JS runtimes' threads never switch fibers, so
+/// per fiber is per thread here. Compiled for Windows in CI, but never run there: no
+/// Windows machine runs the tests.
+const FlsSlot = struct {
+    // Not in Zig 0.15's std.os.windows.
+    const FLS_OUT_OF_INDEXES: u32 = 0xFFFFFFFF;
+    extern "kernel32" fn FlsAlloc(callback: ?*const fn (?*anyopaque) callconv(.winapi) void) callconv(.winapi) u32;
+    extern "kernel32" fn FlsGetValue(index: u32) callconv(.winapi) ?*anyopaque;
+    extern "kernel32" fn FlsSetValue(index: u32, value: ?*anyopaque) callconv(.winapi) c_int;
+    extern "ntdll" fn RtlDllShutdownInProgress() callconv(.winapi) u8;
 
-fn createKey() void {
-    key_ok = pthread_key_create(&thread_key, onThreadExit) == 0;
+    var index: u32 = FLS_OUT_OF_INDEXES;
+
+    /// The index is never freed: FlsFree would run the callback for every thread at once,
+    /// and the library is pinned (see `pin.zig`), so nothing unloads the callback's code.
+    fn create() bool {
+        index = FlsAlloc(destroy);
+        return index != FLS_OUT_OF_INDEXES;
+    }
+
+    fn get() ?*anyopaque {
+        return FlsGetValue(index);
+    }
+
+    fn set(value: *anyopaque) bool {
+        return FlsSetValue(index, value) != 0;
+    }
+
+    fn destroy(value: ?*anyopaque) callconv(.winapi) void {
+        // Unlike a pthread key's, the callback also runs for the thread that ends the
+        // process (LdrShutdownProcess), after every other thread was killed wherever it
+        // was, perhaps holding a counter's lock: closing sinks then could hang the exit.
+        // The loader sets the flag this reads before it runs the callbacks.
+        if (RtlDllShutdownInProgress() != 0) return;
+        onThreadExit(value);
+    }
+};
+
+var slot_once = std.once(createSlot);
+var slot_ok = false;
+
+fn createSlot() void {
+    slot_ok = Slot.create();
 }
 
 /// Records that the calling thread opened the sink. False when it cannot be tracked (too
 /// many sinks opened on this thread, or no memory): the caller should then refuse the sink.
 pub fn track(registration_key: f64, sink: u32, generation: u32, counter_hooks: Hooks) bool {
     if (!supported) return true;
-    key_once.call();
-    if (!key_ok) return false;
-    const existing = pthread_getspecific(thread_key);
+    slot_once.call();
+    if (!slot_ok) return false;
+    const existing = Slot.get();
     const sinks: *ThreadSinks = if (existing) |pointer| @ptrCast(@alignCast(pointer)) else blk: {
         const created = std.heap.c_allocator.create(ThreadSinks) catch return false;
         created.* = .{ .hooks = counter_hooks };
-        if (pthread_setspecific(thread_key, created) != 0) {
+        if (!Slot.set(created)) {
             std.heap.c_allocator.destroy(created);
             return false;
         }
@@ -88,7 +156,7 @@ pub fn track(registration_key: f64, sink: u32, generation: u32, counter_hooks: H
     return true;
 }
 
-fn onThreadExit(value: ?*anyopaque) callconv(.c) void {
+fn onThreadExit(value: ?*anyopaque) void {
     const sinks: *ThreadSinks = @ptrCast(@alignCast(value orelse return));
     defer std.heap.c_allocator.destroy(sinks);
     // Sinks first: a counter this thread opened must not route its closing deliveries to
