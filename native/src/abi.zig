@@ -5,6 +5,9 @@
 //! by one exhaustive switch (`statusFromError`), so a new error cannot slip through
 //! unmapped; no Zig error, panic or unwinding crosses this boundary for any input a caller
 //! can pass, and pointers are checked for NULL.
+//!
+//! Every export is `pub` (as is `registerResult`) only so that header_test.zig can compare
+//! it with its declaration in the header.
 
 const std = @import("std");
 const callback = @import("callback.zig");
@@ -141,11 +144,11 @@ fn idsSlice(ids: ?[*]const f64, count: u32) ?[]const f64 {
     return pointer[0..count];
 }
 
-export fn refscope_abi_version() u32 {
+pub export fn refscope_abi_version() u32 {
     return abi_version;
 }
 
-export fn refscope_status_name(status: i32) [*:0]const u8 {
+pub export fn refscope_status_name(status: i32) [*:0]const u8 {
     const known = std.enums.fromInt(Status, status) orelse return "REFSCOPE_E_UNKNOWN";
     return switch (known) {
         .ok => "REFSCOPE_OK",
@@ -164,7 +167,7 @@ export fn refscope_status_name(status: i32) [*:0]const u8 {
     };
 }
 
-export fn refscope_status_message(status: i32) [*:0]const u8 {
+pub export fn refscope_status_message(status: i32) [*:0]const u8 {
     const known = std.enums.fromInt(Status, status) orelse return "unknown status";
     return switch (known) {
         .ok => "success",
@@ -183,7 +186,7 @@ export fn refscope_status_message(status: i32) [*:0]const u8 {
     };
 }
 
-export fn refscope_counter_open(out_counter: ?*?*Counter) i32 {
+pub export fn refscope_counter_open(out_counter: ?*?*Counter) i32 {
     const out = out_counter orelse return invalid_argument;
     out.* = null;
     // The dispatcher thread runs this library's code: the host must not unload it.
@@ -192,14 +195,14 @@ export fn refscope_counter_open(out_counter: ?*?*Counter) i32 {
     return Status.ok.int();
 }
 
-export fn refscope_counter_key(counter: ?*Counter, out_key: ?*f64) i32 {
+pub export fn refscope_counter_key(counter: ?*Counter, out_key: ?*f64) i32 {
     const c = counter orelse return invalid_argument;
     const out = out_key orelse return invalid_argument;
     out.* = c.key;
     return Status.ok.int();
 }
 
-export fn refscope_counter_attach(
+pub export fn refscope_counter_attach(
     key: f64,
     wake: ?queue_module.WakeFunction,
     wake_context: ?*anyopaque,
@@ -217,29 +220,29 @@ export fn refscope_counter_attach(
 
 /// If the calling thread exits before `refscope_counter_destroy`, the counter is closed
 /// and destroyed for it. For a counter opened by a JS Worker, whose end is the counter's.
-export fn refscope_counter_destroy_on_thread_exit(counter: ?*Counter) i32 {
+pub export fn refscope_counter_destroy_on_thread_exit(counter: ?*Counter) i32 {
     const c = counter orelse return invalid_argument;
     c.destroyOnThreadExit() catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_counter_close(counter: ?*Counter, caller: u32) i32 {
+pub export fn refscope_counter_close(counter: ?*Counter, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     return statusFromOutcome(c.close(caller) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_counter_state(counter: ?*Counter) i32 {
+pub export fn refscope_counter_state(counter: ?*Counter) i32 {
     const c = counter orelse return invalid_argument;
     return @intFromEnum(c.stateGet());
 }
 
-export fn refscope_counter_destroy(counter: ?*Counter) i32 {
+pub export fn refscope_counter_destroy(counter: ?*Counter) i32 {
     const c = counter orelse return Status.ok.int();
     c.destroy() catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_counter_stats(counter: ?*Counter, out_stats: ?*CounterStats) i32 {
+pub export fn refscope_counter_stats(counter: ?*Counter, out_stats: ?*CounterStats) i32 {
     const c = counter orelse return invalid_argument;
     const out = out_stats orelse return invalid_argument;
     const stats = c.stats();
@@ -260,7 +263,7 @@ export fn refscope_counter_stats(counter: ?*Counter, out_stats: ?*CounterStats) 
     return Status.ok.int();
 }
 
-export fn refscope_counter_snapshot(counter: ?*Counter, start_slot: u32, records: ?[*]ObjectInfo, capacity: u32, out_next_slot: ?*u32) i32 {
+pub export fn refscope_counter_snapshot(counter: ?*Counter, start_slot: u32, records: ?[*]ObjectInfo, capacity: u32, out_next_slot: ?*u32) i32 {
     const c = counter orelse return invalid_argument;
     const out = records orelse return invalid_argument;
     const next = out_next_slot orelse return invalid_argument;
@@ -283,19 +286,19 @@ export fn refscope_counter_snapshot(counter: ?*Counter, start_slot: u32, records
     return @intCast(written);
 }
 
-export fn refscope_sink_open(counter: ?*Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, out_sink: ?*u32) i32 {
+pub export fn refscope_sink_open(counter: ?*Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, out_sink: ?*u32) i32 {
     const c = counter orelse return invalid_argument;
     const out = out_sink orelse return invalid_argument;
     out.* = c.sinkOpen(wake, wake_context) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_sink_release(counter: ?*Counter, sink: u32) i32 {
+pub export fn refscope_sink_release(counter: ?*Counter, sink: u32) i32 {
     const c = counter orelse return invalid_argument;
     return statusFromOutcome(c.sinkRelease(sink) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_sink_close(counter: ?*Counter, sink: u32) i32 {
+pub export fn refscope_sink_close(counter: ?*Counter, sink: u32) i32 {
     const c = counter orelse return invalid_argument;
     return switch (c.sinkClose(sink) catch |err| return statusFromError(err).int()) {
         .closed => Status.ok.int(),
@@ -303,7 +306,7 @@ export fn refscope_sink_close(counter: ?*Counter, sink: u32) i32 {
     };
 }
 
-export fn refscope_sink_drain(counter: ?*Counter, sink: u32, tokens: ?[*]u32, capacity: u32) i32 {
+pub export fn refscope_sink_drain(counter: ?*Counter, sink: u32, tokens: ?[*]u32, capacity: u32) i32 {
     const c = counter orelse return invalid_argument;
     const buffer = tokens orelse return invalid_argument;
     const capacity_max: u32 = std.math.maxInt(i32);
@@ -312,17 +315,17 @@ export fn refscope_sink_drain(counter: ?*Counter, sink: u32, tokens: ?[*]u32, ca
     return @intCast(count);
 }
 
-export fn refscope_sink_pending(counter: ?*Counter, sink: u32) i32 {
+pub export fn refscope_sink_pending(counter: ?*Counter, sink: u32) i32 {
     const c = counter orelse return invalid_argument;
     const pending = c.sinkPending(sink) catch |err| return statusFromError(err).int();
     return @intCast(@min(pending, std.math.maxInt(i32)));
 }
 
-export fn refscope_object_create(counter: ?*Counter, size_bytes: f64, caller: u32, out_id: ?*f64) i32 {
+pub export fn refscope_object_create(counter: ?*Counter, size_bytes: f64, caller: u32, out_id: ?*f64) i32 {
     return refscope_object_create_ex(counter, size_bytes, 0, null, 0, null, 0, caller, out_id);
 }
 
-export fn refscope_object_create_ex(
+pub export fn refscope_object_create_ex(
     counter: ?*Counter,
     size_bytes: f64,
     flags: u32,
@@ -346,62 +349,62 @@ export fn refscope_object_create_ex(
     return Status.ok.int();
 }
 
-export fn refscope_object_retain(counter: ?*Counter, id: f64, caller: u32) i32 {
+pub export fn refscope_object_retain(counter: ?*Counter, id: f64, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     c.retain(id, caller) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_object_release(counter: ?*Counter, id: f64, caller: u32) i32 {
+pub export fn refscope_object_release(counter: ?*Counter, id: f64, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     return statusFromOutcome(c.release(id, caller) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_object_release_batch(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
+pub export fn refscope_object_release_batch(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     const slice = idsSlice(ids, count) orelse return invalid_argument;
     return statusFromOutcome(c.releaseBatch(slice, caller) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_submitted_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
+pub export fn refscope_submitted_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     const slice = idsSlice(ids, count) orelse return invalid_argument;
     c.submittedAdd(slice, caller) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_submitted_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
+pub export fn refscope_submitted_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     const slice = idsSlice(ids, count) orelse return invalid_argument;
     return statusFromOutcome(c.submittedRemove(slice, caller) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_lineage_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
+pub export fn refscope_lineage_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     const slice = idsSlice(ids, count) orelse return invalid_argument;
     c.lineageAdd(slice, caller) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_lineage_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
+pub export fn refscope_lineage_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     const slice = idsSlice(ids, count) orelse return invalid_argument;
     return statusFromOutcome(c.lineageRemove(slice, caller) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_object_lend(counter: ?*Counter, id: f64, caller: u32) i32 {
+pub export fn refscope_object_lend(counter: ?*Counter, id: f64, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     c.lend(id, caller) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_object_borrow(counter: ?*Counter, id: f64, lender: u32, caller: u32) i32 {
+pub export fn refscope_object_borrow(counter: ?*Counter, id: f64, lender: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     c.borrow(id, lender, caller) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
-export fn refscope_object_free(counter: ?*Counter, id: f64, caller: u32) i32 {
+pub export fn refscope_object_free(counter: ?*Counter, id: f64, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
     return statusFromOutcome(c.free(id, caller) catch |err| return statusFromError(err).int());
 }
@@ -410,17 +413,17 @@ fn kindFrom(kind: u32) ?table.CallbackKind {
     return std.enums.fromInt(table.CallbackKind, kind);
 }
 
-fn registerResult(registered: bool) i32 {
+pub fn registerResult(registered: bool) i32 {
     return @intFromBool(registered);
 }
 
 /// Returns 1 when registered, 0 when refused (it could never run), or an error. Native
 /// code registers for the owner.
-export fn refscope_object_on_out_of_scope(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) i32 {
+pub export fn refscope_object_on_out_of_scope(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) i32 {
     return onNative(counter, id, .out_of_scope, function, context);
 }
 
-export fn refscope_object_on_deleted(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) i32 {
+pub export fn refscope_object_on_deleted(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) i32 {
     return onNative(counter, id, .deleted, function, context);
 }
 
@@ -433,7 +436,7 @@ fn onNative(counter: ?*Counter, id: f64, kind: table.CallbackKind, function: ?ca
 
 /// Removes the first native callback of `kind` equal to (function, context): 1 removed,
 /// 0 not found (it already left the table, or never was).
-export fn refscope_object_off_native(counter: ?*Counter, id: f64, kind: u32, function: ?callback.Function, context: ?*anyopaque) i32 {
+pub export fn refscope_object_off_native(counter: ?*Counter, id: f64, kind: u32, function: ?callback.Function, context: ?*anyopaque) i32 {
     const c = counter orelse return invalid_argument;
     const f = function orelse return invalid_argument;
     const k = kindFrom(kind) orelse return invalid_argument;
@@ -443,14 +446,14 @@ export fn refscope_object_off_native(counter: ?*Counter, id: f64, kind: u32, fun
 
 /// Registers delivery of `token` to `sink` (the caller's own sink, which must own the
 /// object); results as `refscope_object_on_out_of_scope`.
-export fn refscope_object_on_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) i32 {
+pub export fn refscope_object_on_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) i32 {
     const c = counter orelse return invalid_argument;
     const k = kindFrom(kind) orelse return invalid_argument;
     const cb: callback.Callback = .{ .sink = .{ .sink = sink, .token = token } };
     return registerResult(c.register(id, sink, k, cb) catch |err| return statusFromError(err).int());
 }
 
-export fn refscope_object_off_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) i32 {
+pub export fn refscope_object_off_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) i32 {
     const c = counter orelse return invalid_argument;
     const k = kindFrom(kind) orelse return invalid_argument;
     const cb: callback.Callback = .{ .sink = .{ .sink = sink, .token = token } };
@@ -459,7 +462,7 @@ export fn refscope_object_off_sink(counter: ?*Counter, id: f64, sink: u32, kind:
 
 /// Copies the tokens of `sink`'s callbacks of `kind` on the object into `tokens` and
 /// returns how many there are (possibly more than `capacity`).
-export fn refscope_object_sink_tokens(counter: ?*Counter, id: f64, sink: u32, kind: u32, tokens: ?[*]u32, capacity: u32) i32 {
+pub export fn refscope_object_sink_tokens(counter: ?*Counter, id: f64, sink: u32, kind: u32, tokens: ?[*]u32, capacity: u32) i32 {
     const c = counter orelse return invalid_argument;
     const k = kindFrom(kind) orelse return invalid_argument;
     if (capacity > 0 and tokens == null) return invalid_argument;
@@ -468,7 +471,7 @@ export fn refscope_object_sink_tokens(counter: ?*Counter, id: f64, sink: u32, ki
     return @intCast(@min(count, std.math.maxInt(i32)));
 }
 
-export fn refscope_object_info(counter: ?*Counter, id: f64, out_info: ?*ObjectInfo) i32 {
+pub export fn refscope_object_info(counter: ?*Counter, id: f64, out_info: ?*ObjectInfo) i32 {
     const c = counter orelse return invalid_argument;
     const out = out_info orelse return invalid_argument;
     out.* = ObjectInfo.from(id, c.info(id) catch |err| return statusFromError(err).int());
@@ -478,7 +481,7 @@ export fn refscope_object_info(counter: ?*Counter, id: f64, out_info: ?*ObjectIn
 /// Copies the holdings of every sink with references recorded on the object (borrowers,
 /// lenders, lineage pins; the owner's local and submitted counts are in its info) and
 /// returns how many there are (possibly more than `capacity`).
-export fn refscope_object_holdings(counter: ?*Counter, id: f64, out_holdings: ?[*]table.Holding, capacity: u32) i32 {
+pub export fn refscope_object_holdings(counter: ?*Counter, id: f64, out_holdings: ?[*]table.Holding, capacity: u32) i32 {
     const c = counter orelse return invalid_argument;
     if (capacity > 0 and out_holdings == null) return invalid_argument;
     const out: []table.Holding = if (capacity == 0) &.{} else out_holdings.?[0..capacity];
@@ -494,4 +497,5 @@ test {
     _ = @import("registry.zig");
     _ = @import("counter_test.zig");
     _ = @import("model_test.zig");
+    _ = @import("header_test.zig");
 }
