@@ -6,6 +6,8 @@
 //!   zig build test                the native test suite
 //!   zig build test -Dsanitize-thread   the same, built with ThreadSanitizer
 //!   zig build test -Dvalgrind          the same, run under valgrind memcheck
+//!   zig build dist                the npm platform packages, in zig-out/dist/npm/
+//!   zig build musl-tests          the C tests against the musl library (.ci/check-musl)
 
 const std = @import("std");
 
@@ -16,29 +18,21 @@ pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{ .default_target = if (valgrind) .{ .cpu_model = .baseline } else .{} });
     const optimize = b.standardOptimizeOption(.{});
 
-    // libc is not optional: without it std.Thread spawns threads with raw clone() instead
-    // of pthread_create, and Deno crashes when such a thread calls a JS callback.
-    //
-    // LLVM is not optional either: Zig 0.15's own x86_64 backend (the default for Debug)
-    // emits a library that crashes in its first futex wait once loaded with dlopen, which
-    // is exactly how Deno and Bun load it.
-    const library = b.addLibrary(.{
-        .name = "refscope",
-        .linkage = .dynamic,
-        .use_llvm = true,
-        .root_module = b.createModule(.{
-            .root_source_file = b.path("native/src/abi.zig"),
-            .target = target,
-            .optimize = optimize,
-            .link_libc = true,
-            // Zig links its TSan runtime into each artifact built with it, and two in one
-            // process crash: so the C tests, which link this library, run with its runtime
-            // (whose interceptors it exports) and are not instrumented themselves.
-            .sanitize_thread = sanitize_thread,
-        }),
-    });
+    const library = addLibrary(b, target, optimize, sanitize_thread);
+    // The header travels with the artifact: it is installed to include/, and whatever links
+    // the library (here, or a dependent's `dep.artifact("refscope")`) can include it.
+    library.installHeader(b.path("native/include/refscope.h"), "refscope.h");
     b.installArtifact(library);
-    b.getInstallStep().dependOn(&b.addInstallHeaderFile(b.path("native/include/refscope.h"), "refscope.h").step);
+
+    // For Zig dependents (`dep.module("refscope")`): the header as Zig, plus a few wrappers.
+    // Importing the module links the library, so a dependent needs nothing else.
+    const zig_module = b.addModule("refscope", .{
+        .root_source_file = b.path("native/zig/refscope.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+    });
+    zig_module.linkLibrary(library);
 
     // Native helpers that only tests and benchmarks load (a thread that releases while JS
     // is busy, say). Kept out of librefscope so the shipped library has no test surface.
@@ -79,12 +73,14 @@ pub fn build(b: *std.Build) void {
             .sanitize_thread = sanitize_thread,
         }),
     });
+    // header_test.zig checks the C header against the exports: it @cImports the header.
+    unit_tests.root_module.addIncludePath(b.path("native/include"));
     test_step.dependOn(&b.addRunArtifact(unit_tests).step);
 
     // C programs that use the header against the library: abi_test checks the declarations,
     // layouts and lifecycle; misuse_test is the misuse catalogue at the C ABI.
     for ([_][]const u8{ "abi_test", "misuse_test" }) |name| {
-        test_step.dependOn(&addCTest(b, name, library, target, optimize).step);
+        test_step.dependOn(&b.addRunArtifact(addCTest(b, name, library, target, optimize)).step);
     }
 
     // Last, so that it sees every test above: valgrind memcheck runs each one and fails it
@@ -96,23 +92,200 @@ pub fn build(b: *std.Build) void {
         const memcheck = [_][]const u8{ "valgrind", "--quiet", "--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect" };
         for (memcheck, 0..) |arg, index| run.argv.insert(b.allocator, index, .{ .bytes = b.dupe(arg) }) catch @panic("OOM");
     };
+
+    addMuslTests(b, addDist(b));
 }
 
-/// Builds native/test/<name>.c against the header and the library; the returned run step
-/// fails when the program exits non-zero.
+/// librefscope itself, as every build of it (native, cross, dist) is made.
+fn addLibrary(
+    b: *std.Build,
+    target: std.Build.ResolvedTarget,
+    optimize: std.builtin.OptimizeMode,
+    sanitize_thread: bool,
+) *std.Build.Step.Compile {
+    // libc is not optional: without it std.Thread spawns threads with raw clone() instead
+    // of pthread_create, and Deno crashes when such a thread calls a JS callback.
+    //
+    // LLVM is not optional either: Zig 0.15's own x86_64 backend (the default for Debug)
+    // emits a library that crashes in its first futex wait once loaded with dlopen, which
+    // is exactly how Deno and Bun load it.
+    return b.addLibrary(.{
+        .name = "refscope",
+        .linkage = .dynamic,
+        .use_llvm = true,
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("native/src/abi.zig"),
+            .target = target,
+            .optimize = optimize,
+            .link_libc = true,
+            // Zig links its TSan runtime into each artifact built with it, and two in one
+            // process crash: so the C tests, which link this library, run with its runtime
+            // (whose interceptors it exports) and are not instrumented themselves.
+            .sanitize_thread = sanitize_thread,
+        }),
+    });
+}
+
+/// A platform with a prebuilt library on npm: one entry of native/npm/platforms.json, the
+/// list that the resolver package (@refscope/native) and .ci/dist.mjs read too.
+const Platform = struct {
+    /// The package is @refscope/<name>.
+    name: []const u8,
+    /// The Zig target triple.
+    zig: []const u8,
+    /// npm's `os` and `cpu` (Node's process.platform and process.arch) and, on Linux only,
+    /// `libc` ("glibc" or "musl").
+    os: []const u8,
+    cpu: []const u8,
+    libc: ?[]const u8,
+    /// The library's file name in the package.
+    file: []const u8,
+};
+
+/// A platform package's package.json. No main or exports: the resolver require.resolve()s
+/// "@refscope/<name>/package.json" and joins `file` to its directory.
+const PlatformManifest = struct {
+    name: []const u8,
+    version: []const u8,
+    description: []const u8,
+    license: []const u8 = "MIT",
+    os: []const []const u8,
+    cpu: []const []const u8,
+    /// npm then skips the package on a Linux of the other libc, as it does for os and cpu.
+    libc: ?[]const []const u8,
+    files: []const []const u8,
+    /// Yarn PnP must unpack it: a library is loaded by its path, never out of a zip.
+    preferUnplugged: bool = true,
+};
+
+const DistLibrary = struct { platform: Platform, library: *std.Build.Step.Compile };
+
+/// `zig build dist`: librefscope for each platform of native/npm/platforms.json (ReleaseSafe,
+/// like the native `--release=safe` build), installed as its npm package in
+/// zig-out/dist/npm/<name>/ with package.json, README.md and LICENSE; the version is the
+/// root package.json's. A broken platforms.json or package.json fails this step alone.
+fn addDist(b: *std.Build) []const DistLibrary {
+    const dist_step = b.step("dist", "Build the npm platform packages of librefscope into zig-out/dist/npm/");
+    const platforms = readJson([]const Platform, b, "native/npm/platforms.json") catch |err| {
+        dist_step.dependOn(&b.addFail(b.fmt("native/npm/platforms.json: {t}", .{err})).step);
+        return &.{};
+    };
+    const version = (readJson(struct { version: []const u8 }, b, "package.json") catch |err| {
+        dist_step.dependOn(&b.addFail(b.fmt("package.json: {t}", .{err})).step);
+        return &.{};
+    }).version;
+
+    const libraries = b.allocator.alloc(DistLibrary, platforms.len) catch @panic("OOM");
+    for (platforms, libraries) |platform, *dist_library| {
+        const query = std.Target.Query.parse(.{ .arch_os_abi = platform.zig }) catch |err| {
+            dist_step.dependOn(&b.addFail(b.fmt("native/npm/platforms.json: {s}: target {s}: {t}", .{ platform.name, platform.zig, err })).step);
+            return &.{};
+        };
+        const library = addLibrary(b, b.resolveTargetQuery(query), .ReleaseSafe, false);
+        dist_library.* = .{ .platform = platform, .library = library };
+        if (!std.mem.eql(u8, library.out_filename, platform.file)) {
+            dist_step.dependOn(&b.addFail(b.fmt("native/npm/platforms.json: {s}: file is {s}, but Zig names the library {s}", .{ platform.name, platform.file, library.out_filename })).step);
+        }
+
+        const directory = b.fmt("dist/npm/{s}", .{platform.name});
+        dist_step.dependOn(&b.addInstallArtifact(library, .{
+            .dest_dir = .{ .override = .{ .custom = directory } },
+            // The library alone: no import library, PDB or header.
+            .implib_dir = .disabled,
+            .pdb_dir = .disabled,
+            .h_dir = .disabled,
+        }).step);
+
+        const label = platformLabel(b, platform);
+        const manifest: PlatformManifest = .{
+            .name = b.fmt("@refscope/{s}", .{platform.name}),
+            .version = version,
+            .description = b.fmt("refscope's native library (librefscope), prebuilt for {s}", .{label}),
+            .os = b.dupeStrings(&.{platform.os}),
+            .cpu = b.dupeStrings(&.{platform.cpu}),
+            .libc = if (platform.libc) |libc| b.dupeStrings(&.{libc}) else null,
+            .files = b.dupeStrings(&.{ platform.file, "README.md", "LICENSE" }),
+        };
+        const manifest_json = std.json.Stringify.valueAlloc(b.allocator, manifest, .{
+            .whitespace = .indent_2,
+            .emit_null_optional_fields = false,
+        }) catch @panic("OOM");
+        const readme = b.fmt(
+            \\# @refscope/{s}
+            \\
+            \\The native library of refscope, `{s}`, prebuilt for {s}.
+            \\
+            \\npm installs it automatically on that platform, as an optional dependency of
+            \\`@refscope/native` (refscope's resolver package, which finds the library for the
+            \\running platform). Do not install it directly: depend on `refscope`.
+            \\
+        , .{ platform.name, platform.file, label });
+        const files = b.addWriteFiles();
+        for ([_]struct { []const u8, std.Build.LazyPath }{
+            .{ "package.json", files.add("package.json", b.fmt("{s}\n", .{manifest_json})) },
+            .{ "README.md", files.add("README.md", readme) },
+            .{ "LICENSE", b.path("LICENSE") },
+        }) |file| {
+            dist_step.dependOn(&b.addInstallFile(file[1], b.fmt("{s}/{s}", .{ directory, file[0] })).step);
+        }
+    }
+    return libraries;
+}
+
+/// "Linux x64 (glibc)", "macOS arm64", "Windows x64": for people, in the package's texts.
+fn platformLabel(b: *std.Build, platform: Platform) []const u8 {
+    const os_names = std.StaticStringMap([]const u8).initComptime(.{
+        .{ "linux", "Linux" }, .{ "darwin", "macOS" }, .{ "win32", "Windows" },
+    });
+    const os = os_names.get(platform.os) orelse platform.os;
+    if (platform.libc) |libc| return b.fmt("{s} {s} ({s})", .{ os, platform.cpu, libc });
+    return b.fmt("{s} {s}", .{ os, platform.cpu });
+}
+
+/// Parses a JSON file of the repository (unknown fields ignored) at configure time.
+fn readJson(comptime T: type, b: *std.Build, path: []const u8) !T {
+    const bytes = try b.build_root.handle.readFileAlloc(b.allocator, path, 1 << 20);
+    return std.json.parseFromSliceLeaky(T, b.allocator, bytes, .{ .ignore_unknown_fields = true });
+}
+
+/// `zig build musl-tests`: the C tests, built for x86_64-linux-musl and linked dynamically
+/// against the musl library of `zig build dist`, installed beside it in zig-out/musl/ (they
+/// find it through an $ORIGIN rpath). .ci/check-musl runs them with a musl dynamic loader:
+/// the program's own interpreter, /lib/ld-musl-x86_64.so.1, is not on a glibc system.
+fn addMuslTests(b: *std.Build, dist: []const DistLibrary) void {
+    const musl_step = b.step("musl-tests", "Build the C tests against the x86_64-linux-musl dist library, into zig-out/musl/");
+    const library = for (dist) |entry| {
+        if (std.mem.eql(u8, entry.platform.zig, "x86_64-linux-musl")) break entry.library;
+    } else {
+        musl_step.dependOn(&b.addFail("native/npm/platforms.json has no x86_64-linux-musl platform").step);
+        return;
+    };
+    const install_dir: std.Build.InstallDir = .{ .custom = "musl" };
+    musl_step.dependOn(&b.addInstallArtifact(library, .{ .dest_dir = .{ .override = install_dir }, .h_dir = .disabled }).step);
+    for ([_][]const u8{ "abi_test", "misuse_test" }) |name| {
+        const c_test = addCTest(b, name, library, library.root_module.resolved_target.?, .Debug);
+        c_test.root_module.addRPathSpecial("$ORIGIN");
+        musl_step.dependOn(&b.addInstallArtifact(c_test, .{ .dest_dir = .{ .override = install_dir } }).step);
+    }
+}
+
+/// Builds native/test/<name>.c against the header and the library: a program that exits
+/// non-zero on the first failed check.
 fn addCTest(
     b: *std.Build,
     name: []const u8,
     library: *std.Build.Step.Compile,
     target: std.Build.ResolvedTarget,
     optimize: std.builtin.OptimizeMode,
-) *std.Build.Step.Run {
+) *std.Build.Step.Compile {
     const c_test = b.addExecutable(.{
         .name = name,
         .root_module = b.createModule(.{ .target = target, .optimize = optimize, .link_libc = true }),
     });
-    c_test.root_module.addCSourceFile(.{ .file = b.path(b.fmt("native/test/{s}.c", .{name})), .flags = &.{ "-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread" } });
+    // C11 plus POSIX (clock_gettime, nanosleep): musl's headers, unlike glibc's, hide
+    // POSIX from a strict -std=c11 unless a feature macro asks for it.
+    c_test.root_module.addCSourceFile(.{ .file = b.path(b.fmt("native/test/{s}.c", .{name})), .flags = &.{ "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror", "-pthread" } });
     c_test.root_module.addIncludePath(b.path("native/include"));
     c_test.root_module.linkLibrary(library);
-    return b.addRunArtifact(c_test);
+    return c_test;
 }
