@@ -44,6 +44,7 @@ export {
   Reservation,
   type ReserveOptions,
 } from "./lib/budget.ts";
+export { nativeLibrary } from "./lib/ffi/mod.ts";
 export { formatSnapshot, type SnapshotSummary } from "./lib/snapshot.ts";
 export {
   type ErrorCode,

@@ -40,6 +40,10 @@ export const backend: Backend = {
     return platform === "linux" || platform === "darwin" ? platform : "other";
   },
 
+  get arch() {
+    return process.arch;
+  },
+
   env(name: string): string | undefined {
     return process.env[name];
   },

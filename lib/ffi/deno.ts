@@ -19,6 +19,11 @@ export const backend: Backend = {
     return os === "linux" || os === "darwin" || os === "windows" ? os : "other";
   },
 
+  get arch() {
+    const arch = Deno.build.arch;
+    return arch === "x86_64" ? "x64" : arch === "aarch64" ? "arm64" : arch;
+  },
+
   env(name: string): string | undefined {
     try {
       return Deno.env.get(name);

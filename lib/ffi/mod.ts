@@ -1,13 +1,21 @@
 /**
  * Picks the runtime backend and loads librefscope.
  *
- * Lookup order: `REFSCOPE_LIB` when set (and nothing else), otherwise the library built in
- * this checkout (`zig-out/`, only when this module is a local file). Failure is an error
- * that names every path tried, why each failed, and how to build the library.
+ * Lookup order:
+ *
+ * 1. `REFSCOPE_LIB`, when set, and nothing else: an explicit choice that fails is an error,
+ *    never a silent fallback to some other build.
+ * 2. The library built in this checkout (`zig-out/`), only when this module is a local
+ *    file: a module served over https (JSR) has no checkout beside it.
+ * 3. The prebuilt library of the platform package that `@refscope/native` finds for the
+ *    running OS, CPU and C library (glibc or musl, read from the running process).
+ *
+ * Failure is an error that names every path tried, why each failed, and what to do.
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { libraryCandidates } from "@refscope/native";
 import { RefscopeError } from "../errors.ts";
 import { backend as bunBackend } from "./bun.ts";
 import { backend as denoBackend } from "./deno.ts";
@@ -47,37 +55,55 @@ function libraryFile(name: string): { directory: string; file: string } {
   }
 }
 
-function candidates(): string[] {
+/** A place the library may be: a path to open, or the reason there is none. */
+type Candidate = { label: string; path: string } | { label: string; reason: string };
+
+function candidates(): Candidate[] {
   const override = backend.env("REFSCOPE_LIB");
-  if (override) return [override];
-  const found: string[] = [];
+  if (override) return [{ label: "REFSCOPE_LIB", path: override }];
+  const found: Candidate[] = [];
   if (import.meta.url.startsWith("file:")) {
     const { directory, file } = libraryFile("refscope");
     // fileURLToPath, not `.pathname`: a checkout path may contain spaces or non-ASCII.
-    found.push(fileURLToPath(new URL(`../../zig-out/${directory}/${file}`, import.meta.url)));
+    const path = fileURLToPath(new URL(`../../zig-out/${directory}/${file}`, import.meta.url));
+    found.push({ label: "checkout build", path });
+  }
+  const os = backend.os === "windows" ? "win32" : backend.os;
+  for (const candidate of libraryCandidates(os, backend.arch)) {
+    const label = candidate.package ?? "platform package";
+    found.push(
+      candidate.path === undefined
+        ? { label, reason: candidate.reason ?? "not found" }
+        : { label, path: candidate.path },
+    );
   }
   return found;
 }
 
 function openFirst<S extends Record<string, SymbolSpec>>(
-  paths: string[],
+  candidates: Candidate[],
   symbols: S,
   what: string,
 ): { path: string; symbols: Bound<S> } {
   const failures: string[] = [];
-  for (const path of paths) {
+  for (const candidate of candidates) {
+    if (!("path" in candidate)) {
+      failures.push(`  ${candidate.label}: ${candidate.reason}`);
+      continue;
+    }
     try {
-      return { path, symbols: backend.open(path, symbols) };
+      return { path: candidate.path, symbols: backend.open(candidate.path, symbols) };
     } catch (error) {
-      failures.push(`  ${path}: ${error instanceof Error ? error.message : String(error)}`);
+      const message = error instanceof Error ? error.message : String(error);
+      failures.push(`  ${candidate.label}: ${candidate.path}: ${message}`);
     }
   }
-  const tried = failures.length > 0 ? failures.join("\n") : "  (no candidate: this module is not a local file)";
   throw new RefscopeError(
     "LIBRARY_NOT_FOUND",
-    `cannot load ${what}. Tried:\n${tried}\n` +
-      "Build it in the refscope checkout with `npm run build` (zig build --release=safe), " +
-      "or set REFSCOPE_LIB to the library's path.",
+    `cannot load ${what}. Tried:\n${failures.join("\n")}\n` +
+      "Install refscope with your package manager (it brings the prebuilt library for this " +
+      "platform as an optional dependency: check that optional dependencies are not omitted), " +
+      "build it in a refscope checkout with `npm run build`, or set REFSCOPE_LIB to the library's path.",
   );
 }
 
@@ -93,9 +119,14 @@ function load(): Native {
   return { path, symbols };
 }
 
+/** Which librefscope this process uses, loading it first if it is not loaded yet. */
+export function nativeLibrary(): { readonly path: string; readonly abiVersion: number } {
+  return { path: native().path, abiVersion };
+}
+
 /** Loads librefscope_testkit from beside librefscope (tests and benchmarks only). */
 export function testkit(): Bound<typeof testkitSymbols> {
   const directory = native().path.replace(/[^/\\]*$/, "");
   const path = directory + libraryFile("refscope_testkit").file;
-  return openFirst([path], testkitSymbols, "librefscope_testkit").symbols;
+  return openFirst([{ label: "beside librefscope", path }], testkitSymbols, "librefscope_testkit").symbols;
 }

@@ -147,6 +147,8 @@ export interface Backend {
   readonly runtime: "deno" | "bun";
   /** The operating system, which decides shared library file names. */
   readonly os: "linux" | "darwin" | "windows" | "other";
+  /** The CPU architecture in Node's vocabulary (`process.arch`: "x64", "arm64", ...). */
+  readonly arch: string;
   /** Reads an environment variable, or undefined when unset or not permitted. */
   env(name: string): string | undefined;
   /** Opens a shared library; throws the runtime's error when it cannot. */

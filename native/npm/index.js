@@ -1,0 +1,69 @@
+// @refscope/native: finds the prebuilt librefscope for the running process.
+//
+// The library ships in one npm package per platform (@refscope/linux-x64-gnu, ...), each
+// an optional dependency of this package with `os`, `cpu` and (Linux) `libc` fields, so
+// that a package manager installs only the one that fits. Not every manager filters on
+// `libc` (Deno installs both Linux variants), so the variant is chosen here, from the C
+// library the running process has mapped, not from the operating system: a musl build of
+// a runtime on a glibc distribution, or the reverse, still gets the library it can load.
+//
+// Plain JavaScript with its own .d.ts: Deno does not run TypeScript from node_modules.
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+
+const require = createRequire(import.meta.url);
+
+/** Every platform a package is published for (see platforms.json). */
+export const platforms = require("./platforms.json");
+
+/**
+ * The C library of the running process: "glibc", "musl", or undefined when it cannot be
+ * told (not Linux, or /proc unreadable, e.g. Deno without --allow-read).
+ */
+export function runningLibc() {
+  let maps;
+  try {
+    maps = readFileSync("/proc/self/maps", "utf8");
+  } catch {
+    return undefined;
+  }
+  // A process maps exactly one C library. glibc's is libc.so.6; musl's is also its dynamic
+  // loader, and is named ld-musl-<arch>.so.1 (Alpine's libc.musl-<arch>.so.1 links to it) or,
+  // as Debian installs it, <...>-linux-musl/libc.so.
+  if (/\/libc\.so\.6$/m.test(maps)) return "glibc";
+  if (/\/(ld-musl-[^/\n]*|libc\.musl-[^/\n]*|[^\n]*musl[^/\n]*\/libc\.so)$/m.test(maps)) return "musl";
+  return undefined;
+}
+
+/**
+ * The platforms that could serve a process on `os`/`cpu` (Node's `process.platform` and
+ * `process.arch` names), best first: on Linux, the running C library's variant, then the
+ * other one (tried only if the first is not installed or will not load).
+ */
+export function platformsFor(os, cpu, libc = os === "linux" ? runningLibc() : undefined) {
+  const matching = platforms.filter((platform) => platform.os === os && platform.cpu === cpu);
+  const rank = (platform) => (platform.libc === null || platform.libc === (libc ?? "glibc") ? 0 : 1);
+  return matching.sort((a, b) => rank(a) - rank(b));
+}
+
+/**
+ * Where the library would be for each platform that could serve this process, best first.
+ * Each entry has the package name and either the library's `path` (the package is
+ * installed; the file may still fail to load) or the `reason` it has none.
+ */
+export function libraryCandidates(os, cpu, libc) {
+  const found = platformsFor(os, cpu, libc);
+  if (found.length === 0) {
+    const names = platforms.map((platform) => platform.name).join(", ");
+    return [{ package: undefined, reason: `no prebuilt library for ${os}-${cpu} (published: ${names})` }];
+  }
+  return found.map((platform) => {
+    const name = `@refscope/${platform.name}`;
+    try {
+      return { package: name, path: join(dirname(require.resolve(`${name}/package.json`)), platform.file) };
+    } catch {
+      return { package: name, reason: "not installed" };
+    }
+  });
+}

@@ -1,0 +1,108 @@
+// Finding the library: the resolver's choice of platform package (@refscope/native, in
+// native/npm/), its reading of the running process's C library, and the loader's order in
+// the checkout. The installed-package path itself is tested from packed tarballs, with no
+// checkout on the path (.ci/check-packages).
+import { readFileSync } from "node:fs";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { libraryCandidates, platforms, platformsFor, runningLibc } from "@refscope/native";
+import { Counter, nativeLibrary } from "../mod.ts";
+import { runScript, suite, testPath } from "./_harness.ts";
+
+/**
+ * The C library this process was started with, read another way than the resolver does:
+ * from the program interpreter (PT_INTERP) the kernel ran it with. A runtime started through
+ * a patched interpreter (as the musl Bun in CI is) still names musl's loader there.
+ */
+function interpreterLibc(): "glibc" | "musl" | undefined {
+  const elf = readFileSync("/proc/self/exe").subarray(0, 1 << 16);
+  const view = new DataView(elf.buffer, elf.byteOffset, elf.byteLength);
+  const phoff = Number(view.getBigUint64(0x20, true));
+  const phentsize = view.getUint16(0x36, true);
+  for (let index = 0; index < view.getUint16(0x38, true); index++) {
+    const header = phoff + index * phentsize;
+    if (view.getUint32(header, true) !== 3) continue; // PT_INTERP
+    const offset = Number(view.getBigUint64(header + 8, true));
+    const size = Number(view.getBigUint64(header + 32, true));
+    const interpreter = new TextDecoder().decode(elf.subarray(offset, offset + size - 1));
+    return interpreter.includes("musl") ? "musl" : interpreter.includes("ld-linux") ? "glibc" : undefined;
+  }
+  return undefined;
+}
+
+suite("loader", async (t) => {
+  await t.test("the platform list names six packages, one library file each", (t) => {
+    t.eq(
+      platforms.map((platform) => platform.name),
+      ["linux-x64-gnu", "linux-arm64-gnu", "linux-x64-musl", "darwin-x64", "darwin-arm64", "win32-x64"],
+      "linux gnu x64/arm64, linux musl x64, macOS x64/arm64, Windows x64",
+    );
+    for (const platform of platforms) {
+      const expected = platform.os === "win32"
+        ? "refscope.dll"
+        : platform.os === "darwin"
+        ? "librefscope.dylib"
+        : "librefscope.so";
+      t.eq(platform.file, expected, `${platform.name} ships ${expected}`);
+      t.eq(platform.libc !== null, platform.os === "linux", `${platform.name} names a libc only on Linux`);
+    }
+  });
+
+  await t.test("the running C library is read from the process, not the OS", (t) => {
+    if (process.platform !== "linux") {
+      t.eq(runningLibc(), undefined, "undefined off Linux");
+      return;
+    }
+    const expected = interpreterLibc();
+    t.ok(expected !== undefined, `this runtime's interpreter names its libc (${expected})`);
+    t.eq(runningLibc(), expected, `the resolver agrees: ${expected}`);
+  });
+
+  await t.test("the running libc's package comes first, the other Linux variant second", (t) => {
+    const names = (os: string, cpu: string, libc?: "glibc" | "musl") =>
+      platformsFor(os, cpu, libc).map((platform) => platform.name);
+    t.eq(names("linux", "x64", "glibc"), ["linux-x64-gnu", "linux-x64-musl"], "glibc x64");
+    t.eq(names("linux", "x64", "musl"), ["linux-x64-musl", "linux-x64-gnu"], "musl x64");
+    t.eq(names("linux", "arm64", "musl"), ["linux-arm64-gnu"], "musl arm64 has only the gnu build to try");
+    t.eq(names("darwin", "arm64"), ["darwin-arm64"], "macOS arm64");
+    t.eq(names("darwin", "x64"), ["darwin-x64"], "macOS x64");
+    t.eq(names("win32", "x64"), ["win32-x64"], "Windows x64");
+    t.eq(names("freebsd", "x64"), [], "nothing for FreeBSD");
+  });
+
+  await t.test("a platform with no package, or a package not installed, is a reason, not a path", (t) => {
+    const none = libraryCandidates("freebsd", "x64");
+    t.eq(none.length, 1, "one entry");
+    t.eq(none[0].path, undefined, "with no path");
+    t.ok(String(none[0].reason).includes("no prebuilt library for freebsd-x64"), `saying so: ${none[0].reason}`);
+    // The checkout does not install the platform packages: each is reported missing.
+    const missing = libraryCandidates("darwin", "arm64");
+    t.eq(missing.map((candidate) => [candidate.package, candidate.reason]), [[
+      "@refscope/darwin-arm64",
+      "not installed",
+    ]], "by name");
+  });
+
+  await t.test("in the checkout, with REFSCOPE_LIB unset, the checkout's build is loaded", async (t) => {
+    if (process.env.REFSCOPE_LIB) {
+      t.ok(true, "skipped: this run sets REFSCOPE_LIB");
+      return;
+    }
+    const { path, abiVersion } = nativeLibrary();
+    const expected = fileURLToPath(new URL("../zig-out/", import.meta.url));
+    t.ok(path.startsWith(expected), `${path} is under ${expected}`);
+    t.eq(abiVersion, 3, "ABI version 3");
+    await using counter = new Counter();
+    t.eq(counter.liveObjects, 0, "and it works");
+  });
+
+  await t.test("REFSCOPE_LIB, when set, is the only candidate: no silent fallback", (t) => {
+    const missing = "/nonexistent/librefscope.so";
+    const result = runScript(testPath("fixtures/load-failure.ts"), { REFSCOPE_LIB: missing });
+    const report = JSON.parse(result.stdout || "{}");
+    t.eq(report.code, "LIBRARY_NOT_FOUND", "LIBRARY_NOT_FOUND");
+    const tried = String(report.message).split("\n").filter((line: string) => line.startsWith("  "));
+    t.eq(tried.length, 1, `one path tried: ${JSON.stringify(tried)}`);
+    t.ok(tried[0].startsWith(`  REFSCOPE_LIB: ${missing}: `), "REFSCOPE_LIB's, with the runtime's reason");
+  });
+});
