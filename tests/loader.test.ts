@@ -63,6 +63,11 @@ suite("loader", async (t) => {
       platformsFor(os, cpu, libc).map((platform) => platform.name);
     t.eq(names("linux", "x64", "glibc"), ["linux-x64-gnu", "linux-x64-musl"], "glibc x64");
     t.eq(names("linux", "x64", "musl"), ["linux-x64-musl", "linux-x64-gnu"], "musl x64");
+    t.eq(
+      names("linux", "x64"),
+      ["linux-x64-gnu", "linux-x64-musl"],
+      "unknown libc (Deno without read access): glibc first",
+    );
     t.eq(names("linux", "arm64", "musl"), ["linux-arm64-gnu"], "musl arm64 has only the gnu build to try");
     t.eq(names("darwin", "arm64"), ["darwin-arm64"], "macOS arm64");
     t.eq(names("darwin", "x64"), ["darwin-x64"], "macOS x64");

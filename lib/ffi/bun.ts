@@ -40,8 +40,16 @@ export const backend: Backend = {
     return platform === "linux" || platform === "darwin" ? platform : "other";
   },
 
+  get platform() {
+    return process.platform;
+  },
+
   get arch() {
     return process.arch;
+  },
+
+  mayRead(): boolean {
+    return true;
   },
 
   env(name: string): string | undefined {

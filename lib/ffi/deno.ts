@@ -19,16 +19,32 @@ export const backend: Backend = {
     return os === "linux" || os === "darwin" || os === "windows" ? os : "other";
   },
 
+  get platform() {
+    const os = Deno.build.os;
+    return os === "windows" ? "win32" : os;
+  },
+
   get arch() {
     const arch = Deno.build.arch;
     return arch === "x86_64" ? "x64" : arch === "aarch64" ? "arm64" : arch;
   },
 
-  env(name: string): string | undefined {
+  mayRead(path: string): boolean {
     try {
+      return Deno.permissions.querySync({ name: "read", path }).state === "granted";
+    } catch {
+      return false;
+    }
+  },
+
+  env(name: string): string | undefined {
+    // Only when already granted: Deno.env.get would otherwise prompt on a terminal. Without
+    // --allow-env the variable counts as unset.
+    try {
+      if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return undefined;
       return Deno.env.get(name);
     } catch {
-      return undefined; // No --allow-env: behave as if unset.
+      return undefined;
     }
   },
 

@@ -5,8 +5,9 @@
  *
  * 1. `REFSCOPE_LIB`, when set, and nothing else: an explicit choice that fails is an error,
  *    never a silent fallback to some other build.
- * 2. The library built in this checkout (`zig-out/`), only when this module is a local
- *    file: a module served over https (JSR) has no checkout beside it.
+ * 2. The library built in this checkout (`zig-out/`), only when this module is its
+ *    TypeScript source in a local file: the npm package is compiled .js, and a module served
+ *    over https (JSR) has no checkout beside it.
  * 3. The prebuilt library of the platform package that `@refscope/native` finds for the
  *    running OS, CPU and C library (glibc or musl, read from the running process).
  *
@@ -15,7 +16,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { libraryCandidates } from "@refscope/native";
+import { libraryCandidates, runningLibc } from "@refscope/native";
 import { RefscopeError } from "../errors.ts";
 import { backend as bunBackend } from "./bun.ts";
 import { backend as denoBackend } from "./deno.ts";
@@ -58,30 +59,39 @@ function libraryFile(name: string): { directory: string; file: string } {
 /** A place the library may be: a path to open, or the reason there is none. */
 type Candidate = { label: string; path: string } | { label: string; reason: string };
 
-function candidates(): Candidate[] {
+/**
+ * Where to look, in order. A generator: once one loads, the later ones are never worked out
+ * (the platform packages are then not even resolved).
+ */
+function* candidates(): Generator<Candidate> {
   const override = backend.env("REFSCOPE_LIB");
-  if (override) return [{ label: "REFSCOPE_LIB", path: override }];
-  const found: Candidate[] = [];
-  if (import.meta.url.startsWith("file:")) {
+  if (override) {
+    yield { label: "REFSCOPE_LIB", path: override };
+    return;
+  }
+  // Only this module's TypeScript source, run from a local file, can sit in a checkout: the
+  // npm package holds compiled .js, and JSR serves the source over https.
+  if (import.meta.url.startsWith("file:") && import.meta.url.endsWith(".ts")) {
     const { directory, file } = libraryFile("refscope");
     // fileURLToPath, not `.pathname`: a checkout path may contain spaces or non-ASCII.
-    const path = fileURLToPath(new URL(`../../zig-out/${directory}/${file}`, import.meta.url));
-    found.push({ label: "checkout build", path });
+    yield {
+      label: "checkout build",
+      path: fileURLToPath(new URL(`../../zig-out/${directory}/${file}`, import.meta.url)),
+    };
   }
-  const os = backend.os === "windows" ? "win32" : backend.os;
-  for (const candidate of libraryCandidates(os, backend.arch)) {
+  // The running C library decides glibc or musl on Linux. Deno may not let us read it (and
+  // would prompt): then glibc comes first, the only libc Deno is built for.
+  const libc = backend.platform === "linux" && backend.mayRead("/proc/self/maps") ? runningLibc() : undefined;
+  for (const candidate of libraryCandidates(backend.platform, backend.arch, libc)) {
     const label = candidate.package ?? "platform package";
-    found.push(
-      candidate.path === undefined
-        ? { label, reason: candidate.reason ?? "not found" }
-        : { label, path: candidate.path },
-    );
+    yield candidate.path === undefined
+      ? { label, reason: candidate.reason ?? "not found" }
+      : { label, path: candidate.path };
   }
-  return found;
 }
 
 function openFirst<S extends Record<string, SymbolSpec>>(
-  candidates: Candidate[],
+  candidates: Iterable<Candidate>,
   symbols: S,
   what: string,
 ): { path: string; symbols: Bound<S> } {

@@ -147,8 +147,12 @@ export interface Backend {
   readonly runtime: "deno" | "bun";
   /** The operating system, which decides shared library file names. */
   readonly os: "linux" | "darwin" | "windows" | "other";
+  /** The operating system in Node's vocabulary (`process.platform`: "linux", "win32", ...). */
+  readonly platform: string;
   /** The CPU architecture in Node's vocabulary (`process.arch`: "x64", "arm64", ...). */
   readonly arch: string;
+  /** Whether `path` may be read without asking anyone (Deno prompts on a terminal). */
+  mayRead(path: string): boolean;
   /** Reads an environment variable, or undefined when unset or not permitted. */
   env(name: string): string | undefined;
   /** Opens a shared library; throws the runtime's error when it cannot. */

@@ -27,10 +27,13 @@ export interface LibraryCandidate {
 /** Every platform a package is published for. */
 export declare const platforms: readonly Platform[];
 
-/** The running process's C library on Linux, or undefined when it cannot be told. */
+/**
+ * The running process's C library on Linux, from /proc/self/maps, or undefined when it cannot
+ * be told. Under Deno, call it only with read access granted: Deno would prompt for it.
+ */
 export declare function runningLibc(): "glibc" | "musl" | undefined;
 
-/** The platforms that could serve a process on `os`/`cpu`, best first. */
+/** The platforms that could serve a process on `os`/`cpu` with `libc` (glibc if unknown), best first. */
 export declare function platformsFor(os: string, cpu: string, libc?: "glibc" | "musl"): Platform[];
 
 /** Where the library is for each platform that could serve this process, best first. */

@@ -19,7 +19,10 @@ export const platforms = require("./platforms.json");
 
 /**
  * The C library of the running process: "glibc", "musl", or undefined when it cannot be
- * told (not Linux, or /proc unreadable, e.g. Deno without --allow-read).
+ * told (not Linux, or /proc not readable).
+ *
+ * It reads /proc/self/maps: under Deno, call it only with read access already granted, or
+ * Deno prompts for it on a terminal (npm code cannot ask Deno first: it hides its `Deno`).
  */
 export function runningLibc() {
   let maps;
@@ -28,27 +31,30 @@ export function runningLibc() {
   } catch {
     return undefined;
   }
-  // A process maps exactly one C library. glibc's is libc.so.6; musl's is also its dynamic
-  // loader, and is named ld-musl-<arch>.so.1 (Alpine's libc.musl-<arch>.so.1 links to it) or,
-  // as Debian installs it, <...>-linux-musl/libc.so.
-  if (/\/libc\.so\.6$/m.test(maps)) return "glibc";
-  if (/\/(ld-musl-[^/\n]*|libc\.musl-[^/\n]*|[^\n]*musl[^/\n]*\/libc\.so)$/m.test(maps)) return "musl";
+  // A process maps exactly one C library. glibc's is libc.so.6 (its loader ld-linux-*). musl's
+  // is also its dynamic loader: ld-musl-<arch>.so.1, libc.musl-<arch>.so.1 (Alpine), or a
+  // plain libc.so (Debian's <...>-linux-musl/libc.so, Void's /usr/lib/libc.so); glibc never
+  // maps a plain libc.so, which on glibc systems is a linker script.
+  if (/\/(libc\.so\.6|ld-linux[^/\n]*)$/m.test(maps)) return "glibc";
+  if (/\/(ld-musl-[^/\n]*|libc\.musl-[^/\n]*|libc\.so)$/m.test(maps)) return "musl";
   return undefined;
 }
 
 /**
  * The platforms that could serve a process on `os`/`cpu` (Node's `process.platform` and
- * `process.arch` names), best first: on Linux, the running C library's variant, then the
- * other one (tried only if the first is not installed or will not load).
+ * `process.arch` names), best first: on Linux, the variant of `libc` (the running C library,
+ * see runningLibc; glibc when unknown), then the other one (tried only if the first is not
+ * installed or will not load).
  */
-export function platformsFor(os, cpu, libc = os === "linux" ? runningLibc() : undefined) {
+export function platformsFor(os, cpu, libc) {
   const matching = platforms.filter((platform) => platform.os === os && platform.cpu === cpu);
   const rank = (platform) => (platform.libc === null || platform.libc === (libc ?? "glibc") ? 0 : 1);
   return matching.sort((a, b) => rank(a) - rank(b));
 }
 
 /**
- * Where the library would be for each platform that could serve this process, best first.
+ * Where the library would be for each platform that could serve this process (platformsFor),
+ * best first.
  * Each entry has the package name and either the library's `path` (the package is
  * installed; the file may still fail to load) or the `reason` it has none.
  */
