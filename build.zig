@@ -162,10 +162,11 @@ const DistLibrary = struct { platform: Platform, library: *std.Build.Step.Compil
 
 /// `zig build dist`: librefscope for each platform of native/npm/platforms.json (ReleaseSafe,
 /// like the native `--release=safe` build), installed as its npm package in
-/// zig-out/dist/npm/<name>/ with package.json, README.md and LICENSE; the version is the
-/// root package.json's. A broken platforms.json or package.json fails this step alone.
+/// zig-out/dist/npm/<name>/ with package.json, README.md and LICENSE, and the resolver
+/// package that depends on them all in zig-out/dist/npm/native/; the version is the root
+/// package.json's. A broken platforms.json or package.json fails this step alone.
 fn addDist(b: *std.Build) []const DistLibrary {
-    const dist_step = b.step("dist", "Build the npm platform packages of librefscope into zig-out/dist/npm/");
+    const dist_step = b.step("dist", "Build the npm platform packages of librefscope, and their resolver, into zig-out/dist/npm/");
     const platforms = readJson([]const Platform, b, "native/npm/platforms.json") catch |err| {
         dist_step.dependOn(&b.addFail(b.fmt("native/npm/platforms.json: {t}", .{err})).step);
         return &.{};
@@ -229,7 +230,37 @@ fn addDist(b: *std.Build) []const DistLibrary {
             dist_step.dependOn(&b.addInstallFile(file[1], b.fmt("{s}/{s}", .{ directory, file[0] })).step);
         }
     }
+    addResolverPackage(b, dist_step, platforms, version) catch |err| {
+        dist_step.dependOn(&b.addFail(b.fmt("native/npm/package.json: {t}", .{err})).step);
+    };
     return libraries;
+}
+
+/// The resolver package @refscope/native, in zig-out/dist/npm/native/: native/npm/ as it is,
+/// with every platform package as an optional dependency at the same version (npm installs
+/// the one whose os/cpu/libc fit). The checkout's own copy lists none, because the checkout
+/// installs it from native/npm/ and must not ask the registry for unpublished packages.
+fn addResolverPackage(b: *std.Build, dist_step: *std.Build.Step, platforms: []const Platform, version: []const u8) !void {
+    const bytes = try b.build_root.handle.readFileAlloc(b.allocator, "native/npm/package.json", 1 << 20);
+    var manifest = try std.json.parseFromSliceLeaky(std.json.Value, b.allocator, bytes, .{});
+    if (manifest != .object) return error.NotAnObject;
+    var dependencies = std.json.ObjectMap.init(b.allocator);
+    for (platforms) |platform| try dependencies.put(b.fmt("@refscope/{s}", .{platform.name}), .{ .string = version });
+    try manifest.object.put("version", .{ .string = version });
+    try manifest.object.put("optionalDependencies", .{ .object = dependencies });
+    const manifest_json = try std.json.Stringify.valueAlloc(b.allocator, manifest, .{ .whitespace = .indent_2 });
+
+    const files = b.addWriteFiles();
+    for ([_]struct { []const u8, std.Build.LazyPath }{
+        .{ "package.json", files.add("package.json", b.fmt("{s}\n", .{manifest_json})) },
+        .{ "index.js", b.path("native/npm/index.js") },
+        .{ "index.d.ts", b.path("native/npm/index.d.ts") },
+        .{ "platforms.json", b.path("native/npm/platforms.json") },
+        .{ "README.md", b.path("native/npm/README.md") },
+        .{ "LICENSE", b.path("LICENSE") },
+    }) |file| {
+        dist_step.dependOn(&b.addInstallFile(file[1], b.fmt("dist/npm/native/{s}", .{file[0]})).step);
+    }
 }
 
 /// "Linux x64 (glibc)", "macOS arm64", "Windows x64": for people, in the package's texts.

@@ -378,6 +378,18 @@ def check_library(tap, platform, directory, declared):
             problems.append(f"depends on libraries that are not the platform's own: {', '.join(strays)}")
         if libc and libc not in binary["needed"]:
             problems.append(f"does not link {libc}: it links {', '.join(binary['needed']) or 'nothing'}")
+        # A gnu triple names the oldest glibc the package supports ("x86_64-linux-gnu.2.17"):
+        # no symbol may need a newer one, or the dynamic loader refuses the library there.
+        floor = platform["zig"].partition("-gnu.")[2]
+        if floor and binary.get("glibc"):
+            newest = binary["glibc"][-1][6:]
+            if tuple(map(int, newest.split("."))) > tuple(map(int, floor.split("."))):
+                problems.append(f"needs glibc {newest}, newer than the {floor} of platforms.json")
+        # A macOS triple names the oldest macOS the package supports ("x86_64-macos.11.0"):
+        # the dylib must not ask for a newer one, or dyld refuses to load it there.
+        wanted = platform["zig"].partition("-macos.")[2]
+        if wanted and binary.get("minos") != (wanted if wanted.count(".") == 2 else wanted + ".0"):
+            problems.append(f"needs macOS {binary.get('minos')}, expected {wanted} from platforms.json")
     tap.check(f"{name}: {file}: {label} for {platform['cpu']}" + (f", linked against {libc}" if libc else ""), problems)
     if binary is None:
         return
@@ -399,6 +411,28 @@ def check_library(tap, platform, directory, declared):
     tap.check(f"{name}: {file} exports exactly the {len(declared)} functions of refscope.h", problems)
 
 
+def check_resolver(tap, platforms, version):
+    """The resolver package must offer exactly these platforms, at this version."""
+    directory = DIST / "native"
+    problems = []
+    try:
+        manifest = json.loads((directory / "package.json").read_text())
+    except (OSError, ValueError) as error:
+        tap.check("native: the resolver @refscope/native", [f"cannot read its package.json: {error}"])
+        return
+    expected = {f"@refscope/{platform['name']}": version for platform in platforms}
+    if manifest.get("name") != "@refscope/native" or manifest.get("version") != version:
+        problems.append(f"it is {manifest.get('name')}@{manifest.get('version')}, expected @refscope/native@{version}")
+    if manifest.get("optionalDependencies") != expected:
+        problems.append(f"optionalDependencies are {json.dumps(manifest.get('optionalDependencies'))}, expected {json.dumps(expected)}")
+    if manifest.get("dependencies"):
+        problems.append("a platform package must not be a hard dependency: only one fits any machine")
+    for file in manifest.get("files", []) + ["package.json"]:
+        if not (directory / file).is_file():
+            problems.append(f"{file} is missing")
+    tap.check(f"native: @refscope/native@{version} offers the {len(platforms)} platform packages as optional dependencies", problems)
+
+
 def main():
     tap = Tap()
     declared = header_functions()
@@ -414,6 +448,8 @@ def main():
         check_files(tap, platform, directory)
         check_manifest(tap, platform, directory, version)
         check_library(tap, platform, directory, declared)
+    if platforms:
+        check_resolver(tap, platforms, version)
     print(f"# dist: {tap.passed} passed, {tap.failed} failed")
     return 1 if tap.failed else 0
 
