@@ -4,8 +4,8 @@
 //   refscope                 the TypeScript API compiled to .js + .d.ts (Deno will not run
 //                            TypeScript from node_modules), depending on @refscope/native
 //   @refscope/native         the resolver (native/npm/), with every platform package as an
-//                            optional dependency
-//   @refscope/<platform>     one prebuilt librefscope each (`zig build dist`, build.zig)
+//                            optional dependency (`zig build dist`, build.zig)
+//   @refscope/<platform>     one prebuilt librefscope each (`zig build dist`)
 //
 // and stages the JSR package @refscope/refscope in zig-out/dist/jsr/ (`deno publish` there).
 //
@@ -60,11 +60,6 @@ function checkVersions() {
   }
 }
 
-function copyLicenseAndReadme(directory, readme) {
-  copyFileSync(join(root, "LICENSE"), join(directory, "LICENSE"));
-  copyFileSync(readme, join(directory, "README.md"));
-}
-
 /** refscope: tsc emits mod.js, lib/**.js and their .d.ts from the same sources Deno runs. */
 function buildApi() {
   const directory = join(out, "npm", "refscope");
@@ -86,22 +81,7 @@ function buildApi() {
     files: ["mod.js", "mod.d.ts", "lib/", "README.md", "LICENSE"],
     dependencies: { "@refscope/native": version },
   });
-  copyLicenseAndReadme(directory, join(root, "README.md"));
-}
-
-/** @refscope/native: the resolver's sources, and every platform as an optional dependency. */
-function buildResolver() {
-  const source = join(root, "native", "npm");
-  const directory = join(out, "npm", "native");
-  rmSync(directory, { recursive: true, force: true });
-  mkdirSync(directory, { recursive: true });
-  for (const file of ["index.js", "index.d.ts", "platforms.json"]) {
-    copyFileSync(join(source, file), join(directory, file));
-  }
-  const resolver = readJson("native/npm/package.json");
-  resolver.optionalDependencies = Object.fromEntries(platforms.map((p) => [`@refscope/${p.name}`, version]));
-  writeJson(join(directory, "package.json"), resolver);
-  copyLicenseAndReadme(directory, join(source, "README.md"));
+  for (const file of ["README.md", "LICENSE"]) copyFileSync(join(root, file), join(directory, file));
 }
 
 /**
@@ -136,11 +116,11 @@ function pack() {
 
 checkVersions();
 if (!args.has("--skip-native")) run("bash", [".ci/zig", "build", "dist"]);
-for (const platform of platforms) {
-  const library = join(out, "npm", platform.name, platform.file);
-  if (!existsSync(library)) throw new Error(`${library} is missing: run \`zig build dist\``);
+for (const file of [...platforms.map((platform) => join(platform.name, platform.file)), "native/package.json"]) {
+  if (!existsSync(join(out, "npm", file))) {
+    throw new Error(`zig-out/dist/npm/${file} is missing: run \`zig build dist\``);
+  }
 }
-buildResolver();
 buildApi();
 buildJsr();
 if (args.has("--pack")) { for (const tarball of pack()) console.log(join("zig-out", "dist", "tarballs", tarball)); }
