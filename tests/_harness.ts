@@ -59,6 +59,16 @@ export interface ScriptResult {
   elapsedMs: number;
 }
 
+/**
+ * The command that starts the runtime under test: this process's executable, unless
+ * REFSCOPE_TEST_RUNTIME names another. An emulated runtime needs that: under qemu-user,
+ * `process.execPath` is an arm64 program that this machine cannot exec by itself.
+ */
+const runtimeCommand = process.env.REFSCOPE_TEST_RUNTIME || process.execPath;
+
+/** Whether the runtime under test runs in an emulator (tests/run's arm64 stage says so). */
+export const emulated = process.env.REFSCOPE_EMULATED === "1";
+
 /** Runs a script under the current runtime in a child process, bounded by `timeoutMs`. */
 export function runScript(
   path: string,
@@ -68,7 +78,7 @@ export function runScript(
 ): ScriptResult {
   const args = [...(runtime === "deno" ? ["run", "-A", path] : [path]), ...scriptArgs];
   const started = performance.now();
-  const result = spawnSync(process.execPath, args, {
+  const result = spawnSync(runtimeCommand, args, {
     encoding: "utf8",
     timeout: timeoutMs,
     env: { ...process.env, ...env },

@@ -4,7 +4,7 @@
 // resident-memory growth behind.
 import process from "node:process";
 import { Counter, type CounterStats, type HandlerError, type Ref } from "../mod.ts";
-import { suite, until, within } from "./_harness.ts";
+import { emulated, suite, until, within } from "./_harness.ts";
 import { collectGarbage, MiB, ReleaseJob, residentBytes, threadCount } from "./_native.ts";
 
 /** The first index whose count is not exactly 1, or -1 when every count is 1. */
@@ -167,12 +167,12 @@ suite("close under load, and open/close cycles", async (t) => {
       collectGarbage();
       const growth = residentBytes() - resident;
       const bound = Math.max(16 * MiB, (cycles * peakNativeBytes) / 2);
-      t.ok(
-        growth < bound,
-        `resident memory grew by ${(growth / MiB).toFixed(1)} MiB after the warm-up (bound ${
-          (bound / MiB).toFixed(1)
-        } MiB)`,
-      );
+      const measured = `resident memory grew by ${(growth / MiB).toFixed(1)} MiB after the warm-up (bound ${
+        (bound / MiB).toFixed(1)
+      } MiB)`;
+      // Under an emulator the resident set is mostly the emulator's own translated code.
+      if (emulated) await t.skip(`${measured}: not checked under an emulator`, () => {});
+      else t.ok(growth < bound, measured);
     },
     generous,
   );

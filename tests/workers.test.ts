@@ -153,7 +153,8 @@ suite("Workers sharing one counter", async (t) => {
     const counter = new Counter();
     await withPeers(counter, 1, async ([worker]) => {
       const holding = worker.call<string>("holdAcross", 200);
-      await macrotasks(5);
+      // Close only once the Worker holds its references (a slow machine may take a while).
+      await until(() => worker.events.some((e) => e.event === "holding"), "the Worker to hold its references");
       await counter.close();
       t.eq(await holding, "resolved", "the Worker's runTask resolved, its `using` Ref disposed quietly");
       await worker.call("close");
