@@ -4,7 +4,7 @@
  * explicit free) in a table that Workers can share.
  *
  * ```ts
- * import { Counter } from "./mod.ts";
+ * import { Counter } from "@refscope/refscope"; // from JSR; "refscope" from npm
  *
  * await using counter = new Counter();
  * const ref = counter.create({ sizeBytes: 1 << 20 });

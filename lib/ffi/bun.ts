@@ -52,6 +52,10 @@ export const backend: Backend = {
     return true;
   },
 
+  mayReadEnv(): boolean {
+    return true;
+  },
+
   env(name: string): string | undefined {
     return process.env[name];
   },

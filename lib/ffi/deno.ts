@@ -37,11 +37,18 @@ export const backend: Backend = {
     }
   },
 
-  env(name: string): string | undefined {
-    // Only when already granted: Deno.env.get would otherwise prompt on a terminal. Without
-    // --allow-env the variable counts as unset.
+  mayReadEnv(name: string): boolean {
     try {
-      if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return undefined;
+      return Deno.permissions.querySync({ name: "env", variable: name }).state === "granted";
+    } catch {
+      return false;
+    }
+  },
+
+  env(name: string): string | undefined {
+    // Only when already granted: Deno.env.get would otherwise prompt on a terminal.
+    if (!this.mayReadEnv(name)) return undefined;
+    try {
       return Deno.env.get(name);
     } catch {
       return undefined;

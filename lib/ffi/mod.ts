@@ -4,7 +4,8 @@
  * Lookup order:
  *
  * 1. `REFSCOPE_LIB`, when set, and nothing else: an explicit choice that fails is an error,
- *    never a silent fallback to some other build.
+ *    never a silent fallback to some other build. (Deno lets it be read only with
+ *    `--allow-env`; without, it is not seen, and an error says so.)
  * 2. The library built in this checkout (`zig-out/`), only when this module is its
  *    TypeScript source in a local file: the npm package is compiled .js, and a module served
  *    over https (JSR) has no checkout beside it.
@@ -68,6 +69,10 @@ function* candidates(): Generator<Candidate> {
   if (override) {
     yield { label: "REFSCOPE_LIB", path: override };
     return;
+  }
+  // Deno without env access: REFSCOPE_LIB may be set, but cannot be seen. Said in the error.
+  if (!backend.mayReadEnv("REFSCOPE_LIB")) {
+    yield { label: "REFSCOPE_LIB", reason: "not read: Deno grants no access to it (--allow-env=REFSCOPE_LIB)" };
   }
   // Only this module's TypeScript source, run from a local file, can sit in a checkout: the
   // npm package holds compiled .js, and JSR serves the source over https.

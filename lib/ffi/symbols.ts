@@ -153,6 +153,8 @@ export interface Backend {
   readonly arch: string;
   /** Whether `path` may be read without asking anyone (Deno prompts on a terminal). */
   mayRead(path: string): boolean;
+  /** Whether environment variable `name` may be read without asking anyone (Deno prompts). */
+  mayReadEnv(name: string): boolean;
   /** Reads an environment variable, or undefined when unset or not permitted. */
   env(name: string): string | undefined;
   /** Opens a shared library; throws the runtime's error when it cannot. */

@@ -31,12 +31,12 @@ export function runningLibc() {
   } catch {
     return undefined;
   }
-  // A process maps exactly one C library. glibc's is libc.so.6 (its loader ld-linux-*). musl's
-  // is also its dynamic loader: ld-musl-<arch>.so.1, libc.musl-<arch>.so.1 (Alpine), or a
-  // plain libc.so (Debian's <...>-linux-musl/libc.so, Void's /usr/lib/libc.so); glibc never
-  // maps a plain libc.so, which on glibc systems is a linker script.
-  if (/\/(libc\.so\.6|ld-linux[^/\n]*)$/m.test(maps)) return "glibc";
+  // musl's C library is also its dynamic loader: ld-musl-<arch>.so.1, libc.musl-<arch>.so.1
+  // (Alpine), or a plain libc.so (Debian's <...>-linux-musl/libc.so, Void's /usr/lib/libc.so);
+  // a glibc process never maps any of these (a plain libc.so is a linker script there). musl
+  // is asked first: a musl process may also map a glibc-compatibility shim (Alpine's gcompat).
   if (/\/(ld-musl-[^/\n]*|libc\.musl-[^/\n]*|libc\.so)$/m.test(maps)) return "musl";
+  if (/\/(libc\.so\.6|ld-linux[^/\n]*)$/m.test(maps)) return "glibc";
   return undefined;
 }
 
