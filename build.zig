@@ -76,6 +76,9 @@ pub fn build(b: *std.Build) void {
     // header_test.zig checks the C header against the exports: it @cImports the header.
     unit_tests.root_module.addIncludePath(b.path("native/include"));
     test_step.dependOn(&b.addRunArtifact(unit_tests).step);
+    // The Zig bindings, used as a dependent uses them (on LLVM when instrumented, as above).
+    const binding_tests = b.addTest(.{ .use_llvm = if (sanitize_thread or valgrind) true else null, .root_module = zig_module });
+    test_step.dependOn(&b.addRunArtifact(binding_tests).step);
 
     // C programs that use the header against the library: abi_test checks the declarations,
     // layouts and lifecycle; misuse_test is the misuse catalogue at the C ABI.
@@ -156,6 +159,8 @@ const PlatformManifest = struct {
     files: []const []const u8,
     /// Yarn PnP must unpack it: a library is loaded by its path, never out of a zip.
     preferUnplugged: bool = true,
+    /// npm publishes scoped packages as restricted unless told otherwise.
+    publishConfig: struct { access: []const u8 = "public" } = .{},
 };
 
 const DistLibrary = struct { platform: Platform, library: *std.Build.Step.Compile };

@@ -317,6 +317,8 @@ def check_manifest(tap, platform, directory, version):
         "license": "MIT",
         "os": [platform["os"]],
         "cpu": [platform["cpu"]],
+        # Scoped packages are published as restricted (paid, private) unless this says public.
+        "publishConfig": {"access": "public"},
     }
     if linux:
         expected["libc"] = [platform["libc"]]
@@ -425,6 +427,8 @@ def check_resolver(tap, platforms, version):
         problems.append(f"it is {manifest.get('name')}@{manifest.get('version')}, expected @refscope/native@{version}")
     if manifest.get("optionalDependencies") != expected:
         problems.append(f"optionalDependencies are {json.dumps(manifest.get('optionalDependencies'))}, expected {json.dumps(expected)}")
+    if manifest.get("publishConfig") != {"access": "public"}:
+        problems.append("publishConfig.access is not public: npm would publish it as restricted")
     if manifest.get("dependencies"):
         problems.append("a platform package must not be a hard dependency: only one fits any machine")
     for file in manifest.get("files", []) + ["package.json"]:

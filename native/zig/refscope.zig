@@ -172,3 +172,39 @@ fn Trampoline(comptime Context: type, comptime function: fn (Id, Context) void) 
         }
     };
 }
+
+// Every wrapper, used as a dependent would: `zig build test` runs this against the library
+// (Zig compiles only what is used, so an untested wrapper would not even be type-checked).
+test "every wrapper, against the library: each callback runs exactly once" {
+    const Seen = struct {
+        out_of_scope: std.atomic.Value(u32) = .init(0),
+        erased: std.atomic.Value(u32) = .init(0),
+        fn outOfScope(_: Id, seen: *@This()) void {
+            _ = seen.out_of_scope.fetchAdd(1, .monotonic);
+        }
+        fn deleted(_: Id, seen: *@This()) void {
+            _ = seen.erased.fetchAdd(1, .monotonic);
+        }
+    };
+    var seen: Seen = .{};
+    const counter = try Counter.open();
+    const child = try counter.create(64, .{});
+    const parent = try counter.create(128, .{ .contains = &.{child} });
+    for ([_]Id{ child, parent }) |id| {
+        try std.testing.expect(try counter.onOutOfScope(id, &seen, Seen.outOfScope));
+        try std.testing.expect(try counter.onDeleted(id, &seen, Seen.deleted));
+    }
+    try counter.retain(child);
+    try counter.releaseBatch(&.{ child, child }); // the parent still holds it
+    try counter.submittedAdd(&.{parent});
+    try counter.release(parent); // the task's reference keeps it in scope
+    const info = try counter.info(parent);
+    try std.testing.expectEqual(@as(u64, 128), info.size_bytes);
+    try std.testing.expectEqual(@as(u32, 1), info.refs_submitted);
+    try std.testing.expectEqual(@as(u64, 2), (try counter.stats()).objects_live);
+    try counter.submittedRemove(&.{parent}); // now both go out of scope
+    try std.testing.expectError(error.StaleId, counter.release(parent));
+    try counter.destroy(); // blocks until the dispatcher ran every callback
+    try std.testing.expectEqual(@as(u32, 2), seen.out_of_scope.load(.monotonic));
+    try std.testing.expectEqual(@as(u32, 2), seen.erased.load(.monotonic));
+}
