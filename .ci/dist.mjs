@@ -115,7 +115,12 @@ function pack() {
 }
 
 checkVersions();
-if (!args.has("--skip-native")) run("bash", [".ci/zig", "build", "dist"]);
+// From scratch: nothing of an earlier build (a platform since removed, a stale tarball)
+// may end up packed or checked as if this run had made it.
+if (!args.has("--skip-native")) {
+  rmSync(out, { recursive: true, force: true });
+  run("bash", [".ci/zig", "build", "dist"]);
+}
 for (const file of [...platforms.map((platform) => join(platform.name, platform.file)), "native/package.json"]) {
   if (!existsSync(join(out, "npm", file))) {
     throw new Error(`zig-out/dist/npm/${file} is missing: run \`zig build dist\``);
