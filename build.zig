@@ -61,23 +61,18 @@ pub fn build(b: *std.Build) void {
     b.installArtifact(testkit);
 
     const test_step = b.step("test", "Run the native tests");
+    // The self-hosted backend (Debug's default) ignores sanitize_thread, writes debug info
+    // that valgrind cannot read, and its test binaries crash in TSan's runtime.
+    const test_llvm: ?bool = if (sanitize_thread or valgrind) true else null;
     const unit_tests = b.addTest(.{
-        // The self-hosted backend (Debug's default) ignores sanitize_thread, and writes
-        // debug info that valgrind cannot read.
-        .use_llvm = if (sanitize_thread or valgrind) true else null,
-        .root_module = b.createModule(.{
-            .root_source_file = b.path("native/src/abi.zig"),
-            .target = target,
-            .optimize = optimize,
-            .link_libc = true,
-            .sanitize_thread = sanitize_thread,
-        }),
+        .use_llvm = test_llvm,
+        .root_module = coreModule(b, target, optimize, sanitize_thread),
     });
     // header_test.zig checks the C header against the exports: it @cImports the header.
     unit_tests.root_module.addIncludePath(b.path("native/include"));
     test_step.dependOn(&b.addRunArtifact(unit_tests).step);
-    // The Zig bindings, used as a dependent uses them (on LLVM when instrumented, as above).
-    const binding_tests = b.addTest(.{ .use_llvm = if (sanitize_thread or valgrind) true else null, .root_module = zig_module });
+    // The Zig bindings, used as a dependent uses them.
+    const binding_tests = b.addTest(.{ .use_llvm = test_llvm, .root_module = zig_module });
     test_step.dependOn(&b.addRunArtifact(binding_tests).step);
 
     // C programs that use the header against the library: abi_test checks the declarations,
@@ -116,16 +111,27 @@ fn addLibrary(
         .name = "refscope",
         .linkage = .dynamic,
         .use_llvm = true,
-        .root_module = b.createModule(.{
-            .root_source_file = b.path("native/src/abi.zig"),
-            .target = target,
-            .optimize = optimize,
-            .link_libc = true,
-            // Zig links its TSan runtime into each artifact built with it, and two in one
-            // process crash: so the C tests, which link this library, run with its runtime
-            // (whose interceptors it exports) and are not instrumented themselves.
-            .sanitize_thread = sanitize_thread,
-        }),
+        // Zig links its TSan runtime into each artifact built with it, and two in one process
+        // crash: so the C tests, which link this library, run with its runtime (whose
+        // interceptors it exports) and are not instrumented themselves.
+        .root_module = coreModule(b, target, optimize, sanitize_thread),
+    });
+}
+
+/// The native core (native/src/, rooted at the ABI): what the library is built from and
+/// what the Zig unit tests test.
+fn coreModule(
+    b: *std.Build,
+    target: std.Build.ResolvedTarget,
+    optimize: std.builtin.OptimizeMode,
+    sanitize_thread: bool,
+) *std.Build.Module {
+    return b.createModule(.{
+        .root_source_file = b.path("native/src/abi.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+        .sanitize_thread = sanitize_thread,
     });
 }
 

@@ -34,12 +34,6 @@ const bunTypes: Record<NativeType, string> = {
 export const backend: Backend = {
   runtime: "bun",
 
-  get os() {
-    const platform = process.platform;
-    if (platform === "win32") return "windows";
-    return platform === "linux" || platform === "darwin" ? platform : "other";
-  },
-
   get platform() {
     return process.platform;
   },

@@ -13,12 +13,8 @@ import type { Backend, Bound, Pointer, SymbolSpec, Wake } from "./symbols.ts";
 export const backend: Backend = {
   runtime: "deno",
 
-  // A getter, like every use of `Deno` here: this module is also loaded (never used) on Bun.
-  get os() {
-    const os = Deno.build.os;
-    return os === "linux" || os === "darwin" || os === "windows" ? os : "other";
-  },
-
+  // Getters and methods, like every use of `Deno` here: this module is also loaded (never
+  // used) on Bun.
   get platform() {
     const os = Deno.build.os;
     return os === "windows" ? "win32" : os;
@@ -30,29 +26,16 @@ export const backend: Backend = {
   },
 
   mayRead(path: string): boolean {
-    try {
-      return Deno.permissions.querySync({ name: "read", path }).state === "granted";
-    } catch {
-      return false;
-    }
+    return granted({ name: "read", path });
   },
 
   mayReadEnv(name: string): boolean {
-    try {
-      return Deno.permissions.querySync({ name: "env", variable: name }).state === "granted";
-    } catch {
-      return false;
-    }
+    return granted({ name: "env", variable: name });
   },
 
   env(name: string): string | undefined {
     // Only when already granted: Deno.env.get would otherwise prompt on a terminal.
-    if (!this.mayReadEnv(name)) return undefined;
-    try {
-      return Deno.env.get(name);
-    } catch {
-      return undefined;
-    }
+    return granted({ name: "env", variable: name }) ? Deno.env.get(name) : undefined;
   },
 
   open<S extends Record<string, SymbolSpec>>(path: string, symbols: S): Bound<S> {
@@ -78,3 +61,12 @@ export const backend: Backend = {
     };
   },
 };
+
+/** Whether Deno already grants `permission`: asking instead would prompt on a terminal. */
+function granted(permission: Deno.PermissionDescriptor): boolean {
+  try {
+    return Deno.permissions.querySync(permission).state === "granted";
+  } catch {
+    return false;
+  }
+}

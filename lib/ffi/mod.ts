@@ -47,8 +47,8 @@ export function native(): Native {
 
 /** The platform's file name for the shared library `name`, and its directory in `zig-out/`. */
 function libraryFile(name: string): { directory: string; file: string } {
-  switch (backend.os) {
-    case "windows":
+  switch (backend.platform) {
+    case "win32":
       return { directory: "bin", file: `${name}.dll` };
     case "darwin":
       return { directory: "lib", file: `lib${name}.dylib` };

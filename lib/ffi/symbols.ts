@@ -145,9 +145,10 @@ export interface Wake {
 /** What a runtime backend provides: everything in `lib/` that differs between runtimes. */
 export interface Backend {
   readonly runtime: "deno" | "bun";
-  /** The operating system, which decides shared library file names. */
-  readonly os: "linux" | "darwin" | "windows" | "other";
-  /** The operating system in Node's vocabulary (`process.platform`: "linux", "win32", ...). */
+  /**
+   * The operating system in Node's vocabulary (`process.platform`: "linux", "darwin",
+   * "win32", ...), which decides library file names and the platform package.
+   */
   readonly platform: string;
   /** The CPU architecture in Node's vocabulary (`process.arch`: "x64", "arm64", ...). */
   readonly arch: string;

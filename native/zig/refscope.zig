@@ -128,8 +128,7 @@ pub const Counter = struct {
         context: anytype,
         comptime function: fn (id: Id, context: @TypeOf(context)) void,
     ) Error!bool {
-        const status = c.refscope_object_on_out_of_scope(counter.handle, id, Trampoline(@TypeOf(context), function).call, context);
-        return try check(status) == c.REFSCOPE_REGISTERED;
+        return counter.register(c.refscope_object_on_out_of_scope, id, context, function);
     }
 
     /// As `onOutOfScope`, for when the object's entry is erased (out of scope, and no
@@ -140,7 +139,18 @@ pub const Counter = struct {
         context: anytype,
         comptime function: fn (id: Id, context: @TypeOf(context)) void,
     ) Error!bool {
-        const status = c.refscope_object_on_deleted(counter.handle, id, Trampoline(@TypeOf(context), function).call, context);
+        return counter.register(c.refscope_object_on_deleted, id, context, function);
+    }
+
+    /// Registers a typed callback through one of the header's two registration calls.
+    fn register(
+        counter: Counter,
+        comptime registration: anytype,
+        id: Id,
+        context: anytype,
+        comptime function: fn (id: Id, context: @TypeOf(context)) void,
+    ) Error!bool {
+        const status = registration(counter.handle, id, Trampoline(@TypeOf(context), function).call, context);
         return try check(status) == c.REFSCOPE_REGISTERED;
     }
 
