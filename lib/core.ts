@@ -5,7 +5,7 @@
  * @module
  */
 import { Delivery, HandlerKind, type OutOfScopeHandler } from "./delivery.ts";
-import { errorFromStatus, type ObjectId, RefscopeError, Status } from "./errors.ts";
+import { errorFromStatus, type ObjectId, Outcome, RefscopeError, Status } from "./errors.ts";
 import { backend, native, type Pointer } from "./ffi/mod.ts";
 
 /** A participant of a counter: a sink (one JS thread), native code, or an owner that left. */
@@ -89,6 +89,11 @@ export interface CounterStats {
   readonly deliveriesDiscarded: number;
   /** Native bytes allocated for the table's entries and callbacks (capacity, not use). */
   readonly nativeBytes: number;
+  /**
+   * Waker threads let go while inside a wake that has not returned (their participant's
+   * thread ended meanwhile); each keeps only the counter's memory until it returns.
+   */
+  readonly wakersBlocked: number;
 }
 
 const sinkNone = 0xffffffff;
@@ -119,7 +124,7 @@ export class Core {
   readonly #record = new ArrayBuffer(infoBytes * snapshotPage);
   readonly #recordF64 = new Float64Array(this.#record);
   readonly #recordU32 = new Uint32Array(this.#record);
-  readonly #stats = new Uint32Array(24);
+  readonly #stats = new Uint32Array(26);
   #finalStats: CounterStats | undefined;
 
   /** The key other threads attach with; read once, as the native counter may go later. */
@@ -169,13 +174,14 @@ export class Core {
     if (this.state !== "open") throw new RefscopeError("CLOSED", `${what}: the counter is closed`);
   }
 
-  /** Acts on a mutation's status: schedules a drain, or throws for an error. */
+  /**
+   * Acts on a mutation's status: schedules a drain of this thread's sink, relays the wakes
+   * owed to Workers, or throws for an error.
+   */
   settle(status: number, what: string, id?: ObjectId): void {
-    if (status === Status.DRAIN) {
-      this.delivery.schedule();
-    } else if (status < 0) {
-      throw errorFromStatus(status, id === undefined ? what : `${what} object ${id}`);
-    }
+    if (status < 0) throw errorFromStatus(status, id === undefined ? what : `${what} object ${id}`);
+    if ((status & Outcome.DRAIN) !== 0) this.delivery.schedule();
+    if ((status & Outcome.RELAY) !== 0) this.delivery.relay();
   }
 
   create(
@@ -251,9 +257,9 @@ export class Core {
     if (status < 0) throw errorFromStatus(status, `lend object ${id}`);
   }
 
-  borrow(id: ObjectId, lender: number): void {
+  borrow(id: ObjectId, lender: number, generation: number): void {
     this.checkOpen("borrow");
-    const status = this.#symbols.refscope_object_borrow(this.pointer, id, lender, this.sink);
+    const status = this.#symbols.refscope_object_borrow(this.pointer, id, lender, generation, this.sink);
     if (status < 0) throw errorFromStatus(status, `borrow object ${id} from participant ${lender}`);
   }
 
@@ -365,6 +371,7 @@ export class Core {
       participants: u64(9),
       deliveriesDiscarded: u64(10),
       nativeBytes: u64(11),
+      wakersBlocked: u64(12),
     };
   }
 
@@ -382,6 +389,8 @@ export class Core {
     const status = symbols.refscope_counter_close(this.pointer, this.sink);
     if (status < 0) throw errorFromStatus(status, "close");
     this.state = "closing";
+    // Workers' handlers fire too: they are woken through the channel, never natively.
+    if ((status & Outcome.RELAY) !== 0) this.delivery.relay();
     // Handlers never run inside the call that released their object, close included.
     await sleep(0);
     // Every token was queued by the native close (mutations are refused since), so once
@@ -405,6 +414,7 @@ export class Core {
     const status = this.#symbols.refscope_sink_release(this.pointer, this.sink);
     if (status < 0) throw errorFromStatus(status, "close");
     this.state = "closing";
+    if ((status & Outcome.RELAY) !== 0) this.delivery.relay();
     await sleep(0);
     while (this.delivery.drainOnce()) { /* run every handler that is waiting */ }
     this.#finalStats = this.stats();

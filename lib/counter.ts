@@ -56,6 +56,11 @@ export interface LentRef {
   readonly id: ObjectId;
   /** The participant that lent it. */
   readonly lender: number;
+  /**
+   * Which of the participants numbered `lender` lent it: numbers are reused once a
+   * participant ends, and a reference lent by an earlier one can never claim a later one's.
+   */
+  readonly generation: number;
 }
 
 /** Something that names an object: a `Ref` or a raw id. */
@@ -133,7 +138,12 @@ export class Ref implements Disposable {
     this.#checkHeld("lend");
     this.#core.lend(this.id);
     this.#held = false;
-    return Object.freeze({ key: this.#core.key, id: this.id, lender: this.#core.sink });
+    return Object.freeze({
+      key: this.#core.key,
+      id: this.id,
+      lender: this.#core.sink,
+      generation: this.#core.delivery.generation,
+    });
   }
 
   /**
@@ -317,22 +327,28 @@ export class Counter implements AsyncDisposable {
   /** Claims a reference another thread lent (`Ref.lend()`), as a `Ref` of this thread. */
   borrow(lent: LentRef): Ref {
     this.#core.checkOpen("borrow");
-    const valid = typeof lent === "object" && lent !== null && typeof lent.id === "number" &&
-      typeof lent.lender === "number" && typeof lent.key === "number";
+    if (typeof lent !== "object" || lent === null) {
+      throw new RefscopeError("INVALID_ARGUMENT", "borrow: expected a LentRef from Ref.lend()");
+    }
+    // Each field read once: what is checked is what is used.
+    const { key, id, lender, generation } = lent;
+    const valid = typeof id === "number" && typeof lender === "number" && typeof key === "number" &&
+      typeof generation === "number";
     if (!valid) throw new RefscopeError("INVALID_ARGUMENT", "borrow: expected a LentRef from Ref.lend()");
     // A participant number crosses the FFI as a u32, which Deno refuses and Bun wraps when
     // out of range; 2^32 - 1 would mean native code. Anything else is refused natively.
-    if (!Number.isInteger(lent.lender) || lent.lender < 0 || lent.lender >= 0xffffffff) {
-      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the lender ${lent.lender} is not a participant number`);
+    if (!Number.isInteger(lender) || lender < 0 || lender >= 0xffffffff) {
+      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the lender ${lender} is not a participant number`);
     }
-    if (lent.key !== this.#core.key) {
-      throw new RefscopeError(
-        "INVALID_ARGUMENT",
-        `borrow: the reference was lent by another counter (key ${lent.key})`,
-      );
+    if (!Number.isInteger(generation) || generation < 0 || generation > 0xffffffff) {
+      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the generation ${generation} is not a lender's generation`);
     }
-    this.#core.borrow(lent.id, lent.lender);
-    return new Ref(constructing, this, this.#core, lent.id);
+    if (key !== this.#core.key) {
+      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the reference was lent by another counter (key ${key})`);
+    }
+    // `+ 0` turns -0, which Deno's u32 conversion refuses, into 0.
+    this.#core.borrow(id, lender + 0, generation + 0);
+    return new Ref(constructing, this, this.#core, id);
   }
 
   /**

@@ -1,13 +1,24 @@
 /**
- * The JS end of a sink: the handler table, the drain, and event-loop liveness.
+ * The JS end of a sink: the handler table, the drain, the wake, and event-loop liveness.
  *
  * A handler is registered natively as a token (an index into `#handlers`). When its object
  * goes out of scope, the token lands in the sink's outbox and this side learns it must
- * drain in one of two ways: the JS call that caused it returned `DRAIN`, or the dispatcher
- * thread called the wake (once per batch). Either way the drain runs in a later macrotask
- * (`setImmediate`),
- * never inside the call that released the object, and copies up to `batchSize` tokens per
- * FFI call into a preallocated buffer.
+ * drain in one of these ways: the JS call that caused it returned `DRAIN`; or, on the
+ * runtime's main thread, its waker thread called the wake (once per batch); or, in a
+ * Worker, a message on the counter's `BroadcastChannel` named this sink. Either way the
+ * drain runs in a later macrotask (`setImmediate`), never inside the call that released
+ * the object, and copies up to `batchSize` tokens per FFI call into a preallocated buffer.
+ *
+ * Why a Worker has no native wake: both runtimes free a Worker's isolate, and every FFI
+ * callback it made, milliseconds before its OS thread exits, with no event that native
+ * code (or, on Deno, JS) could see first. A native thread calling a Worker's callback could
+ * always find it freed. So native code never calls into a Worker: a Worker's sink is
+ * wake-less, and the wakes it is owed are *relayed* by a JS thread, which is alive by
+ * definition while it runs: the thread whose call routed the tokens (its call returns
+ * `RELAY`), or, for tokens that native threads routed (a Worker's thread-exit cleanup, a
+ * native caller), the main thread, woken natively for the purpose. A message to a Worker
+ * that has ended is dropped by the runtime. In a counter that no main thread takes part
+ * in, a Worker with handlers pending also polls its sink every `pollMs`.
  *
  * Liveness: a scheduled drain is an immediate, so it keeps the process alive until it has run.
  * Tokens that arrive from a native thread while the loop is otherwise idle are caught by a
@@ -17,10 +28,10 @@
  * @module
  */
 import process from "node:process";
-import { setImmediate } from "node:timers";
+import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { errorFromStatus, HandlerError, RefscopeError } from "./errors.ts";
 import type { ObjectId } from "./errors.ts";
-import { backend, native, type Pointer, type Wake } from "./ffi/mod.ts";
+import { backend, type Channel, native, type Pointer, type Wake } from "./ffi/mod.ts";
 
 /** Called with the object's id once it is out of scope or freed. */
 export type OutOfScopeHandler = (id: ObjectId) => void | Promise<void>;
@@ -29,12 +40,55 @@ export type OutOfScopeHandler = (id: ObjectId) => void | Promise<void>;
 const batchSize = 4096;
 /** Drain calls per macrotask before yielding to the event loop (about 1M deliveries). */
 const batchesPerTurn = 256;
+/** How often a wake-less sink with handlers pending polls (see the module's comment). */
+const pollMs = 10;
+/** `REFSCOPE_SINK_RELAYS`: every JS sink relays the wakes its calls owe to Workers. */
+const sinkRelays = 1;
+/** `REFSCOPE_SINKS_MAX`. */
+const sinksMax = 64;
 
 const open = new Set<Delivery>();
-let beforeExitHooked = false;
+let exitHooked = false;
 
 function onBeforeExit(): void {
   for (const delivery of open) delivery.deliverPending();
+}
+
+/**
+ * The main thread is ending, and the runtime will free its callbacks next: stop every
+ * waker from starting another wake to it (a wake in progress is left to return).
+ */
+function onExit(): void {
+  for (const delivery of open) delivery.stopWakes();
+}
+
+/** What a relay posts: a counter's key and the sinks whose owners must drain. */
+interface Relayed {
+  readonly key: number;
+  readonly sinks: readonly number[];
+}
+
+let threadChannel: Channel | undefined;
+
+/**
+ * This thread's end of the process-wide channel that relayed wakes travel on: opened once
+ * and never closed (Deno's BroadcastChannel loses its connection when a thread's last
+ * channel closes while another is being opened), unreferenced, and listening only in a
+ * Worker (the main thread is woken natively).
+ */
+function channel(): Channel {
+  threadChannel ??= backend.isMainThread()
+    ? backend.channel("refscope")
+    : backend.channel("refscope", (data) => wakeRelayed(data as Relayed));
+  return threadChannel;
+}
+
+/** Wakes this thread's sinks that `relayed` names. Anything else on the channel is ignored. */
+function wakeRelayed(relayed: Relayed): void {
+  if (typeof relayed !== "object" || relayed === null || !Array.isArray(relayed.sinks)) return;
+  for (const delivery of open) {
+    if (delivery.key === relayed.key && relayed.sinks.includes(delivery.sink)) delivery.onWake();
+  }
 }
 
 /** Which handlers: out-of-scope-or-freed, or reference-deleted (`REFSCOPE_ON_*`). */
@@ -45,8 +99,14 @@ export const enum HandlerKind {
 
 export class Delivery {
   readonly sink: number;
+  /** The counter's key. */
+  readonly key: number;
+  /** Tells this sink apart from the slot's earlier participants (for `LentRef`). */
+  readonly generation: number;
   #counter: Pointer;
-  #wake: Wake;
+  /** The native wake (main thread), or undefined for a wake-less sink (a Worker). */
+  #wake: Wake | undefined;
+  #relayed = new Uint32Array(sinksMax);
   #tokens = new Uint32Array(batchSize);
   #handlers: (OutOfScopeHandler | undefined)[] = [];
   #ids: ObjectId[] = [];
@@ -54,31 +114,41 @@ export class Delivery {
   #scheduled = false;
   #closed = false;
   #ignoreWakes = false;
+  #poll: ReturnType<typeof setInterval> | undefined;
   handlersFired = 0;
   handlerErrors = 0;
   onHandlerError: ((error: HandlerError) => void) | undefined;
 
-  private constructor(counter: Pointer, sink: number, wake: Wake) {
+  private constructor(counter: Pointer, key: number, sink: number, wake: Wake | undefined) {
     this.#counter = counter;
+    this.key = key;
     this.sink = sink;
     this.#wake = wake;
+    const cell = new Uint32Array(1);
+    const status = native().symbols.refscope_sink_generation(counter, sink, cell);
+    if (status < 0) throw errorFromStatus(status, "reading the sink's generation");
+    this.generation = cell[0];
     open.add(this);
-    if (!beforeExitHooked) {
+    if (!exitHooked) {
       process.on("beforeExit", onBeforeExit);
-      beforeExitHooked = true;
+      process.on("exit", onExit);
+      exitHooked = true;
     }
   }
 
   /** Opens a sink on a counter this thread opened. */
   static open(counter: Pointer): Delivery {
+    const keyCell = new Float64Array(1);
+    const keyStatus = native().symbols.refscope_counter_key(counter, keyCell);
+    if (keyStatus < 0) throw errorFromStatus(keyStatus, "opening the counter's sink");
     const { wake, deliver } = makeWake();
     const cell = new Uint32Array(1);
-    const status = native().symbols.refscope_sink_open(counter, wake.pointer, null, cell);
+    const status = native().symbols.refscope_sink_open(counter, wake?.pointer ?? null, null, sinkRelays, cell);
     if (status < 0) {
-      wake.close();
+      wake?.close();
       throw errorFromStatus(status, "opening the counter's sink");
     }
-    return deliver(new Delivery(counter, cell[0], wake));
+    return deliver(new Delivery(counter, keyCell[0], cell[0], wake));
   }
 
   /** Attaches this thread to the counter registered under `key`, with a sink of its own. */
@@ -86,13 +156,20 @@ export class Delivery {
     const { wake, deliver } = makeWake();
     const counterCell = new BigUint64Array(1);
     const sinkCell = new Uint32Array(1);
-    const status = native().symbols.refscope_counter_attach(key, wake.pointer, null, counterCell, sinkCell);
+    const status = native().symbols.refscope_counter_attach(
+      key,
+      wake?.pointer ?? null,
+      null,
+      sinkRelays,
+      counterCell,
+      sinkCell,
+    );
     if (status < 0) {
-      wake.close();
+      wake?.close();
       throw errorFromStatus(status, `attaching to counter ${key}`);
     }
     const counter = backend.pointerFromCell(counterCell);
-    return { counter, delivery: deliver(new Delivery(counter, sinkCell[0], wake)) };
+    return { counter, delivery: deliver(new Delivery(counter, key, sinkCell[0], wake)) };
   }
 
   /** Registers `handler`; true when it can still run (see `Counter.onOutOfScope`). */
@@ -106,6 +183,7 @@ export class Delivery {
     }
     this.#handlers[token] = handler;
     this.#ids[token] = id;
+    this.#pollWhilePending();
     return true;
   }
 
@@ -136,9 +214,59 @@ export class Delivery {
     return this.#handlers.length - this.#freeTokens.length;
   }
 
-  /** A wake from the sink's waker thread. Bun may deliver one queued before close. */
+  /**
+   * A wake: from the sink's waker thread (main thread; Bun may deliver one queued before
+   * close), or a relayed one naming this sink (a Worker).
+   */
   onWake(): void {
     if (!this.#closed && !this.#ignoreWakes) this.schedule();
+  }
+
+  /**
+   * Passes on the wakes owed to wake-less sinks (Workers): after a call that returned
+   * `RELAY`, and after each drain that emptied this sink (the main thread is woken for
+   * exactly this). A Worker that has ended never receives the message.
+   */
+  relay(): void {
+    if (this.#closed) return;
+    const count = native().symbols.refscope_relay_take(this.#counter, this.#relayed, sinksMax);
+    if (count <= 0) {
+      if (count < 0) throw errorFromStatus(count, "relaying wakes");
+      return;
+    }
+    const relayed: Relayed = { key: this.key, sinks: Array.from(this.#relayed.subarray(0, count)) };
+    // A channel never hears its own messages: this thread's own sinks are woken here.
+    wakeRelayed(relayed);
+    channel().post(relayed);
+  }
+
+  /**
+   * A wake-less sink polls while handlers are pending, for the wakes that native threads
+   * owe it when no main thread relays them (a counter only Workers take part in).
+   */
+  #pollWhilePending(): void {
+    if (this.#wake !== undefined || this.#poll !== undefined || this.#closed) return;
+    this.#poll = setInterval(() => {
+      if (this.#closed || this.handlersPending === 0) return this.#stopPolling();
+      this.deliverPending();
+    }, pollMs);
+    (this.#poll as { unref?: () => void }).unref?.();
+  }
+
+  #stopPolling(): void {
+    if (this.#poll === undefined) return;
+    clearInterval(this.#poll);
+    this.#poll = undefined;
+  }
+
+  /**
+   * The main thread is ending: no wake may start after this (its callback is about to
+   * be freed). Closes the sink natively; a wake in progress is left to return.
+   */
+  stopWakes(): void {
+    if (this.#wake === undefined || this.#closed) return;
+    this.detach();
+    native().symbols.refscope_sink_close(this.#counter, this.sink);
   }
 
   /** Test hook: behave as if every wake were lost (see `simulateLostWakes`). */
@@ -172,6 +300,8 @@ export class Delivery {
     const count = native().symbols.refscope_sink_drain(this.#counter, this.sink, this.#tokens, batchSize);
     if (count <= 0) {
       if (count < 0) throw new RefscopeError("INVALID_ARGUMENT", `draining sink ${this.sink} failed (${count})`);
+      // Empty, and disarmed: the main thread may have been woken to relay.
+      this.relay();
       return false;
     }
     const tokens = this.#tokens;
@@ -226,23 +356,27 @@ export class Delivery {
   /** Stops draining: the native sink is closing or closed, and may be gone. */
   detach(): void {
     this.#closed = true;
+    this.#stopPolling();
     open.delete(this);
   }
 
   /** Frees the wake; only once no native thread can call it any more. */
   closeWake(): void {
     this.detach();
-    this.#wake.close();
+    this.#wake?.close();
   }
 }
 
 /**
- * Makes the wake before the sink exists (native code needs its pointer to open the sink);
- * `deliver` connects it to the `Delivery` once there is one.
+ * Makes the wake before the sink exists (native code needs its pointer to open the sink):
+ * a native one on the main thread; none in a Worker, whose thread channel listens instead,
+ * from before the sink exists, so that no wake relayed to it can be missed. `deliver`
+ * connects the wake to the `Delivery` once there is one.
  */
-function makeWake(): { wake: Wake; deliver: (delivery: Delivery) => Delivery } {
+function makeWake(): { wake: Wake | undefined; deliver: (delivery: Delivery) => Delivery } {
   let target: Delivery | undefined;
-  const wake = backend.wake(() => target?.onWake());
+  channel();
+  const wake = backend.isMainThread() ? backend.wake(() => target?.onWake()) : undefined;
   return {
     wake,
     deliver: (delivery) => {

@@ -16,8 +16,8 @@ export type { IAssert };
 hold();
 
 /** Runs `body` as the file's one top-level test, with a generous overall bound. */
-export function suite(name: string, body: (t: IAssert) => Promise<void>): void {
-  zoraTest(name, body, { timeout: 120_000 });
+export function suite(name: string, body: (t: IAssert) => Promise<void>, timeoutMs = 120_000): void {
+  zoraTest(name, body, { timeout: timeoutMs });
   void report({ reporter: createTAPReporter() });
 }
 

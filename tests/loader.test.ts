@@ -96,7 +96,7 @@ suite("loader", async (t) => {
     const { path, abiVersion } = nativeLibrary();
     const expected = fileURLToPath(new URL("../zig-out/", import.meta.url));
     t.ok(path.startsWith(expected), `${path} is under ${expected}`);
-    t.eq(abiVersion, 3, "ABI version 3");
+    t.eq(abiVersion, 4, "ABI version 4");
     await using counter = new Counter();
     t.eq(counter.liveObjects, 0, "and it works");
   });

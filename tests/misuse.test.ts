@@ -183,7 +183,7 @@ suite("the misuse catalogue", async (t) => {
   ];
   const observe = observer([counter, peer, other], handles);
   const lent = (id: unknown, lender: unknown = counter.participant): LentRef =>
-    ({ key: counter.key, id, lender }) as LentRef;
+    ({ key: counter.key, id, lender, generation: unclaimed.generation }) as LentRef;
 
   await t.test("preconditions: the fixtures are what the cases assume", (t) => {
     t.eq(slotOf(reused.id), slotOf(staleId), "the stale id's slot was reused");
@@ -958,14 +958,14 @@ suite("the misuse catalogue", async (t) => {
       ...each(
         [-1, -2, NaN, 0.5, 1.5, 2 ** 32, 2 ** 32 + counter.participant, Infinity, -Infinity, 2 ** 32 - 1, 1e20],
         (lender) => `borrow from lender ${lender}`,
-        (lender) => counter.borrow({ key: counterKey, id: shared.id, lender }),
+        (lender) => counter.borrow({ key: counterKey, id: shared.id, lender, generation: unclaimed.generation }),
         "INVALID_ARGUMENT",
         (lender) => `borrow: the lender ${lender} is not a participant number`,
       ),
       ...each(
         [64, 1000, 2 ** 32 - 2],
         (lender) => `borrow from participant ${lender}, beyond the last`,
-        (lender) => counter.borrow({ key: counterKey, id: shared.id, lender }),
+        (lender) => counter.borrow({ key: counterKey, id: shared.id, lender, generation: unclaimed.generation }),
         "INVALID_ARGUMENT",
         (lender) => `borrow object ${shared.id} from participant ${lender}: an argument is outside its domain`,
       ),
@@ -1198,7 +1198,8 @@ suite("the misuse catalogue", async (t) => {
       },
       {
         what: "borrow naming the dead Worker as lender",
-        call: () => main.borrow({ key: main.key, id: keptId, lender: participant }),
+        call: () =>
+          main.borrow({ key: main.key, id: keptId, lender: participant, generation: backFromDead.generation }),
         code: "NO_REFERENCE",
         message: `from participant ${participant}`,
       },

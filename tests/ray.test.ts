@@ -283,12 +283,12 @@ suite("Ray reference counting semantics", async (t) => {
       ["lineage on a string", () => counter.create({ lineage: ["x" as unknown as number] }), "INVALID_ARGUMENT"],
       [
         "borrow something not lent",
-        () => counter.borrow({ key: counter.key, id: inner.id, lender: 0 }),
+        () => counter.borrow({ key: counter.key, id: inner.id, lender: 0, generation: 0 }),
         "NO_REFERENCE",
       ],
       [
         "borrow from another counter",
-        () => counter.borrow({ key: counter.key + 1, id: inner.id, lender: 0 }),
+        () => counter.borrow({ key: counter.key + 1, id: inner.id, lender: 0, generation: 0 }),
         "INVALID_ARGUMENT",
       ],
       ["borrow a non-LentRef", () => counter.borrow("x" as unknown as never), "INVALID_ARGUMENT"],

@@ -13,7 +13,7 @@
  */
 import type * as BunFfi from "bun:ffi";
 import process from "node:process";
-import type { Backend, Bound, NativeType, Pointer, SymbolSpec, Wake } from "./symbols.ts";
+import type { Backend, Bound, Channel, NativeType, Pointer, SymbolSpec, Wake } from "./symbols.ts";
 
 let ffi: typeof BunFfi | undefined;
 
@@ -79,5 +79,16 @@ export const backend: Backend = {
       pointer: js.ptr as unknown as Pointer,
       close: () => js.close(),
     };
+  },
+
+  isMainThread(): boolean {
+    return (globalThis as unknown as { Bun: { isMainThread: boolean } }).Bun.isMainThread;
+  },
+
+  channel(name: string, onMessage?: (data: unknown) => void): Channel {
+    const channel = new BroadcastChannel(name) as BroadcastChannel & { unref(): void };
+    if (onMessage !== undefined) channel.onmessage = (event) => onMessage(event.data);
+    channel.unref();
+    return { post: (data) => channel.postMessage(data), close: () => channel.close() };
   },
 };

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Backend, Bound, Pointer, SymbolSpec, Wake } from "./symbols.ts";
+import type { Backend, Bound, Channel, Pointer, SymbolSpec, Wake } from "./symbols.ts";
 
 export const backend: Backend = {
   runtime: "deno",
@@ -60,7 +60,45 @@ export const backend: Backend = {
       close: () => unsafe.close(),
     };
   },
+
+  isMainThread(): boolean {
+    // Deno's `node:worker_threads` says `isMainThread` in a Web Worker too; the global
+    // scope does not lie.
+    return typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope === "undefined";
+  },
+
+  channel(name: string, onMessage?: (data: unknown) => void): Channel {
+    const channel = new BroadcastChannel(name);
+    if (onMessage !== undefined) channel.onmessage = (event) => onMessage(event.data);
+    if (unrefChannel(channel)) return { post: (data) => channel.postMessage(data), close: () => channel.close() };
+    // A Deno without the method: a channel kept open would keep the process alive, so a
+    // poster opens one per message instead (a listener must stay open: in a Worker, whose
+    // life is not decided by its event loop alone).
+    if (onMessage !== undefined) return { post: (data) => channel.postMessage(data), close: () => channel.close() };
+    channel.close();
+    return {
+      post: (data) => {
+        const once = new BroadcastChannel(name);
+        once.postMessage(data);
+        once.close();
+      },
+      close: () => {},
+    };
+  },
 };
+
+/**
+ * Deno has no public `unref` for a BroadcastChannel; its `node:worker_threads` uses a
+ * method of the prototype's, keyed by a symbol, which this finds. False when it is gone.
+ */
+function unrefChannel(channel: BroadcastChannel): boolean {
+  const key = Object.getOwnPropertySymbols(BroadcastChannel.prototype)
+    .find((symbol) => symbol.description === "refBroadcastChannel");
+  const method = key === undefined ? undefined : (channel as unknown as Record<symbol, unknown>)[key];
+  if (typeof method !== "function") return false;
+  method.call(channel, false);
+  return true;
+}
 
 /** Whether Deno already grants `permission`: asking instead would prompt on a terminal. */
 function granted(permission: Deno.PermissionDescriptor): boolean {

@@ -23,10 +23,10 @@ import { backend as bunBackend } from "./bun.ts";
 import { backend as denoBackend } from "./deno.ts";
 import { type Backend, type Bound, refscopeSymbols, type SymbolSpec, testkitSymbols } from "./symbols.ts";
 
-export type { Pointer, Wake } from "./symbols.ts";
+export type { Channel, Pointer, Wake } from "./symbols.ts";
 
 /** The ABI version this module was written against (`REFSCOPE_ABI_VERSION`). */
-export const abiVersion = 3;
+export const abiVersion = 4;
 
 /** The running runtime's backend. The only runtime test in `lib/`. */
 export const backend: Backend = "Bun" in globalThis ? bunBackend : denoBackend;

@@ -28,8 +28,8 @@ export const refscopeSymbols = {
   refscope_counter_open: { parameters: ["buffer"], result: "i32" },
   /** int32_t refscope_counter_key(refscope_counter *, double *out_key) */
   refscope_counter_key: { parameters: ["pointer", "buffer"], result: "i32" },
-  /** int32_t refscope_counter_attach(double key, refscope_wake_fn wake, void *wake_context, refscope_counter **out_counter, refscope_sink *out_sink) */
-  refscope_counter_attach: { parameters: ["f64", "pointer", "pointer", "buffer", "buffer"], result: "i32" },
+  /** int32_t refscope_counter_attach(double key, refscope_wake_fn wake, void *wake_context, uint32_t flags, refscope_counter **out_counter, refscope_sink *out_sink) */
+  refscope_counter_attach: { parameters: ["f64", "pointer", "pointer", "u32", "buffer", "buffer"], result: "i32" },
   /** int32_t refscope_counter_destroy_on_thread_exit(refscope_counter *) */
   refscope_counter_destroy_on_thread_exit: { parameters: ["pointer"], result: "i32" },
   /** int32_t refscope_counter_close(refscope_counter *, refscope_sink caller) */
@@ -42,8 +42,12 @@ export const refscopeSymbols = {
   refscope_counter_stats: { parameters: ["pointer", "buffer"], result: "i32" },
   /** int32_t refscope_counter_snapshot(refscope_counter *, uint32_t start_slot, refscope_info *records, uint32_t capacity, uint32_t *out_next_slot) */
   refscope_counter_snapshot: { parameters: ["pointer", "u32", "buffer", "u32", "buffer"], result: "i32" },
-  /** int32_t refscope_sink_open(refscope_counter *, refscope_wake_fn wake, void *wake_context, refscope_sink *out_sink) */
-  refscope_sink_open: { parameters: ["pointer", "pointer", "pointer", "buffer"], result: "i32" },
+  /** int32_t refscope_sink_open(refscope_counter *, refscope_wake_fn wake, void *wake_context, uint32_t flags, refscope_sink *out_sink) */
+  refscope_sink_open: { parameters: ["pointer", "pointer", "pointer", "u32", "buffer"], result: "i32" },
+  /** int32_t refscope_sink_generation(refscope_counter *, refscope_sink sink, uint32_t *out_generation) */
+  refscope_sink_generation: { parameters: ["pointer", "u32", "buffer"], result: "i32" },
+  /** int32_t refscope_relay_take(refscope_counter *, refscope_sink *out_sinks, uint32_t capacity) */
+  refscope_relay_take: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
   /** int32_t refscope_sink_release(refscope_counter *, refscope_sink sink) */
   refscope_sink_release: { parameters: ["pointer", "u32"], result: "i32" },
   /** int32_t refscope_sink_close(refscope_counter *, refscope_sink sink) */
@@ -79,8 +83,8 @@ export const refscopeSymbols = {
   refscope_lineage_remove: { parameters: ["pointer", "buffer", "u32", "u32"], result: "i32" },
   /** int32_t refscope_object_lend(refscope_counter *, refscope_id id, refscope_sink caller) */
   refscope_object_lend: { parameters: ["pointer", "f64", "u32"], result: "i32" },
-  /** int32_t refscope_object_borrow(refscope_counter *, refscope_id id, refscope_sink lender, refscope_sink caller) */
-  refscope_object_borrow: { parameters: ["pointer", "f64", "u32", "u32"], result: "i32" },
+  /** int32_t refscope_object_borrow(refscope_counter *, refscope_id id, refscope_sink lender, uint32_t lender_generation, refscope_sink caller) */
+  refscope_object_borrow: { parameters: ["pointer", "f64", "u32", "u32", "u32"], result: "i32" },
   /** int32_t refscope_object_free(refscope_counter *, refscope_id id, refscope_sink caller) */
   refscope_object_free: { parameters: ["pointer", "f64", "u32"], result: "i32" },
   /** int32_t refscope_object_on_sink(refscope_counter *, refscope_id id, refscope_sink sink, uint32_t kind, uint32_t token) */
@@ -166,7 +170,25 @@ export interface Backend {
   cString(pointer: Pointer): string;
   /**
    * Makes a `void (*)(void *)` callable from any native thread. The callback must not
-   * keep the process alive by itself: liveness is the caller's decision.
+   * keep the process alive by itself: liveness is the caller's decision. Only for a
+   * thread whose end is the process's end (see `isMainThread`): a runtime frees a
+   * Worker's callbacks when the Worker ends, with no event that native code could see.
    */
   wake(callback: () => void): Wake;
+  /**
+   * Whether this is the runtime's main thread, whose end is the process's end, rather
+   * than a Worker.
+   */
+  isMainThread(): boolean;
+  /**
+   * A `BroadcastChannel` that does not keep the event loop alive (an idle counter never
+   * does), optionally listening.
+   */
+  channel(name: string, onMessage?: (data: unknown) => void): Channel;
+}
+
+/** A `BroadcastChannel` between the JS threads of this process, unreferenced. */
+export interface Channel {
+  post(data: unknown): void;
+  close(): void;
 }

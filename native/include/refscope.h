@@ -51,7 +51,7 @@
 extern "C" {
 #endif
 
-#define REFSCOPE_ABI_VERSION 3u
+#define REFSCOPE_ABI_VERSION 4u
 
 typedef double refscope_id;
 typedef struct refscope_counter refscope_counter;
@@ -66,7 +66,11 @@ typedef uint32_t refscope_sink;
  * for it. It may call any refscope function but refscope_counter_destroy. */
 typedef void (*refscope_callback_fn)(refscope_id id, void *context);
 /* Runs on the sink's waker thread, with no lock held, when the sink has tokens to drain.
- * One wake covers every token that arrives until a drain finds the sink empty. */
+ * One wake covers every token that arrives until a drain finds the sink empty. It may be
+ * called until refscope_sink_close returns REFSCOPE_OK, and never after; if the sink's
+ * thread exits first, the library stops calling it at once (a call in progress is left to
+ * return, and counted in refscope_stats.wakers_blocked until it does). So a wake may only
+ * call into code that outlives its thread: a JS runtime's main thread, never a Worker's. */
 typedef void (*refscope_wake_fn)(void *context);
 
 enum {
@@ -75,6 +79,11 @@ enum {
     REFSCOPE_DRAIN = 1,
     /* Not finished (refscope_sink_close): the sink's waker is still running. Call again. */
     REFSCOPE_PENDING = 2,
+    /* Success, and sinks without a wake are owed wakes that the caller (a sink opened with
+     * REFSCOPE_SINK_RELAYS) passes on: take them with refscope_relay_take. */
+    REFSCOPE_RELAY = 4,
+    /* Both REFSCOPE_DRAIN and REFSCOPE_RELAY. */
+    REFSCOPE_DRAIN_RELAY = 5,
     REFSCOPE_E_INVALID_ARGUMENT = -1, /* a NULL pointer, or an argument outside its domain */
     REFSCOPE_E_INVALID_ID = -2,       /* not an id this counter issued */
     REFSCOPE_E_STALE_ID = -3,         /* the object has been deleted (or, for new references, is out of scope) */
@@ -84,8 +93,17 @@ enum {
     REFSCOPE_E_CLOSED = -7,           /* the counter is closing or closed */
     REFSCOPE_E_WRONG_THREAD = -8,     /* the call would deadlock on this thread */
     REFSCOPE_E_SYSTEM_RESOURCES = -9, /* the OS refused a resource (the dispatcher thread) */
-    REFSCOPE_E_NOT_OWNED = -10        /* only the object's owner may do this */
+    REFSCOPE_E_NOT_OWNED = -10,       /* only the object's owner may do this */
+    REFSCOPE_E_LIMIT_PARTICIPANTS = -11, /* the counter has REFSCOPE_SINKS_MAX participants */
+    REFSCOPE_E_LIMIT_THREAD = -12,    /* this thread has 128 sinks and counters it opened, open */
+    REFSCOPE_E_LIMIT_COUNTERS = -13   /* the process has 1024 open counters */
 };
+
+/* Participants (sinks) per counter. */
+#define REFSCOPE_SINKS_MAX 64u
+/* refscope_sink_open and refscope_counter_attach flags: the owner relays wakes to sinks
+ * that have no wake function (REFSCOPE_RELAY). */
+#define REFSCOPE_SINK_RELAYS 1u
 
 /* Registration and removal results. */
 enum { REFSCOPE_REFUSED = 0, REFSCOPE_REGISTERED = 1 };
@@ -143,6 +161,7 @@ typedef struct refscope_stats {
     uint64_t sinks_open;
     uint64_t tokens_discarded;        /* dropped because their sink had closed */
     uint64_t memory_bytes;            /* allocated for entries and callbacks (capacity) */
+    uint64_t wakers_blocked;          /* let go inside a wake that has not returned */
 } refscope_stats;
 
 /* Every function below may be called from any thread, including from a callback, and does
@@ -170,13 +189,14 @@ int32_t refscope_counter_key(refscope_counter *counter, double *out_key);
 
 /* Attaches the calling thread to the open counter registered under `key`, opening a sink
  * for it (as refscope_sink_open). REFSCOPE_E_CLOSED when the key names no open counter. */
-int32_t refscope_counter_attach(double key, refscope_wake_fn wake, void *wake_context,
+int32_t refscope_counter_attach(double key, refscope_wake_fn wake, void *wake_context, uint32_t flags,
                                 refscope_counter **out_counter, refscope_sink *out_sink);
 
 /* If the calling thread exits before refscope_counter_destroy, the counter is closed and
  * destroyed for it (after that thread's sinks are closed). For a counter opened by a JS
  * Worker, whose end is the counter's end; a thread that never exits (the main thread) is
- * unaffected. */
+ * unaffected. REFSCOPE_E_WRONG_THREAD on the library's own threads (from a callback or a
+ * wake): their exit is the counter's own doing. */
 int32_t refscope_counter_destroy_on_thread_exit(refscope_counter *counter);
 
 /* Starts shutdown and returns at once: every live object is deleted as if its last
@@ -207,10 +227,26 @@ int32_t refscope_counter_snapshot(refscope_counter *counter, uint32_t start_slot
 
 /* --- Sinks -------------------------------------------------------------------------- */
 
-/* Opens a sink for the calling thread (at most 64 per counter, REFSCOPE_E_LIMIT beyond).
- * wake may be NULL for an owner that polls. The sink holds the counter until it closes. */
-int32_t refscope_sink_open(refscope_counter *counter, refscope_wake_fn wake, void *wake_context,
+/* Opens a sink for the calling thread (at most REFSCOPE_SINKS_MAX per counter,
+ * REFSCOPE_E_LIMIT_PARTICIPANTS beyond; a thread holds at most 128 sinks and counters it opened,
+ * REFSCOPE_E_LIMIT_THREAD beyond). If the thread exits without closing it, it is closed
+ * for the thread (see refscope_sink_close). With a wake, a waker thread calls it once per
+ * batch; with NULL, the owner polls, or is woken by a relaying sink's owner (flags:
+ * REFSCOPE_SINK_RELAYS, an owner that passes on the wakes owed to wake-less sinks when a
+ * call returns REFSCOPE_RELAY, or when it is woken). The sink holds the counter until it
+ * closes. */
+int32_t refscope_sink_open(refscope_counter *counter, refscope_wake_fn wake, void *wake_context, uint32_t flags,
                            refscope_sink *out_sink);
+
+/* The sink's generation: it tells the slot's successive participants apart. A lent
+ * reference names its lender by sink and generation (refscope_object_borrow). */
+int32_t refscope_sink_generation(refscope_counter *counter, refscope_sink sink, uint32_t *out_generation);
+
+/* Moves the sinks owed a relayed wake into out_sinks (capacity at least
+ * REFSCOPE_SINKS_MAX; fewer is REFSCOPE_E_INVALID_ARGUMENT) and returns how many; the
+ * caller wakes their owners by its own means. Called after REFSCOPE_RELAY, and by a
+ * relaying sink's owner after each drain that finds its sink empty. */
+int32_t refscope_relay_take(refscope_counter *counter, refscope_sink *out_sinks, uint32_t capacity);
 
 /* Releases every reference the sink holds, on its behalf (borrows, lent references,
  * lineage pins; for objects it owns, the owner's references), and hands over the callbacks
@@ -288,10 +324,13 @@ int32_t refscope_lineage_remove(refscope_counter *counter, const refscope_id *id
  * next; the object stays in scope meanwhile. Pass (id, caller) to the borrower. */
 int32_t refscope_object_lend(refscope_counter *counter, refscope_id id, refscope_sink caller);
 
-/* Claims a reference `lender` lent: it becomes one of the caller's local references (the
- * caller borrows the object unless it owns it). REFSCOPE_E_NO_REFERENCE when none is lent. */
+/* Claims a reference `lender` (in its `lender_generation`, see refscope_sink_generation;
+ * ignored for REFSCOPE_NO_SINK) lent: it becomes one of the caller's local references (the
+ * caller borrows the object unless it owns it). REFSCOPE_E_NO_REFERENCE when none is lent,
+ * or when the lender's slot now holds another participant (the lender ended, and what it
+ * lent was released with it). */
 int32_t refscope_object_borrow(refscope_counter *counter, refscope_id id, refscope_sink lender,
-                               refscope_sink caller);
+                               uint32_t lender_generation, refscope_sink caller);
 
 /* Explicitly frees an owned object: its out-of-scope callbacks are handed over now (freeing
  * again is a no-op), later registrations are refused, and the entry stays until its

@@ -20,7 +20,7 @@ const Counter = counter_module.Counter;
 const allocator = std.heap.c_allocator;
 
 /// Bumped whenever a signature, struct layout or status value changes.
-pub const abi_version: u32 = 3;
+pub const abi_version: u32 = 4;
 
 /// Status values never change once published; new ones get new numbers.
 pub const Status = enum(i32) {
@@ -29,6 +29,11 @@ pub const Status = enum(i32) {
     drain = 1,
     /// Not finished: the sink's waker is still running. Let it finish, then call again.
     pending = 2,
+    /// Success, and wake-less sinks are owed wakes that the caller relays: take them with
+    /// `refscope_relay_take`.
+    relay = 4,
+    /// Both `drain` and `relay`.
+    drain_relay = 5,
     invalid_argument = -1,
     invalid_id = -2,
     stale_id = -3,
@@ -39,6 +44,9 @@ pub const Status = enum(i32) {
     wrong_thread = -8,
     system_resources = -9,
     not_owned = -10,
+    limit_participants = -11,
+    limit_thread = -12,
+    limit_counters = -13,
 
     fn int(status: Status) i32 {
         return @intFromEnum(status);
@@ -57,6 +65,9 @@ fn statusFromError(err: counter_module.Error) Status {
         error.WrongThread => .wrong_thread,
         error.SystemResources => .system_resources,
         error.NotOwned => .not_owned,
+        error.ParticipantLimit => .limit_participants,
+        error.ThreadLimit => .limit_thread,
+        error.CounterLimit => .limit_counters,
     };
 }
 
@@ -64,6 +75,8 @@ fn statusFromOutcome(outcome: counter_module.Outcome) i32 {
     return switch (outcome) {
         .ok => Status.ok.int(),
         .drain => Status.drain.int(),
+        .relay => Status.relay.int(),
+        .drain_relay => Status.drain_relay.int(),
     };
 }
 
@@ -111,6 +124,9 @@ pub const ObjectInfo = extern struct {
 pub const object_flag_freed: u32 = 1;
 pub const object_flag_out_of_scope: u32 = 2;
 pub const object_flag_reconstructable: u32 = 4;
+/// `refscope_sink_open` and `refscope_counter_attach` flag: the owner relays wakes to
+/// wake-less sinks (`REFSCOPE_RELAY`).
+pub const sink_flag_relays: u32 = 1;
 /// `refscope_object_create_ex` flag.
 pub const create_flag_reconstructable: u32 = 1;
 
@@ -127,6 +143,7 @@ pub const CounterStats = extern struct {
     sinks_open: u64,
     tokens_discarded: u64,
     memory_bytes: u64,
+    wakers_blocked: u64,
 };
 
 /// Converts a byte size carried as a double; null unless it is an integer in [0, 2^53).
@@ -154,6 +171,8 @@ pub export fn refscope_status_name(status: i32) [*:0]const u8 {
         .ok => "REFSCOPE_OK",
         .drain => "REFSCOPE_DRAIN",
         .pending => "REFSCOPE_PENDING",
+        .relay => "REFSCOPE_RELAY",
+        .drain_relay => "REFSCOPE_DRAIN_RELAY",
         .invalid_argument => "REFSCOPE_E_INVALID_ARGUMENT",
         .invalid_id => "REFSCOPE_E_INVALID_ID",
         .stale_id => "REFSCOPE_E_STALE_ID",
@@ -164,6 +183,9 @@ pub export fn refscope_status_name(status: i32) [*:0]const u8 {
         .wrong_thread => "REFSCOPE_E_WRONG_THREAD",
         .system_resources => "REFSCOPE_E_SYSTEM_RESOURCES",
         .not_owned => "REFSCOPE_E_NOT_OWNED",
+        .limit_participants => "REFSCOPE_E_LIMIT_PARTICIPANTS",
+        .limit_thread => "REFSCOPE_E_LIMIT_THREAD",
+        .limit_counters => "REFSCOPE_E_LIMIT_COUNTERS",
     };
 }
 
@@ -173,16 +195,21 @@ pub export fn refscope_status_message(status: i32) [*:0]const u8 {
         .ok => "success",
         .drain => "success; the calling sink has tokens to drain",
         .pending => "not finished: the sink's waker is still running; call again",
+        .relay => "success; wake-less sinks are owed wakes for the caller to relay",
+        .drain_relay => "success; the calling sink has tokens to drain, and wakes to relay",
         .invalid_argument => "an argument is NULL or outside its domain",
         .invalid_id => "not an object id issued by this counter",
         .stale_id => "the object has been deleted (or, for a new reference, is out of scope and kept only by lineage)",
         .no_reference => "no reference of that kind is held on the object",
-        .limit => "a count, the object table, the byte total or the nesting depth would overflow",
+        .limit => "a reference count, the object table (2^24 objects), the byte total or the nesting depth (1000) would overflow",
         .out_of_memory => "out of memory",
         .closed => "the counter is closed",
         .wrong_thread => "not allowed on this thread: it would deadlock",
         .system_resources => "the operating system refused a resource",
         .not_owned => "only the object's owner may do this",
+        .limit_participants => "the counter has its maximum of 64 participants",
+        .limit_thread => "this thread has its maximum of 128 registrations: one per participant it opened, one per counter it opened",
+        .limit_counters => "the process has its maximum of 1024 open counters",
     };
 }
 
@@ -206,13 +233,16 @@ pub export fn refscope_counter_attach(
     key: f64,
     wake: ?queue_module.WakeFunction,
     wake_context: ?*anyopaque,
+    flags: u32,
     out_counter: ?*?*Counter,
     out_sink: ?*u32,
 ) i32 {
     const counter = out_counter orelse return invalid_argument;
     const sink = out_sink orelse return invalid_argument;
     counter.* = null;
-    const attached = Counter.attach(key, wake, wake_context) catch |err| return statusFromError(err).int();
+    if (flags & ~sink_flag_relays != 0) return invalid_argument;
+    const relays = flags & sink_flag_relays != 0;
+    const attached = Counter.attach(key, wake, wake_context, relays) catch |err| return statusFromError(err).int();
     counter.* = attached.counter;
     sink.* = attached.sink;
     return Status.ok.int();
@@ -259,6 +289,7 @@ pub export fn refscope_counter_stats(counter: ?*Counter, out_stats: ?*CounterSta
         .sinks_open = stats.sinks_open,
         .tokens_discarded = stats.tokens_discarded,
         .memory_bytes = stats.memory_bytes,
+        .wakers_blocked = stats.wakers_blocked,
     };
     return Status.ok.int();
 }
@@ -286,11 +317,28 @@ pub export fn refscope_counter_snapshot(counter: ?*Counter, start_slot: u32, rec
     return @intCast(written);
 }
 
-pub export fn refscope_sink_open(counter: ?*Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, out_sink: ?*u32) i32 {
+pub export fn refscope_sink_open(counter: ?*Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, flags: u32, out_sink: ?*u32) i32 {
     const c = counter orelse return invalid_argument;
     const out = out_sink orelse return invalid_argument;
-    out.* = c.sinkOpen(wake, wake_context) catch |err| return statusFromError(err).int();
+    if (flags & ~sink_flag_relays != 0) return invalid_argument;
+    out.* = c.sinkOpen(wake, wake_context, flags & sink_flag_relays != 0) catch |err| return statusFromError(err).int();
     return Status.ok.int();
+}
+
+pub export fn refscope_sink_generation(counter: ?*Counter, sink: u32, out_generation: ?*u32) i32 {
+    const c = counter orelse return invalid_argument;
+    const out = out_generation orelse return invalid_argument;
+    out.* = c.sinkGeneration(sink) catch |err| return statusFromError(err).int();
+    return Status.ok.int();
+}
+
+/// Moves the sinks owed a relayed wake into `out_sinks` (room for `REFSCOPE_SINKS_MAX`)
+/// and returns how many.
+pub export fn refscope_relay_take(counter: ?*Counter, out_sinks: ?[*]u32, capacity: u32) i32 {
+    const c = counter orelse return invalid_argument;
+    const out = out_sinks orelse return invalid_argument;
+    if (capacity < queue_module.sink_count_max) return invalid_argument;
+    return @intCast(c.takeRelay(out[0..queue_module.sink_count_max]));
 }
 
 pub export fn refscope_sink_release(counter: ?*Counter, sink: u32) i32 {
@@ -398,9 +446,9 @@ pub export fn refscope_object_lend(counter: ?*Counter, id: f64, caller: u32) i32
     return Status.ok.int();
 }
 
-pub export fn refscope_object_borrow(counter: ?*Counter, id: f64, lender: u32, caller: u32) i32 {
+pub export fn refscope_object_borrow(counter: ?*Counter, id: f64, lender: u32, lender_generation: u32, caller: u32) i32 {
     const c = counter orelse return invalid_argument;
-    c.borrow(id, lender, caller) catch |err| return statusFromError(err).int();
+    c.borrowFrom(id, lender, lender_generation, caller) catch |err| return statusFromError(err).int();
     return Status.ok.int();
 }
 
@@ -495,6 +543,7 @@ test {
     _ = @import("table_test.zig");
     _ = @import("queue.zig");
     _ = @import("registry.zig");
+    _ = @import("lifecycle.zig");
     _ = @import("counter_test.zig");
     _ = @import("model_test.zig");
     _ = @import("header_test.zig");

@@ -25,6 +25,7 @@ const queue_module = @import("queue.zig");
 const dispatcher = @import("dispatcher.zig");
 const registry = @import("registry.zig");
 const thread_exit = @import("thread_exit.zig");
+const lifecycle = @import("lifecycle.zig");
 
 const List = pool_module.List;
 const Table = table_module.Table;
@@ -44,6 +45,12 @@ pub const Error = table_module.Error || error{
     WrongThread,
     /// The operating system refused a resource (the dispatcher thread).
     SystemResources,
+    /// The counter has its maximum of participants (`queue.sink_count_max`).
+    ParticipantLimit,
+    /// The calling thread takes part in its maximum of counters (`thread_exit`).
+    ThreadLimit,
+    /// The process has its maximum of open counters (`registry.slot_count`).
+    CounterLimit,
 };
 
 /// What a successful mutation asks of its caller.
@@ -51,9 +58,19 @@ pub const Outcome = enum {
     ok,
     /// Tokens arrived for `caller` and no wake was sent for them: drain that sink.
     drain,
+    /// Wake-less sinks are owed wakes that the caller (a relaying sink) must pass on:
+    /// take them with `takeRelay`.
+    relay,
+    /// Both.
+    drain_relay,
+
+    fn of(routed: queue_module.Routed) Outcome {
+        if (routed.drain_caller) return if (routed.relay_caller) .drain_relay else .drain;
+        return if (routed.relay_caller) .relay else .ok;
+    }
 };
 
-pub const State = enum(u8) { open, closing, closed };
+pub const State = lifecycle.CounterState;
 
 pub const Stats = struct {
     objects_live: u64,
@@ -71,10 +88,17 @@ pub const Stats = struct {
     tokens_discarded: u64,
     /// Bytes the table has allocated for entries and callbacks (capacity, not use).
     memory_bytes: u64,
+    /// Wakers let go while inside a wake call that has not returned (see `lifecycle.zig`):
+    /// each holds the counter's memory, and nothing else, until it returns.
+    wakers_blocked: u64,
 };
 
 /// One object in a snapshot.
 pub const Record = struct { id: Id, info: table_module.Info };
+
+/// Set on the library's own threads (the dispatcher, the wakers), where some calls would
+/// deadlock or join the calling thread.
+pub threadlocal var on_library_thread: bool = false;
 
 const no_shard = std.math.maxInt(u32);
 threadlocal var thread_shard: u32 = no_shard;
@@ -104,6 +128,8 @@ pub const Counter = struct {
     thread: std.Thread = undefined,
     /// Zero unless the dispatcher is running; see `dispatcher.main`.
     dispatcher_thread_id: std.atomic.Value(std.Thread.Id) = .init(0),
+    /// Wakers let go while inside a wake (`Stats.wakers_blocked`).
+    wakers_blocked: u64 = 0,
     /// The registry key other threads attach with.
     key: f64 = 0,
     /// Holds on the counter's memory: the opener's (until `destroy`), one per open sink, and
@@ -121,7 +147,7 @@ pub const Counter = struct {
         const counter = try allocator.create(Counter);
         errdefer allocator.destroy(counter);
         counter.* = .{ .allocator = allocator, .table = Table.init(allocator) };
-        counter.key = registry.add(counter) orelse return error.Limit;
+        counter.key = registry.add(counter) orelse return error.CounterLimit;
         errdefer registry.remove(counter.key);
         counter.thread = std.Thread.spawn(.{}, dispatcher.main, .{counter}) catch
             return error.SystemResources;
@@ -131,18 +157,22 @@ pub const Counter = struct {
     pub const Attached = struct { counter: *Counter, sink: u32 };
 
     /// Attaches the calling thread to the open counter registered under `key`, opening a
-    /// sink for it. Closed when the key names no counter, or a counter no longer open.
-    pub fn attach(key: f64, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque) Error!Attached {
-        const opened = registry.with(key, openSinkRegistered, .{ wake, wake_context }) orelse return error.Closed;
+    /// sink for it (see `sinkOpen`). Closed when the key names no counter, or a counter no
+    /// longer open.
+    pub fn attach(key: f64, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, relays: bool) Error!Attached {
+        // Room for the thread-exit record first, so that nothing is opened that would have
+        // to be undone (a sink may already be owed a wake by the time it is tracked).
+        try thread_exit.reserve(hooks);
+        const opened = registry.with(key, openSinkRegistered, .{ wake, wake_context, relays }) orelse return error.Closed;
         const attached = try opened;
         // The new sink holds the counter, so it outlives the registry lock.
-        try attached.counter.trackSink(attached.sink);
+        attached.counter.trackSink(attached.sink);
         return attached;
     }
 
-    fn openSinkRegistered(opaque_counter: *anyopaque, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque) Error!Attached {
+    fn openSinkRegistered(opaque_counter: *anyopaque, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, relays: bool) Error!Attached {
         const counter: *Counter = @ptrCast(@alignCast(opaque_counter));
-        return .{ .counter = counter, .sink = try counter.openSink(wake, wake_context) };
+        return .{ .counter = counter, .sink = try counter.openSink(wake, wake_context, relays) };
     }
 
     /// Starts shutdown without blocking: deletes every live object, refuses further
@@ -158,7 +188,7 @@ pub const Counter = struct {
         assert(counter.state == .open);
         var released: List = .{};
         counter.table.releaseAll(&released);
-        counter.state = .closing;
+        lifecycle.transition(State, &counter.state, .closing);
         const outcome = counter.route(&released, caller);
         // The dispatcher must see the state change even when nothing was queued.
         counter.condition.signal();
@@ -188,12 +218,16 @@ pub const Counter = struct {
         if (counter.state == .open) _ = counter.closeLocked(sink_none);
         counter.unlockAll();
 
+        // Never the dispatcher joining itself: `destroy` refuses it, and no thread-exit hook
+        // runs on a library thread (`destroyOnThreadExit` refuses them).
         counter.thread.join();
-        counter.lock();
+        // Every lock, as for every hold dropped: a thread that dropped another hold may still
+        // be inside its own every-lock section, and the memory must outlive that.
+        counter.lockAll();
         assert(counter.state == .closed and counter.queue.native.len == 0);
         counter.destroyed = true;
         const last = counter.dropHold();
-        counter.mutex.unlock();
+        counter.unlockAll();
         if (last) counter.deallocate();
     }
 
@@ -249,6 +283,9 @@ pub const Counter = struct {
         return thread_shard;
     }
 
+    /// Drops one hold; true if it was the last, when the caller must `deallocate` once it
+    /// has let go of every lock. Called with every lock held (`lockAll`): the memory must
+    /// outlive any other thread's every-lock section, which may have just dropped a hold.
     pub fn dropHold(counter: *Counter) bool {
         counter.holds -= 1;
         return counter.holds == 0;
@@ -271,45 +308,86 @@ pub const Counter = struct {
         return counter.state;
     }
 
-    /// Opens a sink for the calling thread: an outbox of tokens, and the wake that tells
-    /// the thread to drain it. `wake` may be null for an owner that polls. The sink is
-    /// closed for the thread if the thread exits first.
-    pub fn sinkOpen(counter: *Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque) Error!u32 {
-        const sink = try counter.openSink(wake, wake_context);
-        try counter.trackSink(sink);
+    /// Opens a sink for the calling thread: an outbox of tokens, and how its owner learns
+    /// to drain it. With `wake`, a waker thread calls it (with no lock held) once per
+    /// batch; without, the owner polls, or relies on relaying sinks (`relays`: an owner that
+    /// passes on the wakes owed to wake-less sinks, see `lifecycle.zig`). The sink is closed
+    /// for the thread if the thread exits first.
+    pub fn sinkOpen(counter: *Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, relays: bool) Error!u32 {
+        try thread_exit.reserve(hooks);
+        const sink = try counter.openSink(wake, wake_context, relays);
+        counter.trackSink(sink);
         return sink;
     }
 
-    fn openSink(counter: *Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque) Error!u32 {
+    fn openSink(counter: *Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, relays: bool) Error!u32 {
         counter.lockAll();
         defer counter.unlockAll();
         try counter.checkOpen(sink_none);
-        const sink = try counter.queue.sinkOpen(wake, wake_context);
+        const sink = try counter.queue.sinkOpen(wake, wake_context, relays);
         if (wake != null) {
-            // The waker starts by taking the mutex, so it waits until this call is done.
-            const thread = std.Thread.spawn(.{ .stack_size = dispatcher.waker_stack_size }, dispatcher.waker, .{ counter, sink }) catch {
-                counter.queue.sinks[sink].waker_running = false;
-                _ = counter.queue.sinkClose(&counter.table.callbacks, sink);
+            counter.startWaker(sink) catch |err| {
+                _ = counter.queue.sinkStop(&counter.table.callbacks, sink);
                 counter.queue.sinkFree(sink);
-                return error.SystemResources;
+                return err;
             };
-            thread.detach();
-            counter.holds += 1; // The waker's.
         }
         counter.holds += 1; // The sink's.
+        if (relays and wake != null and counter.queue.relay_owed != 0) {
+            // Wakes owed to wake-less sinks found no relay until now.
+            var routed: queue_module.Routed = .{};
+            counter.queue.armRelay(&routed);
+            counter.signalWakers(routed.wake_sinks);
+        }
         return sink;
     }
 
-    /// Registers the sink with the calling thread's exit hook. Runs with no lock held: the
-    /// hook may consult the registry and other counters.
-    fn trackSink(counter: *Counter, sink: u32) Error!void {
+    fn startWaker(counter: *Counter, sink: u32) Error!void {
+        const waker = try counter.allocator.create(queue_module.Waker);
+        waker.* = .{ .sink = sink };
+        // The waker starts by taking the mutex, so it waits until the caller is done.
+        const thread = std.Thread.spawn(.{ .stack_size = dispatcher.waker_stack_size }, dispatcher.waker, .{ counter, waker }) catch {
+            counter.allocator.destroy(waker);
+            return error.SystemResources;
+        };
+        thread.detach();
+        counter.queue.sinks[sink].waker = waker;
+        counter.holds += 1; // The waker's.
+    }
+
+    /// Lets a sink's waker go: it exits at its next look, touching no slot, and frees its
+    /// own record. One let go inside a wake call is counted until that call returns.
+    fn letWakerGo(counter: *Counter, sink: u32) void {
+        const waker = counter.queue.sinks[sink].waker orelse return;
+        counter.queue.sinks[sink].waker = null;
+        waker.let_go = true;
+        if (waker.calling) counter.wakers_blocked += 1;
+        waker.condition.signal();
+    }
+
+    /// Records the sink with the calling thread's exit hook, in the room `reserve` made.
+    /// Runs with no lock held: the hook's bookkeeping may consult the registry.
+    fn trackSink(counter: *Counter, sink: u32) void {
         counter.lock();
         const generation = counter.queue.sinks[sink].generation;
         counter.mutex.unlock();
-        if (thread_exit.track(counter.key, sink, generation, hooks)) return;
-        // No wake can be in flight yet: nothing has been routed to the new sink.
-        assert(counter.sinkClose(sink) catch unreachable == .closed);
-        return error.Limit;
+        thread_exit.record(counter.key, sink, generation);
+    }
+
+    /// The sink's generation, which tells it apart from the slot's earlier participants.
+    pub fn sinkGeneration(counter: *Counter, sink: u32) Error!u32 {
+        counter.lock();
+        defer counter.mutex.unlock();
+        if (!counter.queue.isSink(sink)) return error.InvalidArgument;
+        return counter.queue.sinks[sink].generation;
+    }
+
+    /// Moves the wake-less sinks owed a wake into `out`, for the caller to wake them; see
+    /// `Outcome.relay`.
+    pub fn takeRelay(counter: *Counter, out: []u32) usize {
+        counter.lock();
+        defer counter.mutex.unlock();
+        return counter.queue.takeRelay(out);
     }
 
     /// Releases every reference the sink holds, on its behalf, and hands over every
@@ -326,51 +404,59 @@ pub const Counter = struct {
 
     pub const SinkClosed = enum {
         closed,
-        /// Its waker is still running (perhaps inside a wake to the caller's own thread):
-        /// call again, after letting that wake run, to finish.
+        /// Its waker is inside a wake call (perhaps to the caller's own thread): call
+        /// again, after letting that wake run, to finish.
         pending,
     };
 
     /// Closes the sink: releases what it still holds (as `sinkRelease`), drops its
-    /// undelivered tokens, refuses it new ones, and stops its waker. Once the waker has
-    /// exited, frees the slot and drops the sink's hold on the counter, which may free the
-    /// counter: the caller must not use it afterwards unless it holds another hold. Until
-    /// then it returns `pending` and must be called again; the wake callback may be freed
-    /// only after `closed`. Never waits: the waker may be blocked in a wake to the caller.
+    /// undelivered tokens, refuses it new ones, and stops its waker. Once the waker is out
+    /// of any wake call, frees the slot and drops the sink's hold on the counter, which may
+    /// free the counter: the caller must not use it afterwards unless it holds another
+    /// hold. Until then it returns `pending` and must be called again; the wake callback
+    /// may be freed only after `closed`. Never waits: the waker may be inside a wake to the
+    /// caller.
     pub fn sinkClose(counter: *Counter, sink: u32) Error!SinkClosed {
         counter.lockAll();
         if (!counter.queue.isSinkSlot(sink)) {
             counter.unlockAll();
             return error.InvalidArgument;
         }
-        counter.startSinkClose(sink);
-        if (counter.queue.sinks[sink].waker_running) {
+        counter.stopSink(sink);
+        const slot = &counter.queue.sinks[sink];
+        const calling = if (slot.waker) |waker| waker.calling else false;
+        if (calling) {
             counter.unlockAll();
             return .pending;
         }
-        const last = counter.finishSinkClose(sink);
+        const last = counter.freeSink(sink);
         counter.unlockAll();
         if (last) counter.deallocate();
         return .closed;
     }
 
-    fn startSinkClose(counter: *Counter, sink: u32) void {
-        if (counter.queue.sinks[sink].closing) return;
+    /// Ends an open sink's participation (`open` → `closing`): releases what it holds and
+    /// stops its deliveries. A closing sink is left as it is.
+    fn stopSink(counter: *Counter, sink: u32) void {
+        const slot = &counter.queue.sinks[sink];
+        if (slot.state != .open) return;
         var released: List = .{};
         counter.table.sinkRelease(sink, &released);
-        counter.tokens_discarded += counter.queue.sinkClose(&counter.table.callbacks, sink);
-        // Routed after the close began, so this sink's own tokens are dropped, not queued.
+        counter.tokens_discarded += counter.queue.sinkStop(&counter.table.callbacks, sink);
+        // Closing first, so that this sink's own tokens are dropped, not queued, and that it
+        // is not chosen to relay.
         _ = counter.route(&released, table_module.sink_none);
-        counter.queue.sinks[sink].condition.signal(); // Its waker exits.
     }
 
-    /// Frees the sink's slot and drops its hold; true if that was the last hold.
-    pub fn finishSinkClose(counter: *Counter, sink: u32) bool {
+    /// Lets the waker go, frees the slot and drops its hold; true if that was the last.
+    fn freeSink(counter: *Counter, sink: u32) bool {
+        counter.letWakerGo(sink);
         counter.queue.sinkFree(sink);
         return counter.dropHold();
     }
 
-    /// `thread_exit` hook: the thread that opened the sink exited without closing it.
+    /// `thread_exit` hook: the thread that opened the sink exited without closing it. The
+    /// slot is freed at once, even if its waker is inside a wake that never returns.
     fn closeAbandoned(key: f64, sink: u32, generation: u32) void {
         const counter = registry.with(key, closeAbandonedRegistered, .{ sink, generation }) orelse return;
         if (counter) |last| last.deallocate();
@@ -381,19 +467,18 @@ pub const Counter = struct {
         counter.lockAll();
         defer counter.unlockAll();
         if (!counter.queue.isSinkGeneration(sink, generation)) return null;
-        counter.startSinkClose(sink);
-        if (counter.queue.sinks[sink].waker_running) {
-            // Its thread is gone and cannot retry: the waker finishes the close.
-            counter.queue.sinks[sink].abandoned = true;
-            return null;
-        }
-        return if (counter.finishSinkClose(sink)) counter else null;
+        counter.stopSink(sink);
+        return if (counter.freeSink(sink)) counter else null;
     }
 
     /// Closes and destroys the counter if the calling thread exits first (without
     /// `destroy`): for a counter opened by a JS Worker, whose end is the counter's end.
+    /// Refused on the library's own threads (a native callback, a wake): their exit is
+    /// the counter's own doing, and the hook would have the dispatcher join itself.
     pub fn destroyOnThreadExit(counter: *Counter) Error!void {
-        if (!thread_exit.track(counter.key, opener_marker, 0, hooks)) return error.Limit;
+        if (on_library_thread) return error.WrongThread;
+        try thread_exit.reserve(hooks);
+        thread_exit.record(counter.key, opener_marker, 0);
     }
 
     const opener_marker = thread_exit.opener;
@@ -586,6 +671,27 @@ pub const Counter = struct {
         return counter.inShard(id, caller, Table.borrow, .{ id, lender, caller });
     }
 
+    /// Claims a reference that `lender`, in its `generation`, lent: `NoReference` when the
+    /// slot's participant is no longer that one (it ended, and its lends were released),
+    /// so that a stale claim can never take a later participant's lend. A native lender
+    /// (`sink_none`) has no generation.
+    pub fn borrowFrom(counter: *Counter, id: Id, lender: Sink, generation: u32, caller: Sink) Error!void {
+        if (lender == sink_none) return counter.borrow(id, lender, caller);
+        if (lender >= queue_module.sink_count_max) return error.InvalidArgument;
+        const shard = Table.shardOfId(id);
+        counter.lockShard(shard);
+        defer counter.unlockShard(shard);
+        try counter.checkOpen(caller);
+        // A slot's state and generation change only with every lock held: this shard's
+        // lock is enough to read them.
+        if (!counter.queue.isSinkGeneration(lender, generation) or counter.queue.sinks[lender].state != .open) {
+            // The object's own errors come first, as for any other borrow.
+            _ = try counter.table.info(id);
+            return error.NoReference;
+        }
+        return counter.table.borrow(id, lender, caller);
+    }
+
     pub fn free(counter: *Counter, id: Id, caller: Sink) Error!Outcome {
         const shard = Table.shardOfId(id);
         counter.lockShard(shard);
@@ -656,7 +762,7 @@ pub const Counter = struct {
         var sinks_open: u64 = 0;
         for (&counter.queue.sinks) |*sink| {
             sink_tokens_pending += sink.outbox.len;
-            sinks_open += @intFromBool(sink.open);
+            sinks_open += @intFromBool(sink.state != .free);
         }
         return .{
             .objects_live = counter.table.objectsLive(),
@@ -671,6 +777,7 @@ pub const Counter = struct {
             .sinks_open = sinks_open,
             .tokens_discarded = counter.tokens_discarded,
             .memory_bytes = counter.table.memoryBytes(),
+            .wakers_blocked = counter.wakers_blocked,
         };
     }
 
@@ -683,10 +790,16 @@ pub const Counter = struct {
         const routed = counter.queue.route(&counter.table.callbacks, released, caller);
         counter.tokens_discarded += routed.discarded;
         if (routed.signal_dispatcher) counter.condition.signal();
-        var wake_sinks = routed.wake_sinks;
+        counter.signalWakers(routed.wake_sinks);
+        return Outcome.of(routed);
+    }
+
+    /// Signals the waker of each sink in `wake_sinks` (bit i: sink i), which has a wake to
+    /// make.
+    fn signalWakers(counter: *Counter, wake_sinks_initial: u64) void {
+        var wake_sinks = wake_sinks_initial;
         while (wake_sinks != 0) : (wake_sinks &= wake_sinks - 1) {
-            counter.queue.sinks[@ctz(wake_sinks)].condition.signal();
+            counter.queue.sinks[@ctz(wake_sinks)].waker.?.condition.signal();
         }
-        return if (routed.drain_caller) .drain else .ok;
     }
 };

@@ -273,7 +273,7 @@ test "a sink gets one coalesced wake per batch, and its tokens in order" {
     defer counter.destroy() catch unreachable;
 
     var wakes: WakeCount = .{};
-    const sink = try counter.sinkOpen(WakeCount.wake, &wakes);
+    const sink = try counter.sinkOpen(WakeCount.wake, &wakes, false);
     defer closeSink(counter, sink);
     var ids: [1000]Id = undefined;
     for (&ids, 0..) |*id, index| {
@@ -311,7 +311,7 @@ test "a sink gets one coalesced wake per batch, and its tokens in order" {
 /// A thread that attaches by key, borrows a lent reference, and exits without closing its
 /// sink, as a terminated Worker would.
 fn borrowAndExit(key: f64, id: Id, lender: counter_module.Sink, sink_out: *u32) void {
-    const attached = Counter.attach(key, null, null) catch unreachable;
+    const attached = Counter.attach(key, null, null, false) catch unreachable;
     attached.counter.borrow(id, lender, attached.sink) catch unreachable;
     attached.counter.retain(id, attached.sink) catch unreachable;
     sink_out.* = attached.sink;
@@ -337,8 +337,8 @@ test "a thread that exits with its sink open has it closed, and its references r
 
 test "attach: by key only; a sink's close releases what it held; the last hold frees the counter" {
     const counter = try Counter.open(testing.allocator);
-    try testing.expectError(error.Closed, Counter.attach(counter.key + 1, null, null));
-    const attached = try Counter.attach(counter.key, null, null);
+    try testing.expectError(error.Closed, Counter.attach(counter.key + 1, null, null, false));
+    const attached = try Counter.attach(counter.key, null, null, false);
     try testing.expectEqual(counter, attached.counter);
 
     const owned = try counter.create(attached.sink, .{});
@@ -351,7 +351,7 @@ test "attach: by key only; a sink's close releases what it held; the last hold f
     // The opener destroys first; the sink still holds the counter, closed but readable.
     _ = try counter.close(sink_none);
     while (counter.stateGet() != .closed) std.Thread.yield() catch {};
-    try testing.expectError(error.Closed, Counter.attach(counter.key, null, null));
+    try testing.expectError(error.Closed, Counter.attach(counter.key, null, null, false));
     _ = owned;
     try counter.destroy();
     // The sink's close is the last hold: it frees the counter (the allocator checks).
@@ -409,7 +409,7 @@ test "calls made while the dispatcher exits find the counter closed" {
 
 /// Attaches and, once `count` threads have, exits with its sink open.
 fn attachAndExit(key: f64, attached: *Latch, count: u32) void {
-    _ = Counter.attach(key, null, null) catch unreachable;
+    _ = Counter.attach(key, null, null, false) catch unreachable;
     attached.add();
     attached.waitFor(count) catch unreachable;
 }
@@ -462,7 +462,7 @@ const Gate = struct {
 /// Attaches, lends a new object with a token registered on it, and exits with its sink
 /// open once its waker is blocked in a wake that the object's release caused.
 fn lendAndExitInWake(key: f64, gate: *Gate, lent: *Latch, id_out: *Id, sink_out: *u32) void {
-    const attached = Counter.attach(key, Gate.wake, gate) catch unreachable;
+    const attached = Counter.attach(key, Gate.wake, gate, false) catch unreachable;
     const counter = attached.counter;
     const id = counter.create(attached.sink, .{}) catch unreachable;
     _ = counter.register(id, attached.sink, .out_of_scope, .{ .sink = .{ .sink = attached.sink, .token = 1 } }) catch unreachable;
@@ -473,10 +473,11 @@ fn lendAndExitInWake(key: f64, gate: *Gate, lent: *Latch, id_out: *Id, sink_out:
     gate.entered.waitFor(1) catch unreachable;
 }
 
-test "a sink abandoned mid-wake is freed by its waker, with every lock held" {
-    // The thread exits while its waker is blocked in a wake, so the waker finishes the
-    // sink's close. Meanwhile calls naming the dead sink hold just a shard's lock and read
-    // the sink's slot: under ThreadSanitizer this checks that the two share a lock.
+test "a sink whose thread exits mid-wake is freed at once; its blocked waker is let go" {
+    // The thread exits while its waker is blocked in a wake (a runtime that never returns
+    // from it): the slot, and everything the sink held, must not wait for that wake.
+    // Meanwhile calls naming the dead sink hold just a shard's lock and read the sink's
+    // slot: under ThreadSanitizer this checks that they share a lock with its freeing.
     const counter = try Counter.open(testing.allocator);
     defer counter.destroy() catch unreachable;
     var gate: Gate = .{};
@@ -489,10 +490,13 @@ test "a sink abandoned mid-wake is freed by its waker, with every lock held" {
     _ = try counter.release(id, sink_none); // Out of scope: the token asks for a wake.
     thread.join();
 
+    // The slot was freed at once, and the waker let go while blocked in its wake.
+    try testing.expectEqual(@as(u64, 0), counter.stats().sinks_open);
+    try testing.expectEqual(@as(u64, 1), counter.stats().wakers_blocked);
     const other = try counter.create(sink_none, .{});
     gate.opened.add();
     var timer = try std.time.Timer.start();
-    while (counter.stats().sinks_open != 0) {
+    while (counter.stats().wakers_blocked != 0) {
         // Many calls between two `stats` (which takes the queue's lock, ordering whatever
         // the waker did before it): most of them overlap the waker's close.
         for (0..256) |_| try testing.expectError(error.InvalidArgument, counter.retain(other, sink));
@@ -503,4 +507,114 @@ test "a sink abandoned mid-wake is freed by its waker, with every lock held" {
     }
     _ = try counter.release(other, sink_none);
     try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+}
+
+/// Opens sinks on `counters` from this thread until it reaches its registration limit,
+/// then checks that one more sink or opener registration is refused with nothing opened.
+fn fillThreadRegistrations(counters: []const *Counter, gate: *Gate, result: *?anyerror) void {
+    fillThreadRegistrationsChecked(counters, gate) catch |err| {
+        result.* = err;
+    };
+}
+
+fn fillThreadRegistrationsChecked(counters: []const *Counter, gate: *Gate) !void {
+    var opened: usize = 0;
+    for (counters[0..2]) |counter| {
+        for (0..64) |_| {
+            _ = try counter.sinkOpen(null, null, false);
+            opened += 1;
+        }
+    }
+    try testing.expectEqual(@as(usize, 128), opened);
+    const last = counters[2];
+    const before = last.stats();
+    // With a wake, so that a waker would be running had the sink been opened first.
+    try testing.expectError(error.ThreadLimit, last.sinkOpen(Gate.wake, gate, true));
+    try testing.expectError(error.ThreadLimit, Counter.attach(last.key, Gate.wake, gate, true));
+    try testing.expectError(error.ThreadLimit, last.destroyOnThreadExit());
+    const after = last.stats();
+    try testing.expectEqual(before.sinks_open, after.sinks_open);
+    try testing.expectEqual(@as(u32, 0), gate.entered.get());
+    // The thread exits now: its 128 sinks are closed for it.
+}
+
+test "a thread at its registration limit is refused with ThreadLimit, and nothing is opened" {
+    var counters: [3]*Counter = undefined;
+    for (&counters) |*counter| counter.* = try Counter.open(testing.allocator);
+    defer for (counters) |counter| counter.destroy() catch unreachable;
+    var gate: Gate = .{};
+    var result: ?anyerror = null;
+    const thread = try std.Thread.spawn(.{}, fillThreadRegistrations, .{ &counters, &gate, &result });
+    thread.join();
+    if (result) |err| return err;
+    for (counters) |counter| try testing.expectEqual(@as(u64, 0), counter.stats().sinks_open);
+}
+
+test "a counter full of participants refuses one more with ParticipantLimit" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+    var sinks: [64]u32 = undefined;
+    for (&sinks) |*sink| sink.* = try counter.sinkOpen(null, null, false);
+    try testing.expectError(error.ParticipantLimit, counter.sinkOpen(null, null, false));
+    try testing.expectError(error.ParticipantLimit, Counter.attach(counter.key, null, null, false));
+    for (sinks) |sink| try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(sink));
+}
+
+const ExitHookFromCallback = struct {
+    counter: *Counter,
+    result: ?counter_module.Error = null,
+    latch: Latch = .{},
+
+    fn callback(_: f64, context: ?*anyopaque) callconv(.c) void {
+        const self: *ExitHookFromCallback = @ptrCast(@alignCast(context.?));
+        self.counter.destroyOnThreadExit() catch |err| {
+            self.result = err;
+        };
+        self.latch.add();
+    }
+};
+
+test "destroy-on-thread-exit from a callback is refused: the dispatcher would join itself" {
+    const counter = try Counter.open(testing.allocator);
+    var hook: ExitHookFromCallback = .{ .counter = counter };
+    const id = try counter.create(sink_none, .{});
+    try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = ExitHookFromCallback.callback, .context = &hook } }));
+    _ = try counter.release(id, sink_none);
+    try hook.latch.waitFor(1);
+    try testing.expectEqual(@as(?counter_module.Error, error.WrongThread), hook.result);
+    _ = try counter.close(sink_none);
+    try counter.destroy(); // The dispatcher exits with no hook that would join it.
+}
+
+test "a lend is claimed only from the participant that made it, not a later one in its slot" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+    const id = try counter.create(sink_none, .{});
+    defer _ = counter.release(id, sink_none) catch unreachable;
+
+    // Participant A borrows a reference and lends it on, then ends: its lend is released.
+    const a = try counter.sinkOpen(null, null, false);
+    const a_generation = try counter.sinkGeneration(a);
+    try counter.retain(id, sink_none);
+    try counter.lend(id, sink_none);
+    try counter.borrowFrom(id, sink_none, 0, a);
+    try counter.lend(id, a);
+    try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(a));
+
+    // B gets the same slot, and lends a reference of its own.
+    const b = try counter.sinkOpen(null, null, false);
+    try testing.expectEqual(a, b);
+    const b_generation = try counter.sinkGeneration(b);
+    try testing.expect(b_generation != a_generation);
+    try counter.retain(id, sink_none);
+    try counter.lend(id, sink_none);
+    try counter.borrowFrom(id, sink_none, 0, b);
+    try counter.lend(id, b);
+
+    // A's stale claim is refused and leaves B's lend where it is; B's own claim works.
+    try testing.expectError(error.NoReference, counter.borrowFrom(id, a, a_generation, sink_none));
+    try testing.expectEqual(@as(u32, 1), (try counter.info(id)).refs_lent);
+    try counter.borrowFrom(id, b, b_generation, sink_none);
+    _ = try counter.release(id, sink_none);
+    try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(b));
 }

@@ -12,12 +12,15 @@
 //! thread may synchronously wait for a waker that may be waking it (see `Counter.sinkClose`).
 //!
 //! On close the dispatcher keeps going until its queue is empty, then marks the counter
-//! closed and exits. A waker exits when its sink closes.
+//! closed and exits. A waker exits when its sink lets it go (see `lifecycle.zig`), at once
+//! if it is waiting, or as soon as a wake call in progress returns.
 
 const std = @import("std");
 const assert = std.debug.assert;
-const Counter = @import("counter.zig").Counter;
+const counter_module = @import("counter.zig");
+const Counter = counter_module.Counter;
 const queue_module = @import("queue.zig");
+const lifecycle = @import("lifecycle.zig");
 
 /// Native callbacks taken per lock acquisition: bounds the time the mutex is held and the
 /// stack this thread uses, while amortising the lock over many callbacks.
@@ -28,6 +31,7 @@ pub const batch_max = 256;
 pub const waker_stack_size = 1024 * 1024;
 
 pub fn main(counter: *Counter) void {
+    counter_module.on_library_thread = true;
     // Release: a thread that reads this id (`Counter.destroy`) compares it with its own,
     // and only the dispatcher itself can ever observe its own id here.
     counter.dispatcher_thread_id.store(std.Thread.getCurrentId(), .release);
@@ -54,40 +58,43 @@ pub fn main(counter: *Counter) void {
     // written with every lock held, taken in the usual order.
     counter.mutex.unlock();
     counter.lockAll();
-    counter.state = .closed;
+    lifecycle.transition(lifecycle.CounterState, &counter.state, .closed);
     // A thread created after this one exits may reuse its id; it must not be mistaken
     // for the dispatcher by `Counter.destroy`.
     counter.dispatcher_thread_id.store(0, .release);
     counter.unlockAll();
 }
 
-/// The waker of `sink`: makes each wake its sink is owed, until the sink closes. Holds the
-/// counter (one hold) while it runs.
-pub fn waker(counter: *Counter, sink: u32) void {
+/// A sink's waker: makes each wake its sink is owed, until the sink lets it go. Holds the
+/// counter (one hold) while it runs, and owns `waker`, which it frees as it exits. It reads
+/// its sink's slot only while not let go: once let go, the slot may belong to another
+/// participant.
+pub fn waker(counter: *Counter, record: *queue_module.Waker) void {
+    counter_module.on_library_thread = true;
     counter.lock();
-    const state = &counter.queue.sinks[sink];
-    while (true) {
+    while (!record.let_go) {
         // A wake is taken only right before it is made: until then, a drain or the sink's
-        // close (its thread exited, its isolate is gone) can still cancel it.
-        const wake = counter.queue.takeWake(sink) orelse {
-            if (state.closing) break;
-            state.condition.wait(&counter.mutex);
+        // close can still cancel it.
+        const wake = counter.queue.takeWake(record.sink) orelse {
+            record.condition.wait(&counter.mutex);
             continue;
         };
+        record.calling = true;
         counter.mutex.unlock();
         wake.function(wake.context);
         counter.lock();
+        record.calling = false;
         counter.wakes_sent += 1;
+        // Let go during the call: it was counted as blocked until now.
+        if (record.let_go) counter.wakers_blocked -= 1;
     }
-    // Freeing the slot (below) writes what calls holding just a shard's lock read
-    // (`Queue.isSink`), so every lock is taken, in the usual order. Until then
-    // `waker_running` keeps anybody else from finishing the close.
+    // Every lock, as for every hold dropped: a thread that has just let this waker go may
+    // still be inside its own every-lock section (unlocking the shards), and the memory
+    // must outlive that.
     counter.mutex.unlock();
     counter.lockAll();
-    state.waker_running = false;
-    // An abandoned sink's close has nobody else to finish it.
-    if (state.abandoned) assert(!counter.finishSinkClose(sink));
     const last = counter.dropHold();
     counter.unlockAll();
+    counter.allocator.destroy(record);
     if (last) counter.deallocate();
 }

@@ -19,6 +19,7 @@ const std = @import("std");
 const abi = @import("abi.zig");
 const counter = @import("counter.zig");
 const table = @import("table.zig");
+const queue = @import("queue.zig");
 
 const c = @cImport(@cInclude("refscope.h"));
 
@@ -92,6 +93,8 @@ fn expectedConstants() []const Constant {
         .{ .name = "REFSCOPE_OBJECT_OUT_OF_SCOPE", .value = abi.object_flag_out_of_scope },
         .{ .name = "REFSCOPE_OBJECT_RECONSTRUCTABLE", .value = abi.object_flag_reconstructable },
         .{ .name = "REFSCOPE_CREATE_RECONSTRUCTABLE", .value = abi.create_flag_reconstructable },
+        .{ .name = "REFSCOPE_SINKS_MAX", .value = queue.sink_count_max },
+        .{ .name = "REFSCOPE_SINK_RELAYS", .value = abi.sink_flag_relays },
         .{ .name = "REFSCOPE_REFUSED", .value = abi.registerResult(false) },
         .{ .name = "REFSCOPE_REGISTERED", .value = abi.registerResult(true) },
         .{ .name = "REFSCOPE_NOT_REMOVED", .value = abi.registerResult(false) },

@@ -1305,7 +1305,7 @@ const Worker = struct {
 
     fn run(worker: *Worker) !void {
         const phases = &worker.stress.phases;
-        if (worker.index < stress_sink_count) worker.sink = try worker.stress.counter.sinkOpen(null, null);
+        if (worker.index < stress_sink_count) worker.sink = try worker.stress.counter.sinkOpen(null, null, false);
         for (worker.stress.shared) |id| try worker.counter().borrow(id, sink_none, worker.sink);
         phases.arrive(.started);
         try phases.wait(.started, stress_thread_count);

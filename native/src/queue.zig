@@ -21,6 +21,8 @@
 const std = @import("std");
 const assert = std.debug.assert;
 const callback = @import("callback.zig");
+const lifecycle = @import("lifecycle.zig");
+pub const SinkState = lifecycle.SinkState;
 
 /// Sinks per counter: one per JS runtime instance (the main thread and each Worker).
 pub const sink_count_max = 64;
@@ -30,28 +32,38 @@ pub const sink_none: u32 = std.math.maxInt(u32);
 pub const WakeFunction = *const fn (context: ?*anyopaque) callconv(.c) void;
 
 pub const Sink = struct {
-    /// The slot is in use: open, or closing.
-    open: bool = false,
-    /// Closed to new tokens and wakes, but not yet free: its waker may still be running.
-    closing: bool = false,
-    /// Closing because its thread exited: the waker finishes the close, as nobody else will.
-    abandoned: bool = false,
-    /// A waker thread serves the sink (it has a wake) and has not exited. The owner may
-    /// free its wake callback only once the sink is closing and this is false.
-    waker_running: bool = false,
-    /// Bumped at each open, so that a closed sink's index reused by a new sink is told
-    /// apart (by the thread-exit hook).
+    /// See `lifecycle.zig`. Written with every lock held: calls holding just a table
+    /// shard's lock read it (`isSink`).
+    state: SinkState = .free,
+    /// Bumped at each open, so that a slot's successive participants are told apart (by
+    /// the thread-exit hook, and by a borrow naming its lender).
     generation: u32 = 0,
     wake: ?WakeFunction = null,
     wake_context: ?*anyopaque = null,
-    /// The waker waits on this, with the counter's mutex.
-    condition: std.Thread.Condition = .{},
+    /// Its owner relays wakes to wake-less sinks (`Queue.relay_owed`) when woken.
+    relays: bool = false,
+    /// The thread that makes this sink's wakes, while one does (only with a wake).
+    waker: ?*Waker = null,
     outbox: callback.List = .{},
     /// A drain is due: a wake was requested or the owner was told to drain. Cleared only
     /// by a drain that finds the outbox empty.
     armed: bool = false,
     /// The waker owes this sink a wake call. Invariant: `wake_requested => armed`.
     wake_requested: bool = false,
+};
+
+/// A waker thread's own record, apart from the slot, so that the slot can be freed and
+/// reused while the waker is still inside a wake call (its participant's thread exited,
+/// and the runtime never returns from that call). Allocated by whoever starts the waker;
+/// freed by the waker itself as it exits. Guarded by the counter's mutex.
+pub const Waker = struct {
+    sink: u32,
+    /// The waker waits on this, with the counter's mutex.
+    condition: std.Thread.Condition = .{},
+    /// Inside a call to the wake function, with no lock held.
+    calling: bool = false,
+    /// The slot let go of it: it exits at its next look, touching no slot.
+    let_go: bool = false,
 };
 
 /// A native callback copied out of its node, to run with no lock held.
@@ -74,6 +86,10 @@ pub const Routed = struct {
     signal_dispatcher: bool = false,
     /// Sinks whose wakers have a wake to make (bit i: sink i).
     wake_sinks: u64 = 0,
+    /// Wake-less sinks were newly owed a wake (`Queue.relay_owed`), and the caller is a
+    /// relaying sink: it must take them (`takeRelay`) and pass them on. (When the caller is
+    /// not, a relaying sink with a wake was armed instead, in `wake_sinks`.)
+    relay_caller: bool = false,
     /// Tokens dropped because their sink is closed.
     discarded: u32 = 0,
 };
@@ -81,36 +97,37 @@ pub const Routed = struct {
 pub const Queue = struct {
     native: callback.List = .{},
     sinks: [sink_count_max]Sink = [_]Sink{.{}} ** sink_count_max,
+    /// Wake-less sinks that are owed a wake (bit i: sink i), until a relaying owner takes
+    /// them (`takeRelay`) and wakes them itself.
+    relay_owed: u64 = 0,
 
     comptime {
         assert(sink_count_max <= @bitSizeOf(@FieldType(Routed, "wake_sinks")));
     }
 
-    pub fn sinkOpen(queue: *Queue, wake: ?WakeFunction, wake_context: ?*anyopaque) error{Limit}!u32 {
+    pub fn sinkOpen(queue: *Queue, wake: ?WakeFunction, wake_context: ?*anyopaque, relays: bool) error{ParticipantLimit}!u32 {
         for (&queue.sinks, 0..) |*sink, index| {
-            if (sink.open) continue;
-            assert(sink.outbox.len == 0 and !sink.armed and !sink.wake_requested and !sink.waker_running);
-            const generation = sink.generation +% 1; // A temporary: `sink.*` is being written.
-            sink.* = .{
-                .open = true,
-                .generation = generation,
-                .wake = wake,
-                .wake_context = wake_context,
-                .waker_running = wake != null,
-            };
+            if (sink.state != .free) continue;
+            assert(sink.outbox.len == 0 and !sink.armed and !sink.wake_requested and sink.waker == null);
+            assert(queue.relay_owed & bit(@intCast(index)) == 0);
+            lifecycle.transition(SinkState, &sink.state, .open);
+            sink.generation +%= 1;
+            sink.wake = wake;
+            sink.wake_context = wake_context;
+            sink.relays = relays;
             return @intCast(index);
         }
-        return error.Limit;
+        return error.ParticipantLimit;
     }
 
-    /// An open sink, not closing.
+    /// An open sink: it holds references and receives tokens.
     pub fn isSink(queue: *const Queue, sink: u32) bool {
-        return sink < sink_count_max and queue.sinks[sink].open and !queue.sinks[sink].closing;
+        return sink < sink_count_max and queue.sinks[sink].state == .open;
     }
 
-    /// A slot in use: open, or closing with a wake in flight.
+    /// A slot in use: open, or closing while its waker is inside a wake.
     pub fn isSinkSlot(queue: *const Queue, sink: u32) bool {
-        return sink < sink_count_max and queue.sinks[sink].open;
+        return sink < sink_count_max and queue.sinks[sink].state != .free;
     }
 
     pub fn isSinkGeneration(queue: *const Queue, sink: u32, generation: u32) bool {
@@ -126,6 +143,7 @@ pub const Queue = struct {
     /// destination (so each object's callbacks keep their registration order).
     pub fn route(queue: *Queue, pool: *callback.Pool, released: *callback.List, caller_sink: u32) Routed {
         var routed: Routed = .{};
+        var relay_added = false;
         while (true) {
             const index = released.pop(pool);
             if (index == callback.nil) break;
@@ -150,13 +168,54 @@ pub const Queue = struct {
                     } else if (sink.wake != null) {
                         assert(!sink.wake_requested);
                         sink.wake_requested = true;
-                        routed.wake_sinks |= @as(u64, 1) << @intCast(target.sink);
+                        routed.wake_sinks |= bit(target.sink);
+                    } else {
+                        relay_added = true;
+                        queue.relay_owed |= bit(target.sink);
                     }
                 },
             }
         }
         assert(released.len == 0);
+        if (relay_added) {
+            if (queue.isSink(caller_sink) and queue.sinks[caller_sink].relays) {
+                routed.relay_caller = true;
+            } else {
+                queue.armRelay(&routed);
+            }
+        }
         return routed;
+    }
+
+    /// Asks a relaying sink with a wake to take the wakes owed to wake-less sinks: arms it
+    /// as a token would. When none is open, the owed wakes wait for a relaying sink to take
+    /// them (a later caller, a wake-less owner draining on its own, or one that opens).
+    pub fn armRelay(queue: *Queue, routed: *Routed) void {
+        for (&queue.sinks, 0..) |*sink, index| {
+            if (sink.state != .open or !sink.relays or sink.wake == null) continue;
+            // Already armed: a drain is due, and its owner takes the relayed wakes after it.
+            if (sink.armed) return;
+            sink.armed = true;
+            sink.wake_requested = true;
+            routed.wake_sinks |= bit(@intCast(index));
+            return;
+        }
+    }
+
+    /// Moves the open sinks owed a relayed wake into `out` (at least `sink_count_max`
+    /// long), clearing them; returns how many.
+    pub fn takeRelay(queue: *Queue, out: []u32) usize {
+        assert(out.len >= sink_count_max);
+        var owed = queue.relay_owed;
+        queue.relay_owed = 0;
+        var count: usize = 0;
+        while (owed != 0) : (owed &= owed - 1) {
+            const sink: u32 = @ctz(owed);
+            if (!queue.isSink(sink)) continue;
+            out[count] = sink;
+            count += 1;
+        }
+        return count;
     }
 
     /// Pops up to `jobs.len` native callbacks, returning their nodes to the pool.
@@ -180,8 +239,8 @@ pub const Queue = struct {
     /// sink stays armed until drained empty.
     pub fn takeWake(queue: *Queue, sink_index: u32) ?Wake {
         const sink = &queue.sinks[sink_index];
-        if (!sink.wake_requested or sink.closing) return null;
-        assert(sink.armed and sink.open);
+        if (!sink.wake_requested or sink.state != .open) return null;
+        assert(sink.armed);
         sink.wake_requested = false;
         return .{ .function = sink.wake.?, .context = sink.wake_context };
     }
@@ -209,28 +268,29 @@ pub const Queue = struct {
         return count;
     }
 
-    /// Starts closing a sink: drops its undelivered tokens, cancels a wake it is owed, and
-    /// refuses it new tokens and wakes. Returns how many tokens were dropped. The slot is
-    /// freed by `sinkFree` once its waker has exited (the caller signals the waker).
-    pub fn sinkClose(queue: *Queue, pool: *callback.Pool, sink_index: u32) u32 {
-        assert(queue.isSinkSlot(sink_index));
+    /// Ends a sink's deliveries: drops its undelivered tokens, cancels a wake it is owed
+    /// (by its waker or by a relay), and disarms it: `open` → `closing` (see
+    /// `lifecycle.zig`), refused new tokens from then on. Returns how many tokens were
+    /// dropped.
+    pub fn sinkStop(queue: *Queue, pool: *callback.Pool, sink_index: u32) u32 {
+        assert(queue.isSink(sink_index));
         const sink = &queue.sinks[sink_index];
-        if (sink.closing) return 0;
+        lifecycle.transition(SinkState, &sink.state, .closing);
         const dropped = sink.outbox.len;
         sink.outbox.clear(pool);
         sink.wake_requested = false;
         sink.armed = false;
-        sink.closing = true;
+        queue.relay_owed &= ~bit(sink_index);
         return dropped;
     }
 
-    /// Frees the slot for a later `sinkOpen`. Only `open` changes: `closing` stays set, so
-    /// that a thread that reads the sink without the queue's lock (holding just a table
-    /// shard's) never sees it as open.
+    /// Frees the slot for a later `sinkOpen`. Its waker, if any, must have been let go.
     pub fn sinkFree(queue: *Queue, sink_index: u32) void {
         const sink = &queue.sinks[sink_index];
-        assert(sink.open and sink.closing and !sink.waker_running and sink.outbox.len == 0);
-        sink.open = false;
+        assert(sink.waker == null and sink.outbox.len == 0 and !sink.armed);
+        lifecycle.transition(SinkState, &sink.state, .free);
+        sink.wake = null;
+        sink.wake_context = null;
     }
 
     /// Returns every queued node to the pool, for teardown after the dispatcher has exited
@@ -246,8 +306,13 @@ pub const Queue = struct {
             const generation = sink.generation;
             sink.* = .{ .generation = generation };
         }
+        queue.relay_owed = 0;
     }
 };
+
+fn bit(sink: u32) u64 {
+    return @as(u64, 1) << @intCast(sink);
+}
 
 const testing = std.testing;
 
@@ -268,7 +333,7 @@ test "one wake per batch: the first token arms the sink, a drain to empty disarm
     var pool: callback.Pool = .{};
     defer pool.deinit(testing.allocator);
     var queue: Queue = .{};
-    const sink = try queue.sinkOpen(noopWake, null);
+    const sink = try queue.sinkOpen(noopWake, null, false);
     var tokens: [8]u32 = undefined;
 
     var first = try releasedList(&pool, &.{ .{ .sink = .{ .sink = sink, .token = 1 } }, .{ .sink = .{ .sink = sink, .token = 2 } } });
@@ -295,7 +360,7 @@ test "an owner that drains before its wake is made cancels the wake, and is woke
     var pool: callback.Pool = .{};
     defer pool.deinit(testing.allocator);
     var queue: Queue = .{};
-    const sink = try queue.sinkOpen(noopWake, null);
+    const sink = try queue.sinkOpen(noopWake, null, false);
     var tokens: [8]u32 = undefined;
 
     // A token from another thread owes a wake; the waker has not made it yet when the
@@ -319,7 +384,7 @@ test "the calling sink is told to drain instead of being woken; a closing sink d
     var pool: callback.Pool = .{};
     defer pool.deinit(testing.allocator);
     var queue: Queue = .{};
-    const sink = try queue.sinkOpen(noopWake, null);
+    const sink = try queue.sinkOpen(noopWake, null, false);
     var tokens: [8]u32 = undefined;
 
     var list = try releasedList(&pool, &.{
@@ -335,9 +400,48 @@ test "the calling sink is told to drain instead of being woken; a closing sink d
     try testing.expect(queue.isIdle());
 
     var late = try releasedList(&pool, &.{.{ .sink = .{ .sink = sink, .token = 2 } }});
-    _ = queue.sinkClose(&pool, sink);
-    try testing.expectEqual(Routed{ .discarded = 1 }, queue.route(&pool, &late, sink_none));
-    queue.sinks[sink].waker_running = false; // As the waker does when it sees the close.
+    _ = queue.sinkStop(&pool, sink);
     queue.sinkFree(sink);
+    try testing.expectEqual(Routed{ .discarded = 1 }, queue.route(&pool, &late, sink_none));
+    try testing.expectEqual(@as(usize, 0), pool.countInUse());
+}
+
+test "a wake-less sink is woken through a relay: the relaying caller, or else a relaying sink's wake" {
+    var pool: callback.Pool = .{};
+    defer pool.deinit(testing.allocator);
+    var queue: Queue = .{};
+    const main = try queue.sinkOpen(noopWake, null, true); // a runtime's main thread
+    const worker = try queue.sinkOpen(null, null, true); // a Worker: no wake function
+    var tokens: [8]u32 = undefined;
+    var relayed: [sink_count_max]u32 = undefined;
+
+    // The main thread's own release: it is told to relay, and nobody is woken natively.
+    var first = try releasedList(&pool, &.{.{ .sink = .{ .sink = worker, .token = 1 } }});
+    try testing.expectEqual(Routed{ .relay_caller = true }, queue.route(&pool, &first, main));
+    try testing.expectEqual(@as(usize, 1), queue.takeRelay(&relayed));
+    try testing.expectEqual(worker, relayed[0]);
+    try testing.expectEqual(@as(usize, 0), queue.takeRelay(&relayed));
+
+    // Still armed (not drained): a second token rides on the first relay.
+    var second = try releasedList(&pool, &.{.{ .sink = .{ .sink = worker, .token = 2 } }});
+    try testing.expectEqual(Routed{}, queue.route(&pool, &second, sink_none));
+    try testing.expectEqual(@as(usize, 2), queue.drain(&pool, worker, &tokens));
+    try testing.expectEqual(@as(usize, 0), queue.drain(&pool, worker, &tokens));
+
+    // A native thread's release: the relaying sink with a wake is woken to pass it on.
+    var third = try releasedList(&pool, &.{.{ .sink = .{ .sink = worker, .token = 3 } }});
+    try testing.expectEqual(Routed{ .wake_sinks = wakeBit(main) }, queue.route(&pool, &third, sink_none));
+    try testing.expect(queue.takeWake(main) != null);
+    try testing.expectEqual(@as(usize, 0), queue.drain(&pool, main, &tokens));
+    try testing.expectEqual(@as(usize, 1), queue.takeRelay(&relayed));
+
+    // A sink that stops is no longer owed anything.
+    var fourth = try releasedList(&pool, &.{.{ .sink = .{ .sink = worker, .token = 4 } }});
+    _ = queue.route(&pool, &fourth, main);
+    try testing.expectEqual(@as(u32, 2), queue.sinkStop(&pool, worker));
+    queue.sinkFree(worker);
+    try testing.expectEqual(@as(usize, 0), queue.takeRelay(&relayed));
+    try testing.expectEqual(@as(u32, 0), queue.sinkStop(&pool, main));
+    queue.sinkFree(main);
     try testing.expectEqual(@as(usize, 0), pool.countInUse());
 }

@@ -27,7 +27,9 @@ const Registration = struct { key: f64, sink: u32, generation: u32 };
 /// The `sink` of a registration that stands for the counter's opener (see
 /// `Counter.destroyOnThreadExit`) rather than for one of its sinks.
 pub const opener: u32 = std.math.maxInt(u32);
-const registrations_max = 64;
+/// Registrations one thread may hold at once: one per sink it opened, one per counter it
+/// opened (a JS thread that opens a counter uses two).
+pub const registrations_max = 128;
 
 /// The sinks one thread opened (some may have been closed since).
 const ThreadSinks = struct {
@@ -123,37 +125,46 @@ fn createSlot() void {
     slot_ok = Slot.create();
 }
 
-/// Records that the calling thread opened the sink. False when it cannot be tracked (too
-/// many sinks opened on this thread, or no memory): the caller should then refuse the sink.
-pub fn track(registration_key: f64, sink: u32, generation: u32, counter_hooks: Hooks) bool {
-    if (!supported) return true;
+/// Makes room in the calling thread's record for one more registration, which `record`
+/// then fills: reserve, then commit, so that a caller never has to undo what it opened
+/// because it could not be tracked. `ThreadLimit` when this thread already takes part in
+/// `registrations_max` counters that are still open; `OutOfMemory` when no record could be
+/// made.
+pub fn reserve(counter_hooks: Hooks) error{ ThreadLimit, OutOfMemory }!void {
+    if (!supported) return;
     slot_once.call();
-    if (!slot_ok) return false;
-    const existing = Slot.get();
-    const sinks: *ThreadSinks = if (existing) |pointer| @ptrCast(@alignCast(pointer)) else blk: {
-        const created = std.heap.c_allocator.create(ThreadSinks) catch return false;
+    if (!slot_ok) return error.OutOfMemory;
+    const sinks: *ThreadSinks = if (Slot.get()) |pointer| @ptrCast(@alignCast(pointer)) else blk: {
+        const created = std.heap.c_allocator.create(ThreadSinks) catch return error.OutOfMemory;
         created.* = .{ .hooks = counter_hooks };
         if (!Slot.set(created)) {
             std.heap.c_allocator.destroy(created);
-            return false;
+            return error.OutOfMemory;
         }
         break :blk created;
     };
-    if (sinks.count == registrations_max) {
-        // A thread that opens and closes many counters fills its record with closed sinks:
-        // forget those, keeping every open one.
-        var kept: usize = 0;
-        for (sinks.registrations[0..sinks.count]) |registration| {
-            if (!counter_hooks.is_open(registration.key, registration.sink, registration.generation)) continue;
-            sinks.registrations[kept] = registration;
-            kept += 1;
-        }
-        sinks.count = kept;
-        if (kept == registrations_max) return false;
+    if (sinks.count < registrations_max) return;
+    // A thread that opens and closes many counters fills its record with closed sinks:
+    // forget those, keeping every open one.
+    var kept: usize = 0;
+    for (sinks.registrations[0..sinks.count]) |registration| {
+        if (!counter_hooks.is_open(registration.key, registration.sink, registration.generation)) continue;
+        sinks.registrations[kept] = registration;
+        kept += 1;
     }
+    sinks.count = kept;
+    if (kept == registrations_max) return error.ThreadLimit;
+}
+
+/// Records that the calling thread opened the sink (or, with `opener`, the counter), in
+/// the room that `reserve` made on this thread, with no call in between that could have
+/// used it.
+pub fn record(registration_key: f64, sink: u32, generation: u32) void {
+    if (!supported) return;
+    const sinks: *ThreadSinks = @ptrCast(@alignCast(Slot.get().?));
+    std.debug.assert(sinks.count < registrations_max);
     sinks.registrations[sinks.count] = .{ .key = registration_key, .sink = sink, .generation = generation };
     sinks.count += 1;
-    return true;
 }
 
 fn onThreadExit(value: ?*anyopaque) void {

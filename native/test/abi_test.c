@@ -119,13 +119,13 @@ int main(void) {
     /* A sink borrows a lent reference; the object stays in scope until the borrower lets
      * go, and its reference-deleted callback runs once the entry is erased. */
     refscope_sink sink = 0;
-    CHECK(refscope_sink_open(counter, NULL, NULL, &sink) == REFSCOPE_OK);
+    CHECK(refscope_sink_open(counter, NULL, NULL, 0, &sink) == REFSCOPE_OK);
     refscope_id lent = 0;
     CHECK(refscope_object_create(counter, 8, REFSCOPE_NO_SINK, &lent) == REFSCOPE_OK);
     CHECK(refscope_object_on_deleted(counter, lent, on_out_of_scope, &fired) == REFSCOPE_REGISTERED);
     CHECK(refscope_object_lend(counter, lent, REFSCOPE_NO_SINK) == REFSCOPE_OK);
-    CHECK(refscope_object_borrow(counter, lent, REFSCOPE_NO_SINK, sink) == REFSCOPE_OK);
-    CHECK(refscope_object_borrow(counter, lent, REFSCOPE_NO_SINK, sink) == REFSCOPE_E_NO_REFERENCE);
+    CHECK(refscope_object_borrow(counter, lent, REFSCOPE_NO_SINK, 0, sink) == REFSCOPE_OK);
+    CHECK(refscope_object_borrow(counter, lent, REFSCOPE_NO_SINK, 0, sink) == REFSCOPE_E_NO_REFERENCE);
     CHECK(refscope_object_info(counter, lent, &info) == REFSCOPE_OK);
     CHECK(info.refs_local == 0 && info.refs_borrowed == 1 && info.borrowers == 1);
     refscope_holding holding;
@@ -144,10 +144,10 @@ int main(void) {
         refscope_id shared = 0;
         CHECK(refscope_object_create(counter, 0, REFSCOPE_NO_SINK, &shared) == REFSCOPE_OK);
         for (int i = 0; i < sinks; i++) {
-            CHECK(refscope_sink_open(counter, NULL, NULL, &borrowers[i]) == REFSCOPE_OK);
+            CHECK(refscope_sink_open(counter, NULL, NULL, 0, &borrowers[i]) == REFSCOPE_OK);
             CHECK(refscope_object_retain(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_OK);
             CHECK(refscope_object_lend(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_OK);
-            CHECK(refscope_object_borrow(counter, shared, REFSCOPE_NO_SINK, borrowers[i]) == REFSCOPE_OK);
+            CHECK(refscope_object_borrow(counter, shared, REFSCOPE_NO_SINK, 0, borrowers[i]) == REFSCOPE_OK);
         }
         CHECK(refscope_object_lend(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_OK);
         refscope_holding holdings[sinks + 8];
@@ -164,7 +164,7 @@ int main(void) {
         }
         CHECK(owner_records == 1);
         CHECK(holdings[sinks + 1].sink == 0xaaaaaaaau); /* nothing written past the count */
-        CHECK(refscope_object_borrow(counter, shared, REFSCOPE_NO_SINK, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+        CHECK(refscope_object_borrow(counter, shared, REFSCOPE_NO_SINK, 0, REFSCOPE_NO_SINK) == REFSCOPE_OK);
         CHECK(refscope_object_release(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_OK);
         for (int i = 0; i < sinks; i++) CHECK(refscope_sink_close(counter, borrowers[i]) == REFSCOPE_OK);
         CHECK(refscope_object_info(counter, shared, &info) == REFSCOPE_E_STALE_ID);

@@ -141,7 +141,7 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
     X(null_counter_destroy_is_a_no_op, REFSCOPE_OK, refscope_counter_destroy(NULL))                      \
     X(null_counter_stats, INVALID_ARGUMENT, refscope_counter_stats(NULL, &f->stats))                     \
     X(null_counter_snapshot, INVALID_ARGUMENT, refscope_counter_snapshot(NULL, 0, f->records, 4, &f->next)) \
-    X(null_counter_sink_open, INVALID_ARGUMENT, refscope_sink_open(NULL, NULL, NULL, &f->out_sink))      \
+    X(null_counter_sink_open, INVALID_ARGUMENT, refscope_sink_open(NULL, NULL, NULL, 0, &f->out_sink))      \
     X(null_counter_sink_release, INVALID_ARGUMENT, refscope_sink_release(NULL, f->a))                    \
     X(null_counter_sink_close, INVALID_ARGUMENT, refscope_sink_close(NULL, f->a))                        \
     X(null_counter_sink_drain, INVALID_ARGUMENT, refscope_sink_drain(NULL, f->a, f->tokens, 4))          \
@@ -157,7 +157,7 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
     X(null_counter_lineage_add, INVALID_ARGUMENT, refscope_lineage_add(NULL, &f->live, 1, NO))           \
     X(null_counter_lineage_remove, INVALID_ARGUMENT, refscope_lineage_remove(NULL, &f->live, 1, NO))     \
     X(null_counter_lend, INVALID_ARGUMENT, refscope_object_lend(NULL, f->live, NO))                      \
-    X(null_counter_borrow, INVALID_ARGUMENT, refscope_object_borrow(NULL, f->live, NO, f->b))            \
+    X(null_counter_borrow, INVALID_ARGUMENT, refscope_object_borrow(NULL, f->live, NO, 0, f->b))            \
     X(null_counter_free, INVALID_ARGUMENT, refscope_object_free(NULL, f->live, NO))                      \
     X(null_counter_on_out_of_scope, INVALID_ARGUMENT, refscope_object_on_out_of_scope(NULL, f->live, ignore, NULL)) \
     X(null_counter_on_deleted, INVALID_ARGUMENT, refscope_object_on_deleted(NULL, f->live, ignore, NULL)) \
@@ -171,14 +171,14 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
     /* NULL out-pointers. */                                                                             \
     X(null_out_counter_open, INVALID_ARGUMENT, refscope_counter_open(NULL))                              \
     X(null_out_key, INVALID_ARGUMENT, refscope_counter_key(f->counter, NULL))                            \
-    X(null_out_counter_attach, INVALID_ARGUMENT, refscope_counter_attach(f->key, NULL, NULL, NULL, &f->out_sink)) \
-    X(null_out_sink_attach, INVALID_ARGUMENT, refscope_counter_attach(f->key, NULL, NULL, &f->out_counter, NULL)) \
+    X(null_out_counter_attach, INVALID_ARGUMENT, refscope_counter_attach(f->key, NULL, NULL, 0, NULL, &f->out_sink)) \
+    X(null_out_sink_attach, INVALID_ARGUMENT, refscope_counter_attach(f->key, NULL, NULL, 0, &f->out_counter, NULL)) \
     X(null_out_stats, INVALID_ARGUMENT, refscope_counter_stats(f->counter, NULL))                        \
     X(null_records_snapshot, INVALID_ARGUMENT, refscope_counter_snapshot(f->counter, 0, NULL, 4, &f->next)) \
     X(null_records_snapshot_capacity_0, INVALID_ARGUMENT,                                                \
       refscope_counter_snapshot(f->counter, 0, NULL, 0, &f->next))                                       \
     X(null_next_snapshot, INVALID_ARGUMENT, refscope_counter_snapshot(f->counter, 0, f->records, 4, NULL)) \
-    X(null_out_sink_open, INVALID_ARGUMENT, refscope_sink_open(f->counter, NULL, NULL, NULL))            \
+    X(null_out_sink_open, INVALID_ARGUMENT, refscope_sink_open(f->counter, NULL, NULL, 0, NULL))            \
     X(null_tokens_sink_drain, INVALID_ARGUMENT, refscope_sink_drain(f->counter, f->a, NULL, 4))          \
     X(null_tokens_sink_drain_capacity_0, INVALID_ARGUMENT, refscope_sink_drain(f->counter, f->a, NULL, 0)) \
     X(null_out_create, INVALID_ARGUMENT, refscope_object_create(f->counter, 0, NO, NULL))                \
@@ -225,16 +225,16 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
     X(unopened_caller_submitted_add, INVALID_ARGUMENT, refscope_submitted_add(f->counter, &f->live, 1, f->unopened)) \
     X(sink_1000_caller_lineage_add, INVALID_ARGUMENT, refscope_lineage_add(f->counter, &f->live, 1, 1000)) \
     X(unopened_caller_lend, INVALID_ARGUMENT, refscope_object_lend(f->counter, f->live, f->unopened))    \
-    X(unopened_caller_borrow, INVALID_ARGUMENT, refscope_object_borrow(f->counter, f->borrowed, NO, f->unopened)) \
+    X(unopened_caller_borrow, INVALID_ARGUMENT, refscope_object_borrow(f->counter, f->borrowed, NO, 0, f->unopened)) \
     X(unopened_caller_free, INVALID_ARGUMENT, refscope_object_free(f->counter, f->owned_a, f->unopened)) \
     X(unopened_sink_on_sink, INVALID_ARGUMENT, refscope_object_on_sink(f->counter, f->owned_a, f->unopened, OOS, 1)) \
     X(no_sink_on_sink, INVALID_ARGUMENT, refscope_object_on_sink(f->counter, f->live, NO, OOS, 1))       \
     X(no_sink_off_sink, INVALID_ARGUMENT, refscope_object_off_sink(f->counter, f->live, NO, OOS, 1))     \
     X(owner_gone_on_sink, INVALID_ARGUMENT,                                                              \
       refscope_object_on_sink(f->counter, f->live, REFSCOPE_OWNER_GONE, DEL, 1))                         \
-    X(lender_64_borrow, INVALID_ARGUMENT, refscope_object_borrow(f->counter, f->borrowed, 64, f->b))     \
+    X(lender_64_borrow, INVALID_ARGUMENT, refscope_object_borrow(f->counter, f->borrowed, 64, 0, f->b))     \
     X(lender_owner_gone_borrow, INVALID_ARGUMENT,                                                        \
-      refscope_object_borrow(f->counter, f->borrowed, REFSCOPE_OWNER_GONE, f->b))                        \
+      refscope_object_borrow(f->counter, f->borrowed, REFSCOPE_OWNER_GONE, 0, f->b))                        \
     X(unopened_sink_release, INVALID_ARGUMENT, refscope_sink_release(f->counter, f->unopened))           \
     X(unopened_sink_close, INVALID_ARGUMENT, refscope_sink_close(f->counter, f->unopened))               \
     X(no_sink_close, INVALID_ARGUMENT, refscope_sink_close(f->counter, NO))                              \
@@ -251,9 +251,9 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
     X(size_dbl_max, INVALID_ARGUMENT, refscope_object_create(f->counter, DBL_MAX, NO, &f->out_id))       \
     X(size_2_53_ex, INVALID_ARGUMENT,                                                                    \
       refscope_object_create_ex(f->counter, 9007199254740994.0, 0, &f->live, 1, NULL, 0, NO, &f->out_id)) \
-    X(forged_key_attach, CLOSED, refscope_counter_attach(f->key + 1, NULL, NULL, &f->out_counter, &f->out_sink)) \
-    X(nan_key_attach, CLOSED, refscope_counter_attach(NAN, NULL, NULL, &f->out_counter, &f->out_sink))   \
-    X(zero_key_attach, CLOSED, refscope_counter_attach(0, NULL, NULL, &f->out_counter, &f->out_sink))    \
+    X(forged_key_attach, CLOSED, refscope_counter_attach(f->key + 1, NULL, NULL, 0, &f->out_counter, &f->out_sink)) \
+    X(nan_key_attach, CLOSED, refscope_counter_attach(NAN, NULL, NULL, 0, &f->out_counter, &f->out_sink))   \
+    X(zero_key_attach, CLOSED, refscope_counter_attach(0, NULL, NULL, 0, &f->out_counter, &f->out_sink))    \
     /* Releases below zero, of every count kind (the table's undo is checked too). */                    \
     X(release_local_below_zero, NO_REFERENCE, refscope_object_release(f->counter, f->submitted, NO))     \
     X(release_batch_twice_one_local, NO_REFERENCE,                                                       \
@@ -273,9 +273,9 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
     X(release_borrowed_never_held, NO_REFERENCE, refscope_object_release(f->counter, f->live, f->b))     \
     X(release_borrowed_submitted_below_zero, NO_REFERENCE,                                               \
       refscope_submitted_remove(f->counter, &f->borrowed, 1, f->b))                                      \
-    X(borrow_nothing_lent, NO_REFERENCE, refscope_object_borrow(f->counter, f->live, NO, f->b))          \
-    X(borrow_from_a_sink_that_lent_nothing, NO_REFERENCE, refscope_object_borrow(f->counter, f->borrowed, f->a, f->b)) \
-    X(borrow_from_an_unopened_sink, NO_REFERENCE, refscope_object_borrow(f->counter, f->borrowed, f->unopened, f->b)) \
+    X(borrow_nothing_lent, NO_REFERENCE, refscope_object_borrow(f->counter, f->live, NO, 0, f->b))          \
+    X(borrow_from_a_sink_that_lent_nothing, NO_REFERENCE, refscope_object_borrow(f->counter, f->borrowed, f->a, 0, f->b)) \
+    X(borrow_from_an_unopened_sink, NO_REFERENCE, refscope_object_borrow(f->counter, f->borrowed, f->unopened, 0, f->b)) \
     X(lend_without_a_local_reference, NO_REFERENCE, refscope_object_lend(f->counter, f->submitted, NO))  \
     X(lend_by_a_sink_without_one, NO_REFERENCE, refscope_object_lend(f->counter, f->owned_a, f->b))      \
     /* Out of scope and kept only by lineage: no new references. */                                      \
@@ -351,7 +351,7 @@ struct id_operation {
     X(lineage_add, INVALID_ID, STALE_ID, refscope_lineage_add(f->counter, (refscope_id[]){f->live, id}, 2, f->a)) \
     X(lineage_remove, INVALID_ID, STALE_ID, refscope_lineage_remove(f->counter, (refscope_id[]){f->pinned, id}, 2, NO)) \
     X(lend, INVALID_ID, STALE_ID, refscope_object_lend(f->counter, id, NO))                                \
-    X(borrow, INVALID_ID, STALE_ID, refscope_object_borrow(f->counter, id, NO, f->b))                      \
+    X(borrow, INVALID_ID, STALE_ID, refscope_object_borrow(f->counter, id, NO, 0, f->b))                      \
     X(free, INVALID_ID, STALE_ID, refscope_object_free(f->counter, id, NO))                                \
     X(create_contains, INVALID_ID, STALE_ID, refscope_object_create_ex(f->counter, 0, 0, &id, 1, NULL, 0, NO, &f->out_id)) \
     X(create_lineage, INVALID_ID, STALE_ID, refscope_object_create_ex(f->counter, 0, 0, &f->live, 1, &id, 1, NO, &f->out_id)) \
@@ -383,8 +383,8 @@ static void setup(struct fixture *f) {
     CHECK(refscope_counter_open(&f->counter) == REFSCOPE_OK);
     refscope_counter *c = f->counter;
     CHECK(refscope_counter_key(c, &f->key) == REFSCOPE_OK);
-    CHECK(refscope_sink_open(c, NULL, NULL, &f->a) == REFSCOPE_OK);
-    CHECK(refscope_sink_open(c, NULL, NULL, &f->b) == REFSCOPE_OK);
+    CHECK(refscope_sink_open(c, NULL, NULL, 0, &f->a) == REFSCOPE_OK);
+    CHECK(refscope_sink_open(c, NULL, NULL, 0, &f->b) == REFSCOPE_OK);
     f->unopened = 40;
     CHECK(f->unopened != f->a && f->unopened != f->b);
 
@@ -397,7 +397,7 @@ static void setup(struct fixture *f) {
     CHECK(refscope_object_create(c, 2, NO, &f->borrowed) == REFSCOPE_OK);
     CHECK(refscope_object_retain(c, f->borrowed, NO) == REFSCOPE_OK);
     CHECK(refscope_object_lend(c, f->borrowed, NO) == REFSCOPE_OK);
-    CHECK(refscope_object_borrow(c, f->borrowed, NO, f->b) == REFSCOPE_OK);
+    CHECK(refscope_object_borrow(c, f->borrowed, NO, 0, f->b) == REFSCOPE_OK);
 
     CHECK(refscope_object_create(c, 3, NO, &f->freed) == REFSCOPE_OK);
     CHECK(refscope_object_free(c, f->freed, NO) == REFSCOPE_OK);
@@ -494,7 +494,7 @@ static void limits_phase(void) {
 
     /* Sinks: at most 64 per counter, by sink_open or attach. */
     refscope_sink sinks[64];
-    for (int i = 0; i < 64; i++) CHECK(refscope_sink_open(c, NULL, NULL, &sinks[i]) == REFSCOPE_OK);
+    for (int i = 0; i < 64; i++) CHECK(refscope_sink_open(c, NULL, NULL, 0, &sinks[i]) == REFSCOPE_OK);
     double key = 0;
     CHECK(refscope_counter_key(c, &key) == REFSCOPE_OK);
     refscope_sink extra = 0;
@@ -502,11 +502,11 @@ static void limits_phase(void) {
     struct { const char *name; int attach; } full[] = {{"sink_open_beyond_64", 0}, {"attach_beyond_64", 1}};
     for (size_t i = 0; i < sizeof full / sizeof full[0]; i++) {
         capture(c, &before);
-        int32_t status = full[i].attach ? refscope_counter_attach(key, NULL, NULL, &attached, &extra)
-                                        : refscope_sink_open(c, NULL, NULL, &extra);
+        int32_t status = full[i].attach ? refscope_counter_attach(key, NULL, NULL, 0, &attached, &extra)
+                                        : refscope_sink_open(c, NULL, NULL, 0, &extra);
         capture(c, &after);
         cases_run++;
-        if (status != LIMIT || memcmp(&before, &after, sizeof before) != 0) {
+        if (status != REFSCOPE_E_LIMIT_PARTICIPANTS || memcmp(&before, &after, sizeof before) != 0) {
             failures++;
             fprintf(stderr, "misuse_test: %s: returned %d, or the table changed\n", full[i].name, status);
         }
@@ -579,7 +579,7 @@ static void wrong_thread_phase(void) {
     X(closed_lineage_add, CLOSED, refscope_lineage_add(f->counter, &f->live, 1, NO))                      \
     X(closed_lineage_remove, CLOSED, refscope_lineage_remove(f->counter, &f->pinned, 1, NO))              \
     X(closed_lend, CLOSED, refscope_object_lend(f->counter, f->live, NO))                                 \
-    X(closed_borrow, CLOSED, refscope_object_borrow(f->counter, f->borrowed, NO, f->b))                   \
+    X(closed_borrow, CLOSED, refscope_object_borrow(f->counter, f->borrowed, NO, 0, f->b))                   \
     X(closed_free, CLOSED, refscope_object_free(f->counter, f->live, NO))                                 \
     X(closed_on_out_of_scope, CLOSED, refscope_object_on_out_of_scope(f->counter, f->live, ignore, f))    \
     X(closed_on_deleted, CLOSED, refscope_object_on_deleted(f->counter, f->live, ignore, f))              \
@@ -590,8 +590,8 @@ static void wrong_thread_phase(void) {
     X(closed_info, CLOSED, refscope_object_info(f->counter, f->live, &f->info))                           \
     X(closed_holdings, CLOSED, refscope_object_holdings(f->counter, f->borrowed, f->holdings, 4))         \
     X(closed_snapshot, CLOSED, refscope_counter_snapshot(f->counter, 0, f->records, 4, &f->next))         \
-    X(closed_sink_open, CLOSED, refscope_sink_open(f->counter, NULL, NULL, &f->out_sink))                 \
-    X(closed_attach, CLOSED, refscope_counter_attach(f->key, NULL, NULL, &f->out_counter, &f->out_sink))  \
+    X(closed_sink_open, CLOSED, refscope_sink_open(f->counter, NULL, NULL, 0, &f->out_sink))                 \
+    X(closed_attach, CLOSED, refscope_counter_attach(f->key, NULL, NULL, 0, &f->out_counter, &f->out_sink))  \
     X(closed_state_answers, REFSCOPE_STATE_CLOSED, refscope_counter_state(f->counter))                    \
     X(closed_key_answers, REFSCOPE_OK, refscope_counter_key(f->counter, &f->key))                         \
     X(closed_stats_answer, REFSCOPE_OK, refscope_counter_stats(f->counter, &f->stats))                    \
@@ -636,7 +636,7 @@ static void closed_phase(struct fixture *f) {
     f->counter = NULL;
     /* A destroyed counter's key is plain data: it finds nothing. */
     cases_run++;
-    if (refscope_counter_attach(f->key, NULL, NULL, &f->out_counter, &f->out_sink) != CLOSED || f->out_counter != NULL) {
+    if (refscope_counter_attach(f->key, NULL, NULL, 0, &f->out_counter, &f->out_sink) != CLOSED || f->out_counter != NULL) {
         failures++;
         fprintf(stderr, "misuse_test: attach_destroyed_key: not REFSCOPE_E_CLOSED\n");
     }
