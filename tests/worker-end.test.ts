@@ -85,6 +85,25 @@ suite("a Worker's end", async (t) => {
     await counter.close();
   });
 
+  await t.test("a counter at its limit of participants gets LIMIT naming it", async (t) => {
+    const counter = new Counter();
+    // Participants attached from this very thread: each is a sink, as a Worker's would be.
+    const attached = Array.from({ length: 63 }, () => Counter.attach(counter.key));
+    t.eq(counter.stats().participants, 64, "64 participants");
+    let refused: unknown;
+    try {
+      Counter.attach(counter.key);
+    } catch (error) {
+      refused = error;
+    }
+    t.ok(refused instanceof RefscopeError && refused.code === "LIMIT", "the 65th is refused with LIMIT");
+    t.ok(String((refused as Error).message).includes("maximum of 64 participants"), "naming the limit");
+    t.eq((refused as RefscopeError).status, -11, "status REFSCOPE_E_LIMIT_PARTICIPANTS");
+    for (const participant of attached) await participant.close();
+    t.eq(counter.stats().participants, 1, "their slots are free again");
+    await counter.close();
+  });
+
   await t.test("a thread at its limit of counters gets LIMIT naming it, never an abort", async (t) => {
     // Each counter this thread opens takes two of its 128 registrations (its sink, and its
     // end as the counter's opener), with a waker running for its sink.
