@@ -618,3 +618,59 @@ test "a lend is claimed only from the participant that made it, not a later one 
     _ = try counter.release(id, sink_none);
     try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(b));
 }
+
+/// Counts live allocations, so that a test can wait until a thread it cannot join (a
+/// detached waker) has freed what it was the last to hold.
+const CountingAllocator = struct {
+    live: std.atomic.Value(usize) = .init(0),
+
+    fn allocator(self: *CountingAllocator) std.mem.Allocator {
+        return .{ .ptr = self, .vtable = &.{ .alloc = alloc, .resize = resize, .remap = remap, .free = free } };
+    }
+
+    fn alloc(context: *anyopaque, len: usize, alignment: std.mem.Alignment, ret_addr: usize) ?[*]u8 {
+        const self: *CountingAllocator = @ptrCast(@alignCast(context));
+        const memory = testing.allocator.rawAlloc(len, alignment, ret_addr) orelse return null;
+        _ = self.live.fetchAdd(1, .monotonic);
+        return memory;
+    }
+
+    fn resize(_: *anyopaque, memory: []u8, alignment: std.mem.Alignment, new_len: usize, ret_addr: usize) bool {
+        return testing.allocator.rawResize(memory, alignment, new_len, ret_addr);
+    }
+
+    fn remap(_: *anyopaque, memory: []u8, alignment: std.mem.Alignment, new_len: usize, ret_addr: usize) ?[*]u8 {
+        return testing.allocator.rawRemap(memory, alignment, new_len, ret_addr);
+    }
+
+    fn free(context: *anyopaque, memory: []u8, alignment: std.mem.Alignment, ret_addr: usize) void {
+        const self: *CountingAllocator = @ptrCast(@alignCast(context));
+        testing.allocator.rawFree(memory, alignment, ret_addr);
+        // Release: pairs with the waiting test's acquire, after which the memory is gone.
+        _ = self.live.fetchSub(1, .release);
+    }
+
+    fn waitForNone(self: *CountingAllocator) !void {
+        var timer = try std.time.Timer.start();
+        while (self.live.load(.acquire) != 0) {
+            if (timer.read() > wait_timeout_ns) return error.Timeout;
+            std.Thread.yield() catch {};
+        }
+    }
+};
+
+test "the last hold, dropped by a waker let go, never frees the memory under its closer's locks" {
+    // The opener has destroyed the counter; a sink's close lets its waker go, and the
+    // waker drops the last hold. It must wait for the closer to leave its every-lock
+    // section before freeing: ThreadSanitizer and valgrind see the use after free if not.
+    var counting: CountingAllocator = .{};
+    for (0..200) |_| {
+        const counter = try Counter.open(counting.allocator());
+        var wakes: WakeCount = .{};
+        const sink = try counter.sinkOpen(WakeCount.wake, &wakes, true);
+        try counter.destroy(); // The sink and its waker keep the memory.
+        // Nothing is owed to the sink, so its waker is idle: the close is immediate.
+        try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(sink));
+        try counting.waitForNone(); // The waker freed the counter.
+    }
+}
