@@ -80,6 +80,8 @@ struct fixture {
     refscope_info records[4];
     refscope_holding holdings[4];
     uint32_t tokens[4];
+    refscope_sink relayed[REFSCOPE_SINKS_MAX];
+    uint32_t generation_a;
     uint32_t next;
 };
 
@@ -143,6 +145,18 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
     X(null_counter_snapshot, INVALID_ARGUMENT, refscope_counter_snapshot(NULL, 0, f->records, 4, &f->next)) \
     X(null_counter_sink_open, INVALID_ARGUMENT, refscope_sink_open(NULL, NULL, NULL, 0, &f->out_sink))      \
     X(null_counter_sink_release, INVALID_ARGUMENT, refscope_sink_release(NULL, f->a))                    \
+    X(null_counter_sink_generation, INVALID_ARGUMENT, refscope_sink_generation(NULL, f->a, &f->out_sink)) \
+    X(null_counter_relay_take, INVALID_ARGUMENT, refscope_relay_take(NULL, f->relayed, REFSCOPE_SINKS_MAX)) \
+    X(null_out_sink_generation, INVALID_ARGUMENT, refscope_sink_generation(f->counter, f->a, NULL))      \
+    X(null_out_relay_take, INVALID_ARGUMENT, refscope_relay_take(f->counter, NULL, REFSCOPE_SINKS_MAX))  \
+    X(short_out_relay_take, INVALID_ARGUMENT, refscope_relay_take(f->counter, f->relayed, REFSCOPE_SINKS_MAX - 1)) \
+    X(unopened_sink_generation, INVALID_ARGUMENT, refscope_sink_generation(f->counter, f->unopened, &f->out_sink)) \
+    X(no_sink_generation, INVALID_ARGUMENT, refscope_sink_generation(f->counter, NO, &f->out_sink))      \
+    X(unknown_flag_sink_open, INVALID_ARGUMENT, refscope_sink_open(f->counter, NULL, NULL, 2, &f->out_sink)) \
+    X(unknown_flag_attach, INVALID_ARGUMENT,                                                             \
+      refscope_counter_attach(f->key, NULL, NULL, 0x80000000u, &f->out_counter, &f->out_sink))           \
+    X(stale_lender_generation_borrow, NO_REFERENCE,                                                      \
+      refscope_object_borrow(f->counter, f->borrowed, f->a, f->generation_a + 1, f->b))                  \
     X(null_counter_sink_close, INVALID_ARGUMENT, refscope_sink_close(NULL, f->a))                        \
     X(null_counter_sink_drain, INVALID_ARGUMENT, refscope_sink_drain(NULL, f->a, f->tokens, 4))          \
     X(null_counter_sink_pending, INVALID_ARGUMENT, refscope_sink_pending(NULL, f->a))                    \
@@ -384,6 +398,7 @@ static void setup(struct fixture *f) {
     refscope_counter *c = f->counter;
     CHECK(refscope_counter_key(c, &f->key) == REFSCOPE_OK);
     CHECK(refscope_sink_open(c, NULL, NULL, 0, &f->a) == REFSCOPE_OK);
+    CHECK(refscope_sink_generation(c, f->a, &f->generation_a) == REFSCOPE_OK);
     CHECK(refscope_sink_open(c, NULL, NULL, 0, &f->b) == REFSCOPE_OK);
     f->unopened = 40;
     CHECK(f->unopened != f->a && f->unopened != f->b);
