@@ -31,6 +31,20 @@
 //!   returns, touching nothing but the counter's memory, which it keeps until then) and
 //!   counted in `wakers_blocked`.
 //!
+//! Where each transition happens (every one through `transition`, which asserts it):
+//!
+//! | transition                 | function                                    | locks held   |
+//! |----------------------------|---------------------------------------------|--------------|
+//! | counter open → closing     | `Counter.closeLocked` (close, destroy, exit) | every lock   |
+//! | counter closing → closed   | `dispatcher.main`, once its queue is empty   | every lock   |
+//! | sink free → open           | `Queue.sinkOpen` (from `Counter.openSink`)   | every lock   |
+//! | sink open → closing        | `Queue.sinkStop` (from `Counter.stopSink`)   | every lock   |
+//! | sink closing → free        | `Queue.sinkFree` (from `Counter.freeSink`)   | every lock   |
+//!
+//! The counter's memory is freed by whoever drops its last hold (`Counter.dropHold`, with
+//! every lock held, then `Counter.deallocate` with none): the opener's `destroy`, a sink's
+//! close or its thread's exit (`Counter.closeAbandoned`), or a waker that was let go.
+//!
 //! Which participants have a waker at all: only those opened with a wake function, and
 //! refscope's JS side gives one only to a runtime's main thread, whose end is the process's
 //! end. A Worker's sink has no wake function: native code never calls into a Worker's
