@@ -93,8 +93,11 @@ pub fn waker(counter: *Counter, record: *queue_module.Waker) void {
     // must outlive that.
     counter.mutex.unlock();
     counter.lockAll();
+    // Nothing else refers to the record once the waker is let go. Freed before the hold is
+    // dropped: once it is, another thread may free the counter, allocator field included,
+    // and a test's leak check may run.
+    counter.allocator.destroy(record);
     const last = counter.dropHold();
     counter.unlockAll();
-    counter.allocator.destroy(record);
     if (last) counter.deallocate();
 }
