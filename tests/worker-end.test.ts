@@ -39,7 +39,7 @@ suite("a Worker's end", async (t) => {
       t.eq(
         report.rounds,
         rounds,
-        `${rounds} rounds ran (${report.refused} borrows refused, the lend gone with its Worker)`,
+        `${rounds} rounds ran (${report.refused} borrows or attaches refused: their Worker had ended first)`,
       );
       t.eq(report.participants, 1, "only the main thread still takes part: every Worker's slot was freed");
       t.eq(report.liveObjects, 0, "every object the Workers held or lent was released");
