@@ -2,9 +2,10 @@
  * The Deno backend: `Deno.dlopen` and `Deno.UnsafeCallback.threadSafe`.
  *
  * A Deno thread-safe callback called from a foreign thread blocks that thread until the JS
- * thread has run it, and it keeps the event loop alive while referenced. Only the
- * dispatcher thread ever calls the wake, so the blocking costs mutators nothing; the
- * callback is unreferenced at once so that an idle counter does not keep the process alive.
+ * thread has run it, and it keeps the event loop alive while referenced. Only the sink's
+ * own waker thread ever calls the wake, so the blocking costs mutators and other sinks
+ * nothing; the callback is unreferenced at once so that an idle counter does not keep the
+ * process alive. Only the main thread makes one (see `Backend.wake`).
  *
  * @module
  */
