@@ -5,7 +5,7 @@
  * goes out of scope, the token lands in the sink's outbox and this side learns it must
  * drain in one of these ways: the JS call that caused it returned `DRAIN`; or, on the
  * runtime's main thread, its waker thread called the wake (once per batch); or, in a
- * Worker, a message on the counter's `BroadcastChannel` named this sink. Either way the
+ * Worker, a message on refscope's `BroadcastChannel` named this sink. Either way the
  * drain runs in a later macrotask (`setImmediate`), never inside the call that released
  * the object, and copies up to `batchSize` tokens per FFI call into a preallocated buffer.
  *
