@@ -224,8 +224,8 @@ export class Delivery {
 
   /**
    * Passes on the wakes owed to wake-less sinks (Workers): after a call that returned
-   * `RELAY`, and after each drain that emptied this sink (the main thread is woken for
-   * exactly this). A Worker that has ended never receives the message.
+   * `RELAY`, and, on the main thread, after each drain that emptied its sink (it is woken
+   * for exactly this). A Worker that has ended never receives the message.
    */
   relay(): void {
     if (this.#closed) return;
@@ -300,8 +300,9 @@ export class Delivery {
     const count = native().symbols.refscope_sink_drain(this.#counter, this.sink, this.#tokens, batchSize);
     if (count <= 0) {
       if (count < 0) throw new RefscopeError("INVALID_ARGUMENT", `draining sink ${this.sink} failed (${count})`);
-      // Empty, and disarmed: the main thread may have been woken to relay.
-      this.relay();
+      // Empty, and disarmed: a sink with a wake (the main thread's) may have been woken to
+      // relay. A wake-less one never is: native code arms only sinks with a wake.
+      if (this.#wake !== undefined) this.relay();
       return false;
     }
     const tokens = this.#tokens;

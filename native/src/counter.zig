@@ -92,6 +92,9 @@ pub const Stats = struct {
     /// Wakers let go while inside a wake call that has not returned (see `lifecycle.zig`):
     /// each holds the counter's memory, and nothing else, until it returns.
     wakers_blocked: u64,
+    /// Waker threads that have not exited yet, let go or not. Not in the C ABI's stats: for
+    /// tests, which must see a let-go waker gone before they check for leaks.
+    wakers_live: u64,
 };
 
 /// One object in a snapshot.
@@ -139,6 +142,8 @@ pub const Counter = struct {
     dispatcher_thread_id: std.atomic.Value(std.Thread.Id) = .init(0),
     /// Wakers let go while inside a wake (`Stats.wakers_blocked`).
     wakers_blocked: u64 = 0,
+    /// Waker threads started and not yet exited (`Stats.wakers_live`).
+    wakers_live: u64 = 0,
     /// The registry key other threads attach with.
     key: f64 = 0,
     /// Holds on the counter's memory: the opener's (until `destroy`), one per open sink, and
@@ -364,6 +369,7 @@ pub const Counter = struct {
         nameThread(thread, "refscope-wake");
         thread.detach();
         counter.queue.sinks[sink].waker = waker;
+        counter.wakers_live += 1;
         counter.holds += 1; // The waker's.
     }
 
@@ -696,7 +702,7 @@ pub const Counter = struct {
         try counter.checkOpen(caller);
         // A slot's state and generation change only with every lock held: this shard's
         // lock is enough to read them.
-        if (!counter.queue.isSinkGeneration(lender, generation) or counter.queue.sinks[lender].state != .open) {
+        if (!counter.queue.isSink(lender) or counter.queue.sinks[lender].generation != generation) {
             // The object's own errors come first, as for any other borrow.
             _ = try counter.table.info(id);
             return error.NoReference;
@@ -790,6 +796,7 @@ pub const Counter = struct {
             .tokens_discarded = counter.tokens_discarded,
             .memory_bytes = counter.table.memoryBytes(),
             .wakers_blocked = counter.wakers_blocked,
+            .wakers_live = counter.wakers_live,
         };
     }
 

@@ -212,17 +212,28 @@ test "threads releasing concurrently: every callback fires exactly once" {
     try testing.expectEqual(@as(u32, expected), latch.get());
 }
 
-const Destroyer = struct {
+/// Runs `action` on the counter from a native callback, on the dispatcher thread, and
+/// records its error.
+const FromCallback = struct {
     counter: *Counter,
+    action: *const fn (*Counter) counter_module.Error!void,
     result: ?counter_module.Error = null,
     latch: Latch = .{},
 
     fn callback(_: f64, context: ?*anyopaque) callconv(.c) void {
-        const destroyer: *Destroyer = @ptrCast(@alignCast(context.?));
-        destroyer.counter.destroy() catch |err| {
-            destroyer.result = err;
+        const self: *FromCallback = @ptrCast(@alignCast(context.?));
+        self.action(self.counter) catch |err| {
+            self.result = err;
         };
-        destroyer.latch.add();
+        self.latch.add();
+    }
+
+    /// Registers on a new object and releases it, then waits for the callback to have run.
+    fn run(self: *FromCallback) !void {
+        const id = try self.counter.create(sink_none, .{ .size_bytes = 0 });
+        try testing.expect(try self.counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = callback, .context = self } }));
+        _ = try self.counter.release(id, sink_none);
+        try self.latch.waitFor(1);
     }
 };
 
@@ -230,11 +241,8 @@ test "destroy from a callback is refused instead of deadlocking" {
     const counter = try Counter.open(testing.allocator);
     defer counter.destroy() catch unreachable;
 
-    var destroyer: Destroyer = .{ .counter = counter };
-    const id = try counter.create(sink_none, .{ .size_bytes = 0 });
-    try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = Destroyer.callback, .context = &destroyer } }));
-    _ = try counter.release(id, sink_none);
-    try destroyer.latch.waitFor(1);
+    var destroyer: FromCallback = .{ .counter = counter, .action = Counter.destroy };
+    try destroyer.run();
     try testing.expectEqual(@as(?counter_module.Error, error.WrongThread), destroyer.result);
 }
 
@@ -254,9 +262,24 @@ test "close delivers the callbacks of every live object and refuses later calls"
     try testing.expectEqual(@as(u32, ids.len), latch.get());
 }
 
-/// Closes a sink, letting a wake still in flight finish first.
+/// Closes a sink, letting a wake still in flight finish first, then waits for its waker
+/// (if it had one) to exit: a waker let go frees what it holds on its own thread.
 fn closeSink(counter: *Counter, sink: u32) void {
+    const wakers = counter.stats().wakers_live;
+    counter.lock();
+    const had_waker = counter.queue.sinks[sink].waker != null;
+    counter.mutex.unlock();
     while (counter.sinkClose(sink) catch unreachable == .pending) std.Thread.yield() catch {};
+    if (had_waker) waitForWakers(counter, wakers - 1) catch unreachable;
+}
+
+/// Waits, with a bound, until the counter has `count` waker threads left.
+fn waitForWakers(counter: *Counter, count: u64) !void {
+    var timer = try std.time.Timer.start();
+    while (counter.stats().wakers_live != count) {
+        if (timer.read() > wait_timeout_ns) return error.Timeout;
+        std.Thread.yield() catch {};
+    }
 }
 
 const WakeCount = struct {
@@ -507,6 +530,7 @@ test "a sink whose thread exits mid-wake is freed at once; its blocked waker is 
     }
     _ = try counter.release(other, sink_none);
     try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+    try waitForWakers(counter, 0); // It frees its record, and drops its hold, as it exits.
 }
 
 /// Opens sinks on `counters` from this thread until it reaches its registration limit,
@@ -560,27 +584,10 @@ test "a counter full of participants refuses one more with ParticipantLimit" {
     for (sinks) |sink| try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(sink));
 }
 
-const ExitHookFromCallback = struct {
-    counter: *Counter,
-    result: ?counter_module.Error = null,
-    latch: Latch = .{},
-
-    fn callback(_: f64, context: ?*anyopaque) callconv(.c) void {
-        const self: *ExitHookFromCallback = @ptrCast(@alignCast(context.?));
-        self.counter.destroyOnThreadExit() catch |err| {
-            self.result = err;
-        };
-        self.latch.add();
-    }
-};
-
 test "destroy-on-thread-exit from a callback is refused: the dispatcher would join itself" {
     const counter = try Counter.open(testing.allocator);
-    var hook: ExitHookFromCallback = .{ .counter = counter };
-    const id = try counter.create(sink_none, .{});
-    try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = ExitHookFromCallback.callback, .context = &hook } }));
-    _ = try counter.release(id, sink_none);
-    try hook.latch.waitFor(1);
+    var hook: FromCallback = .{ .counter = counter, .action = Counter.destroyOnThreadExit };
+    try hook.run();
     try testing.expectEqual(@as(?counter_module.Error, error.WrongThread), hook.result);
     _ = try counter.close(sink_none);
     try counter.destroy(); // The dispatcher exits with no hook that would join it.

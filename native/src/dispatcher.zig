@@ -97,6 +97,7 @@ pub fn waker(counter: *Counter, record: *queue_module.Waker) void {
     // dropped: once it is, another thread may free the counter, allocator field included,
     // and a test's leak check may run.
     counter.allocator.destroy(record);
+    counter.wakers_live -= 1;
     const last = counter.dropHold();
     counter.unlockAll();
     if (last) counter.deallocate();
