@@ -5,105 +5,14 @@
 // documented code and native status and a message naming what was attempted, and leaves
 // the table exactly as it was: every object's info and holdings, the stats, and the Refs'
 // and leases' own state are compared before and after. Nothing crashes.
-import { Counter, type ErrorCode, type LentRef, type ObjectId, Ref, RefscopeError, Status } from "../mod.ts";
-import { type IAssert, suite, until } from "./_harness.ts";
+import { Counter, type LentRef, type ObjectId, Ref, RefscopeError } from "../mod.ts";
+import { suite, until } from "./_harness.ts";
+import { catalogue, each, type Handle, type Loose, type Misuse, noop, observer, refusals } from "./_misuse.ts";
 import { Peer } from "./_workers.ts";
-
-// deno-lint-ignore no-explicit-any
-type Loose = any;
-
-/** A call that must throw `code`, with a message containing `message`. */
-interface Misuse {
-  what: string;
-  call: () => unknown;
-  code: ErrorCode;
-  message: string;
-}
-
-/** A call that is refused without an error: it returns `result` and changes nothing. */
-interface Refusal {
-  what: string;
-  call: () => unknown;
-  result: unknown;
-}
-
-type Handle = { readonly released: boolean };
 
 /** An id's table slot and generation (`IdParts` in native/src/table.zig). */
 const slotOf = (id: ObjectId) => id % 2 ** 24;
 const generationOf = (id: ObjectId) => Math.floor(id / 2 ** 24);
-
-const noop = () => {};
-
-/**
- * Everything a misuse must leave as it was, seen from each counter: every live object with
- * its info and holdings, the stats (but `nativeBytes`, which is capacity: a refused call
- * may leave a pool node reserved for reuse), and the handles' own state.
- */
-function observer(counters: Counter[], handles: Handle[]): () => string {
-  return () =>
-    JSON.stringify({
-      views: counters.map((counter) => {
-        const { nativeBytes: _, ...stats } = counter.stats();
-        return { stats, objects: counter.closed ? [] : counter.snapshot().objects };
-      }),
-      released: handles.map((handle) => handle.released),
-    });
-}
-
-async function catalogue(t: IAssert, cases: Misuse[], observe: () => string): Promise<void> {
-  for (const { what, call, code, message } of cases) {
-    const before = observe();
-    let caught: unknown;
-    try {
-      await call();
-    } catch (error) {
-      caught = error;
-    }
-    const ok = caught instanceof RefscopeError && caught.code === code;
-    t.ok(ok, `${what}: RefscopeError ${code}${ok ? "" : `, got ${String(caught)}`}`);
-    if (caught instanceof RefscopeError) {
-      t.eq(caught.status, Status[code as keyof typeof Status], `${what}: status ${caught.status}`);
-      t.ok(caught.message.includes(message), `${what}: the message names it ("${caught.message}")`);
-    }
-    t.eq(observe(), before, `${what}: the table is unchanged`);
-  }
-}
-
-async function refusals(t: IAssert, cases: Refusal[], observe: () => string): Promise<void> {
-  for (const { what, call, result } of cases) {
-    const before = observe();
-    let returned: unknown;
-    try {
-      returned = await call();
-    } catch (error) {
-      returned = error;
-    }
-    const shown = Array.isArray(result)
-      ? JSON.stringify(result)
-      : typeof result === "object"
-      ? "as expected"
-      : String(result);
-    t.eq(returned, result, `${what}: returns ${shown}, not an error`);
-    t.eq(observe(), before, `${what}: the table is unchanged`);
-  }
-}
-
-/** Calls `call` with each value; the message must name the operation. */
-function each<T>(
-  values: T[],
-  name: (value: T) => string,
-  call: (value: T) => unknown,
-  code: ErrorCode,
-  message: string | ((value: T) => string),
-): Misuse[] {
-  return values.map((value) => ({
-    what: name(value),
-    call: () => call(value),
-    code,
-    message: typeof message === "string" ? message : message(value),
-  }));
-}
 
 suite("the misuse catalogue", async (t) => {
   const counter = new Counter();
