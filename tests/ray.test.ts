@@ -1,8 +1,9 @@
 // Ray's reference_counter_test.cc scenarios through the TS API, one JS thread (a second
 // participant attaches on the same thread where a borrower is needed; workers.test.ts does
 // it across Workers). Every test ends with nothing live, as Ray's TearDown checks.
-import { Counter, formatSnapshot, type ObjectId, type RefscopeError } from "../mod.ts";
+import { Counter, formatSnapshot, type ObjectId } from "../mod.ts";
 import { macrotasks, suite, until } from "./_harness.ts";
+import { catalogue, observer } from "./_misuse.ts";
 
 /** Records handler firings by label, in order. */
 function recorder() {
@@ -194,20 +195,26 @@ suite("Ray reference counting semantics", async (t) => {
     await using borrower = Counter.attach(counter.key);
     const ref = counter.create();
     const borrowed = borrower.borrow(ref.retain().lend());
-    for (
-      const [what, call] of [
-        ["onOutOfScope", () => borrower.onOutOfScope(borrowed, () => {})],
-        ["onDeleted", () => borrower.onDeleted(borrowed, () => {})],
-        ["free", () => borrower.free(borrowed)],
-      ] as const
-    ) {
-      try {
-        call();
-        t.fail(`${what} by a borrower should throw`);
-      } catch (error) {
-        t.eq((error as RefscopeError).code, "NOT_OWNED", `${what} by a borrower: NOT_OWNED`);
-      }
-    }
+    await catalogue(t, [
+      {
+        what: "onOutOfScope by a borrower",
+        call: () => borrower.onOutOfScope(borrowed, () => {}),
+        code: "NOT_OWNED",
+        message: `handler on object ${ref.id}`,
+      },
+      {
+        what: "onDeleted by a borrower",
+        call: () => borrower.onDeleted(borrowed, () => {}),
+        code: "NOT_OWNED",
+        message: `handler on object ${ref.id}`,
+      },
+      {
+        what: "free by a borrower",
+        call: () => borrower.free(borrowed),
+        code: "NOT_OWNED",
+        message: `free object ${ref.id}`,
+      },
+    ], observer([counter, borrower], [ref, borrowed]));
     t.eq(borrower.info(borrowed)?.owned, false, "info tells the borrower it does not own the object");
     borrowed.release();
     ref.release();
@@ -270,43 +277,70 @@ suite("Ray reference counting semantics", async (t) => {
     t.eq(counter.liveObjects, 0, "nothing is left live");
   });
 
-  await t.test("bad Ray-semantics input is a typed error, and changes nothing", (t) => {
+  await t.test("bad Ray-semantics input is a typed error, and changes nothing", async (t) => {
     const counter = new Counter();
     const inner = counter.create();
     const gone = counter.create();
     const goneId: ObjectId = gone.id;
     gone.release();
-    const cases: [string, () => unknown, string][] = [
-      ["contains a deleted object", () => counter.create({ contains: [goneId] }), "STALE_ID"],
-      ["contains a forged id", () => counter.create({ contains: [inner, 42] }), "INVALID_ID"],
-      ["contains a non-iterable", () => counter.create({ contains: 5 as unknown as [] }), "INVALID_ARGUMENT"],
-      ["lineage on a string", () => counter.create({ lineage: ["x" as unknown as number] }), "INVALID_ARGUMENT"],
-      [
-        "borrow something not lent",
-        () => counter.borrow({ key: counter.key, id: inner.id, lender: 0, generation: 0 }),
-        "NO_REFERENCE",
-      ],
-      [
-        "borrow from another counter",
-        () => counter.borrow({ key: counter.key + 1, id: inner.id, lender: 0, generation: 0 }),
-        "INVALID_ARGUMENT",
-      ],
-      ["borrow a non-LentRef", () => counter.borrow("x" as unknown as never), "INVALID_ARGUMENT"],
-      ["attach with a forged key", () => Counter.attach(counter.key + 1), "CLOSED"],
-      ["attach with a string key", () => Counter.attach("1" as unknown as number), "INVALID_ARGUMENT"],
-    ];
-    for (const [what, call, code] of cases) {
-      const before = JSON.stringify([counter.stats(), counter.info(inner)]);
-      try {
-        call();
-        t.fail(`${what} should throw`);
-      } catch (error) {
-        t.eq((error as RefscopeError).code, code, `${what}: ${code}`);
-      }
-      t.eq(JSON.stringify([counter.stats(), counter.info(inner)]), before, `${what}: nothing changed`);
-    }
+    await catalogue(t, [
+      {
+        what: "contains a deleted object",
+        call: () => counter.create({ contains: [goneId] }),
+        code: "STALE_ID",
+        message: "create (sizeBytes 0)",
+      },
+      {
+        what: "contains a forged id",
+        call: () => counter.create({ contains: [inner, 42] }),
+        code: "INVALID_ID",
+        message: "create (sizeBytes 0)",
+      },
+      {
+        what: "contains a non-iterable",
+        call: () => counter.create({ contains: 5 as unknown as [] }),
+        code: "INVALID_ARGUMENT",
+        message: "create (contains): expected an iterable of Refs or ids",
+      },
+      {
+        what: "lineage on a string",
+        call: () => counter.create({ lineage: ["x" as unknown as number] }),
+        code: "INVALID_ARGUMENT",
+        message: "create (lineage): expected a Ref or an object id",
+      },
+      {
+        what: "borrow something not lent",
+        call: () => counter.borrow({ key: counter.key, id: inner.id, lender: 0, generation: 0 }),
+        code: "NO_REFERENCE",
+        message: `borrow object ${inner.id} from participant 0`,
+      },
+      {
+        what: "borrow from another counter",
+        call: () => counter.borrow({ key: counter.key + 1, id: inner.id, lender: 0, generation: 0 }),
+        code: "INVALID_ARGUMENT",
+        message: `lent by another counter (key ${counter.key + 1})`,
+      },
+      {
+        what: "borrow a non-LentRef",
+        call: () => counter.borrow("x" as unknown as never),
+        code: "INVALID_ARGUMENT",
+        message: "borrow: expected a LentRef",
+      },
+      {
+        what: "attach with a forged key",
+        call: () => Counter.attach(counter.key + 1),
+        code: "CLOSED",
+        message: `attaching to counter ${counter.key + 1}`,
+      },
+      {
+        what: "attach with a string key",
+        call: () => Counter.attach("1" as unknown as number),
+        code: "INVALID_ARGUMENT",
+        message: "attach: the key must be a number",
+      },
+    ], () => JSON.stringify([counter.stats(), counter.info(inner)]));
     inner.release();
     t.eq(counter.liveObjects, 0, "nothing is left live");
-    return counter.close();
+    await counter.close();
   });
 });
