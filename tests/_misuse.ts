@@ -48,6 +48,7 @@ export interface Refusal {
 /** Anything whose own state a misuse must not change: a Ref or a lease. */
 export type Handle = { readonly released: boolean };
 
+/** A handler that does nothing: the cases are about where a handler may go, not what it does. */
 export const noop = () => {};
 
 /**
