@@ -75,6 +75,8 @@ pub fn build(b: *std.Build) void {
     const binding_tests = b.addTest(.{ .use_llvm = test_llvm, .root_module = zig_module });
     test_step.dependOn(&b.addRunArtifact(binding_tests).step);
 
+    addBindings(b, test_step, test_llvm);
+
     // C programs that use the header against the library: abi_test checks the declarations,
     // layouts and lifecycle; misuse_test is the misuse catalogue at the C ABI.
     for ([_][]const u8{ "abi_test", "misuse_test" }) |name| {
@@ -92,6 +94,38 @@ pub fn build(b: *std.Build) void {
     };
 
     addMuslTests(b, addDist(b));
+}
+
+/// `zig build bindings`: lib/ffi/abi.gen.ts, every fact the TypeScript side uses about the
+/// C ABI, generated from the core by native/tools/bindings.zig and checked in (the runtimes
+/// load TypeScript, not build outputs). `zig build test` compares the checked-in file with
+/// what the core generates, so a stale one fails the tests.
+fn addBindings(b: *std.Build, test_step: *std.Build.Step, test_llvm: ?bool) void {
+    const generated_path = "lib/ffi/abi.gen.ts";
+    const host = b.graph.host;
+    const generator_module = b.createModule(.{
+        .root_source_file = b.path("native/tools/bindings.zig"),
+        .target = host,
+        .optimize = .Debug,
+        .link_libc = true,
+    });
+    generator_module.addImport("abi", coreModule(b, host, .Debug, false));
+    const generator = b.addExecutable(.{ .name = "bindings", .use_llvm = true, .root_module = generator_module });
+    const update = b.addUpdateSourceFiles();
+    update.addCopyFileToSource(b.addRunArtifact(generator).captureStdOut(), generated_path);
+    b.step("bindings", "Regenerate " ++ generated_path ++ " from the native source").dependOn(&update.step);
+
+    // The same program as a test, with the checked-in file to compare against.
+    const check_module = b.createModule(.{
+        .root_source_file = b.path("native/tools/bindings.zig"),
+        .target = host,
+        .optimize = .Debug,
+        .link_libc = true,
+    });
+    check_module.addImport("abi", coreModule(b, host, .Debug, false));
+    check_module.addAnonymousImport("abi.gen.ts", .{ .root_source_file = b.path(generated_path) });
+    const check = b.addTest(.{ .name = "bindings", .use_llvm = test_llvm, .root_module = check_module });
+    test_step.dependOn(&b.addRunArtifact(check).step);
 }
 
 /// librefscope itself, as every build of it (native, cross, dist) is made.

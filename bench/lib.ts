@@ -6,8 +6,8 @@
 import process from "node:process";
 import { readFileSync } from "node:fs";
 import { run } from "mitata";
-import { nativeCounter } from "../lib/counter.ts";
-import { backend, type Pointer, testkit } from "../lib/ffi/mod.ts";
+import { backend, type Pointer } from "../lib/ffi/mod.ts";
+import { nativeCounter, testkit } from "../tests/_testkit.ts";
 import type { Counter } from "../mod.ts";
 
 export const runtime: "deno" | "bun" = "Bun" in globalThis ? "bun" : "deno";
@@ -90,7 +90,7 @@ function format(value: number): string {
 
 // --- Native jobs --------------------------------------------------------------------------
 
-export const kit = testkit();
+export const kit = testkit;
 
 /** A native thread from librefscope_testkit: releasing ids, or calling a callback per id. */
 export class Job {

@@ -13,11 +13,11 @@ const batch = 10_000;
 export async function memory(): Promise<void> {
   log("\n== 6. memory");
   const counter = new Counter();
-  const empty = counter.stats().nativeBytes;
+  const empty = counter.stats().memoryBytes;
   const refs = Array.from({ length: live }, () => counter.create());
-  const withObjects = counter.stats().nativeBytes;
+  const withObjects = counter.stats().memoryBytes;
   for (const ref of refs) ref.onOutOfScope(() => {});
-  const withHandlers = counter.stats().nativeBytes;
+  const withHandlers = counter.stats().memoryBytes;
   counter.releaseAll(refs);
   await new Promise((resolve) => setTimeout(resolve, 10));
   record({

@@ -202,7 +202,7 @@ Two further observations:
    then split over two; and 1M releases of objects the JS thread created, by one native thread and
    by two.
 6. **Memory** (\`bench/memory.ts\`): the table's allocated bytes per live object and per handler
-   (\`stats().nativeBytes\`), and the resident set sampled over 10M object lifetimes.
+   (\`stats().memoryBytes\`), and the resident set sampled over 10M object lifetimes.
 `;
 
 writeFileSync(here("RESULTS.md"), markdown);

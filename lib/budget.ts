@@ -20,8 +20,7 @@
  * @module
  */
 import type { Counter, CreateOptions, Ref, Target } from "./counter.ts";
-import { typeName } from "./core.ts";
-import { type ObjectId, RefscopeError } from "./errors.ts";
+import { type ObjectId, RefscopeError, typeName } from "./errors.ts";
 
 /** Options for `new MemoryBudget()`. */
 export interface BudgetOptions {

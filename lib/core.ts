@@ -4,111 +4,42 @@
  *
  * @module
  */
-import { Delivery, HandlerKind, type OutOfScopeHandler } from "./delivery.ts";
-import { errorFromStatus, type ObjectId, Outcome, RefscopeError, Status } from "./errors.ts";
-import { backend, native, type Pointer } from "./ffi/mod.ts";
+import { Delivery, HandlerKind } from "./delivery.ts";
+import { RefscopeError, typeName } from "./errors.ts";
+import {
+  CounterState,
+  CreateFlag,
+  Hint,
+  HintBit,
+  Holding as HoldingLayout,
+  Info,
+  ObjectFlag,
+  ownerGone,
+  sinkNone,
+  Stats,
+  Status,
+} from "./ffi/abi.gen.ts";
+import { backend, errorFromStatus, native, type Pointer } from "./ffi/mod.ts";
+import type { CounterStats, Holding, ObjectId, ObjectInfo, OutOfScopeHandler, Sink } from "./types.ts";
 
-/** A participant of a counter: a sink (one JS thread), native code, or an owner that left. */
-export type Participant = number | "native" | "gone";
-
-/** A snapshot of one object. */
-export interface ObjectInfo {
-  /** The object's id. */
-  readonly id: ObjectId;
-  /** The participant that created it. */
-  readonly owner: Participant;
-  /** Whether this counter (this JS thread) owns it. */
-  readonly owned: boolean;
-  /** The owner's local references (its `Ref`s). */
-  readonly localRefs: number;
-  /** The owner's submitted-task references. */
-  readonly submittedRefs: number;
-  /** Borrowers' local and submitted-task references. */
-  readonly borrowedRefs: number;
-  /** How many participants other than the owner hold references. */
-  readonly borrowers: number;
-  /** References lent (`Ref.lend`) and not yet borrowed. */
-  readonly lentRefs: number;
-  /** Lineage references: explicit pins, and objects whose lineage depends on it. */
-  readonly lineageRefs: number;
-  /** Owned containers in scope that contain it. */
-  readonly containedIn: number;
-  /** Out-of-scope handlers registered and not yet run. */
-  readonly pendingCallbacks: number;
-  /** Reference-deleted handlers registered and not yet run. */
-  readonly pendingDeletedCallbacks: number;
-  /** Explicitly freed: its out-of-scope handlers have fired. */
-  readonly freed: boolean;
-  /** Out of scope, kept only by lineage: deleted when its lineage references go. */
-  readonly outOfScope: boolean;
-  /** Lineage references only delay its deletion (they do not keep it in scope). */
-  readonly reconstructable: boolean;
-  /** The size given at creation. */
-  readonly sizeBytes: number;
-}
-
-/** One participant's references on an object, besides the owner's local and submitted. */
-export interface Holding {
-  /** Who holds them. */
-  readonly participant: Participant;
-  /** Local references (as a borrower). */
-  readonly localRefs: number;
-  /** Submitted-task references (as a borrower). */
-  readonly submittedRefs: number;
-  /** References it lent and nobody has borrowed yet. */
-  readonly lentRefs: number;
-  /** Lineage references it pinned. */
-  readonly lineageRefs: number;
-}
-
-/** Counter-wide figures. */
-export interface CounterStats {
-  /** Objects in the table (in scope, or freed or lineage-pinned with an entry left). */
-  readonly liveObjects: number;
-  /** The sum of the live objects' sizes. */
-  readonly liveBytes: number;
-  /** Objects ever created. */
-  readonly objectsCreated: number;
-  /** Callbacks ever registered, by every participant. */
-  readonly callbacksRegistered: number;
-  /** Callbacks that left the table (fired, or waiting to be delivered). */
-  readonly callbacksReleased: number;
-  /** Deliveries waiting, in every participant's outbox. */
-  readonly pendingDeliveries: number;
-  /** This thread's handlers registered and not yet run. */
-  readonly pendingHandlers: number;
-  /** This thread's handlers that have run. */
-  readonly handlersFired: number;
-  /** This thread's handlers that threw or rejected. */
-  readonly handlerErrors: number;
-  /** Coalesced wakes the dispatcher thread sent (to every participant). */
-  readonly wakesSent: number;
-  /** Participants (JS threads) attached. */
-  readonly participants: number;
-  /** Deliveries dropped because their participant had gone (its thread exited). */
-  readonly deliveriesDiscarded: number;
-  /** Native bytes allocated for the table's entries and callbacks (capacity, not use). */
-  readonly nativeBytes: number;
-  /**
-   * Waker threads let go while inside a wake that has not returned (their participant's
-   * thread ended meanwhile); each keeps only the counter's memory until it returns.
-   */
-  readonly wakersBlocked: number;
-}
-
-const sinkNone = 0xffffffff;
-const ownerGone = 0xfffffffe;
-/** `REFSCOPE_STATE_CLOSED`: the dispatcher thread has exited. */
-const stateClosed = 2;
 /** How often a close polls for the dispatcher (or an in-flight wake) to finish. */
 const closePollMs = 1;
-/** `refscope_info` is 64 bytes: a double, a u64, then twelve u32. */
-const infoBytes = 64;
+/** Records per `refscope_counter_snapshot` call. */
 const snapshotPage = 256;
-const createReconstructable = 1;
 
-function participant(raw: number): Participant {
+function sinkOf(raw: number): Sink {
   return raw === sinkNone ? "native" : raw === ownerGone ? "gone" : raw;
+}
+
+/** A `u32` field's index in a `Uint32Array` over the struct. */
+function u32At(field: { offset: number }): number {
+  return field.offset / 4;
+}
+
+/** Reads a `u64` field (a count or byte size, below 2^53) as a number. */
+function u64At(words: Uint32Array, base: number, field: { offset: number }): number {
+  const index = base + field.offset / 4;
+  return words[index] + words[index + 1] * 2 ** 32;
 }
 
 /** The native counter behind one `Counter`: opened here, or attached to by key. */
@@ -121,10 +52,10 @@ export class Core {
   readonly #symbols = native().symbols;
   readonly #id = new Float64Array(1);
   #ids = new Float64Array(64);
-  readonly #record = new ArrayBuffer(infoBytes * snapshotPage);
+  readonly #record = new ArrayBuffer(Info.bytes * snapshotPage);
   readonly #recordF64 = new Float64Array(this.#record);
   readonly #recordU32 = new Uint32Array(this.#record);
-  readonly #stats = new Uint32Array(26);
+  readonly #stats = new Uint32Array(Stats.bytes / 4);
   #finalStats: CounterStats | undefined;
 
   /** The key other threads attach with; read once, as the native counter may go later. */
@@ -165,7 +96,7 @@ export class Core {
     return new Core(counter, delivery, "attached");
   }
 
-  /** This thread's participant number (its sink). */
+  /** This thread's sink number. */
   get sink(): number {
     return this.delivery.sink;
   }
@@ -180,8 +111,8 @@ export class Core {
    */
   settle(status: number, what: string, id?: ObjectId): void {
     if (status < 0) throw errorFromStatus(status, id === undefined ? what : `${what} object ${id}`);
-    if ((status & Outcome.DRAIN) !== 0) this.delivery.schedule();
-    if ((status & Outcome.RELAY) !== 0) this.delivery.relay();
+    if ((status & HintBit.DRAIN) !== 0) this.delivery.schedule();
+    if ((status & HintBit.RELAY) !== 0) this.delivery.relay();
   }
 
   create(
@@ -200,7 +131,7 @@ export class Core {
       status = symbols.refscope_object_create_ex(
         this.pointer,
         sizeBytes,
-        reconstructable ? createReconstructable : 0,
+        reconstructable ? CreateFlag.RECONSTRUCTABLE : 0,
         both,
         contains.length,
         both.subarray(contains.length),
@@ -222,7 +153,7 @@ export class Core {
   release(id: ObjectId): void {
     this.checkOpen("release");
     const status = this.#symbols.refscope_object_release(this.pointer, id, this.sink);
-    if (status !== Status.OK) this.settle(status, "release", id);
+    if (status !== Hint.NONE) this.settle(status, "release", id);
   }
 
   /** Copies ids into the reusable batch buffer, growing it when needed. */
@@ -236,7 +167,7 @@ export class Core {
   releaseBatch(ids: readonly ObjectId[]): void {
     this.checkOpen("release");
     const status = this.#symbols.refscope_object_release_batch(this.pointer, this.batch(ids), ids.length, this.sink);
-    if (status !== Status.OK) this.settle(status, `release of ${ids.length} objects`);
+    if (status !== Hint.NONE) this.settle(status, `release of ${ids.length} objects`);
   }
 
   /** Adds (`add`) or removes references of a kind that leases hold, one per id. */
@@ -247,8 +178,9 @@ export class Core {
     const call = kind === "submitted"
       ? (add ? symbols.refscope_submitted_add : symbols.refscope_submitted_remove)
       : (add ? symbols.refscope_lineage_add : symbols.refscope_lineage_remove);
+    // Adding returns a status, removing a hint: each is settled by its own success value.
     const status = call(this.pointer, this.batch(ids), ids.length, this.sink);
-    if (status !== Status.OK) this.settle(status, what);
+    if (status !== Status.OK && status !== Hint.NONE) this.settle(status, what);
   }
 
   lend(id: ObjectId): void {
@@ -260,13 +192,13 @@ export class Core {
   borrow(id: ObjectId, lender: number, generation: number): void {
     this.checkOpen("borrow");
     const status = this.#symbols.refscope_object_borrow(this.pointer, id, lender, generation, this.sink);
-    if (status < 0) throw errorFromStatus(status, `borrow object ${id} from participant ${lender}`);
+    if (status < 0) throw errorFromStatus(status, `borrow object ${id} from sink ${lender}`);
   }
 
   free(id: ObjectId): void {
     this.checkOpen("free");
     const status = this.#symbols.refscope_object_free(this.pointer, id, this.sink);
-    if (status !== Status.OK) this.settle(status, "free", id);
+    if (status !== Hint.NONE) this.settle(status, "free", id);
   }
 
   register(kind: HandlerKind, id: ObjectId, handler: OutOfScopeHandler, what: string): boolean {
@@ -291,47 +223,51 @@ export class Core {
 
   #readInfo(index: number): ObjectInfo {
     const u32 = this.#recordU32;
-    const base = index * (infoBytes / 4);
-    const owner = participant(u32[base + 4]);
-    const flags = u32[base + 5];
+    const base = index * (Info.bytes / 4);
+    const owner = sinkOf(u32[base + u32At(Info.owner)]);
+    const flags = u32[base + u32At(Info.flags)];
     return {
-      id: this.#recordF64[index * (infoBytes / 8)],
+      id: this.#recordF64[(index * Info.bytes + Info.id.offset) / 8],
       owner,
       owned: owner === this.sink,
-      localRefs: u32[base + 6],
-      submittedRefs: u32[base + 7],
-      borrowedRefs: u32[base + 8],
-      lentRefs: u32[base + 9],
-      lineageRefs: u32[base + 10],
-      containedIn: u32[base + 11],
-      borrowers: u32[base + 12],
-      pendingCallbacks: u32[base + 13],
-      pendingDeletedCallbacks: u32[base + 14],
-      freed: (flags & 1) !== 0,
-      outOfScope: (flags & 2) !== 0,
-      reconstructable: (flags & 4) !== 0,
-      sizeBytes: u32[base + 2] + u32[base + 3] * 2 ** 32,
+      localRefs: u32[base + u32At(Info.refs_local)],
+      submittedRefs: u32[base + u32At(Info.refs_submitted)],
+      borrowedRefs: u32[base + u32At(Info.refs_borrowed)],
+      lentRefs: u32[base + u32At(Info.refs_lent)],
+      lineageRefs: u32[base + u32At(Info.refs_lineage)],
+      containedIn: u32[base + u32At(Info.contained_in_owned)],
+      borrowers: u32[base + u32At(Info.borrowers)],
+      pendingCallbacks: u32[base + u32At(Info.callbacks_pending)],
+      pendingDeletedCallbacks: u32[base + u32At(Info.deleted_callbacks_pending)],
+      freed: (flags & ObjectFlag.FREED) !== 0,
+      outOfScope: (flags & ObjectFlag.OUT_OF_SCOPE) !== 0,
+      reconstructable: (flags & ObjectFlag.RECONSTRUCTABLE) !== 0,
+      sizeBytes: u64At(u32, base, Info.size_bytes),
     };
   }
 
   holdings(id: ObjectId): Holding[] {
     this.checkOpen("holdings");
     const symbols = this.#symbols;
-    let buffer = new Uint32Array(5 * 8);
-    let count = symbols.refscope_object_holdings(this.pointer, id, buffer, buffer.length / 5);
-    if (count > buffer.length / 5) {
-      buffer = new Uint32Array(5 * count);
+    const words = HoldingLayout.bytes / 4;
+    let buffer = new Uint32Array(words * 8);
+    let count = symbols.refscope_object_holdings(this.pointer, id, buffer, buffer.length / words);
+    if (count > buffer.length / words) {
+      buffer = new Uint32Array(words * count);
       count = symbols.refscope_object_holdings(this.pointer, id, buffer, count);
     }
     if (count === Status.STALE_ID) return [];
     if (count < 0) throw errorFromStatus(count, `holdings of object ${id}`);
-    return Array.from({ length: count }, (_, index) => ({
-      participant: participant(buffer[5 * index]),
-      localRefs: buffer[5 * index + 1],
-      submittedRefs: buffer[5 * index + 2],
-      lentRefs: buffer[5 * index + 3],
-      lineageRefs: buffer[5 * index + 4],
-    }));
+    return Array.from({ length: count }, (_, index) => {
+      const base = words * index;
+      return {
+        sink: sinkOf(buffer[base + u32At(HoldingLayout.sink)]),
+        localRefs: buffer[base + u32At(HoldingLayout.refs_local)],
+        submittedRefs: buffer[base + u32At(HoldingLayout.refs_submitted)],
+        lentRefs: buffer[base + u32At(HoldingLayout.refs_lent)],
+        lineageRefs: buffer[base + u32At(HoldingLayout.refs_lineage)],
+      };
+    });
   }
 
   /** Every live object, page by page (each page consistent, the whole not atomic). */
@@ -355,23 +291,22 @@ export class Core {
     const raw = this.#stats;
     const status = this.#symbols.refscope_counter_stats(this.pointer, raw);
     if (status < 0) throw errorFromStatus(status, "stats");
-    const u64 = (index: number) => raw[2 * index] + raw[2 * index + 1] * 2 ** 32;
     const delivery = this.delivery;
     return {
-      liveObjects: u64(0),
-      liveBytes: u64(1),
-      objectsCreated: u64(2),
-      callbacksRegistered: u64(3),
-      callbacksReleased: u64(4),
-      pendingDeliveries: u64(7),
+      liveObjects: u64At(raw, 0, Stats.objects_live),
+      liveBytes: u64At(raw, 0, Stats.bytes_live),
+      objectsCreated: u64At(raw, 0, Stats.objects_created),
+      callbacksRegistered: u64At(raw, 0, Stats.callbacks_registered),
+      callbacksReleased: u64At(raw, 0, Stats.callbacks_released),
+      pendingTokens: u64At(raw, 0, Stats.sink_tokens_pending),
       pendingHandlers: delivery.handlersPending,
       handlersFired: delivery.handlersFired,
       handlerErrors: delivery.handlerErrors,
-      wakesSent: u64(8),
-      participants: u64(9),
-      deliveriesDiscarded: u64(10),
-      nativeBytes: u64(11),
-      wakersBlocked: u64(12),
+      wakesSent: u64At(raw, 0, Stats.wakes_sent),
+      openSinks: u64At(raw, 0, Stats.sinks_open),
+      discardedTokens: u64At(raw, 0, Stats.tokens_discarded),
+      memoryBytes: u64At(raw, 0, Stats.memory_bytes),
+      wakersBlocked: u64At(raw, 0, Stats.wakers_blocked),
     };
   }
 
@@ -380,7 +315,7 @@ export class Core {
    * delivers this thread's handlers, waits for the dispatcher thread to exit, then closes
    * its sink and destroys the counter. The join happens only once the dispatcher has
    * exited, so it never waits on a thread blocked in a wake to this JS thread (the Deno
-   * hazard). Other participants' sinks keep the memory until they close.
+   * hazard). Other threads' sinks keep the memory until they close.
    */
   async close(): Promise<void> {
     if (this.role === "attached") return await this.#leave();
@@ -390,13 +325,13 @@ export class Core {
     if (status < 0) throw errorFromStatus(status, "close");
     this.state = "closing";
     // Workers' handlers fire too: they are woken through the channel, never natively.
-    if ((status & Outcome.RELAY) !== 0) this.delivery.relay();
+    if ((status & HintBit.RELAY) !== 0) this.delivery.relay();
     // Handlers never run inside the call that released their object, close included.
     await sleep(0);
     // Every token was queued by the native close (mutations are refused since), so once
     // the outbox is empty only the dispatcher's exit is awaited.
     while (this.delivery.drainOnce()) { /* run every handler that is waiting */ }
-    while (symbols.refscope_counter_state(this.pointer) !== stateClosed) await sleep(closePollMs);
+    while (symbols.refscope_counter_state(this.pointer) !== CounterState.CLOSED) await sleep(closePollMs);
     this.#finalStats = this.stats();
     await this.#closeSink();
     const destroyed = symbols.refscope_counter_destroy(this.pointer);
@@ -414,7 +349,7 @@ export class Core {
     const status = this.#symbols.refscope_sink_release(this.pointer, this.sink);
     if (status < 0) throw errorFromStatus(status, "close");
     this.state = "closing";
-    if ((status & Outcome.RELAY) !== 0) this.delivery.relay();
+    if ((status & HintBit.RELAY) !== 0) this.delivery.relay();
     await sleep(0);
     while (this.delivery.drainOnce()) { /* run every handler that is waiting */ }
     this.#finalStats = this.stats();
@@ -443,10 +378,6 @@ function checkHandler(handler: unknown, what: string): asserts handler is OutOfS
   if (typeof handler !== "function") {
     throw new RefscopeError("INVALID_ARGUMENT", `${what}: the handler must be a function, not ${typeName(handler)}`);
   }
-}
-
-export function typeName(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -5,21 +5,13 @@
  *
  * @module
  */
-import {
-  Core,
-  type CounterStats,
-  HandlerKind,
-  type Holding,
-  type ObjectInfo,
-  type Participant,
-  typeName,
-} from "./core.ts";
-import type { OutOfScopeHandler } from "./delivery.ts";
-import { type HandlerError, type ObjectId, RefscopeError } from "./errors.ts";
-import type { Pointer } from "./ffi/mod.ts";
+import { Core, HandlerKind } from "./core.ts";
+import { type HandlerError, RefscopeError, typeName } from "./errors.ts";
+import { sinkNone } from "./ffi/abi.gen.ts";
 import { type ObjectRecord, type Snapshot, takeSnapshot } from "./snapshot.ts";
+import type { CounterStats, Holding, ObjectId, ObjectInfo, OutOfScopeHandler, Sink } from "./types.ts";
 
-export type { CounterStats, Holding, ObjectInfo, ObjectRecord, OutOfScopeHandler, Participant, Snapshot };
+export type { CounterStats, Holding, ObjectInfo, ObjectRecord, OutOfScopeHandler, Sink, Snapshot };
 
 /** Options for `new Counter()` and `Counter.attach()`. */
 export interface CounterOptions {
@@ -54,11 +46,11 @@ export interface LentRef {
   readonly key: number;
   /** The object. */
   readonly id: ObjectId;
-  /** The participant that lent it. */
+  /** The sink that lent it. */
   readonly lender: number;
   /**
-   * Which of the participants numbered `lender` lent it: numbers are reused once a
-   * participant ends, and a reference lent by an earlier one can never claim a later one's.
+   * Which of the sinks numbered `lender` lent it: numbers are reused once a sink closes,
+   * and a reference lent by an earlier one can never claim a later one's.
    */
   readonly generation: number;
 }
@@ -71,7 +63,6 @@ let isRef: (value: unknown) => value is Ref;
 let refCore: (ref: Ref) => Core;
 let refHeld: (ref: Ref) => boolean;
 let setRefHeld: (ref: Ref, held: boolean) => void;
-let counterCore: (counter: Counter) => Core;
 const constructing = Symbol("refscope.constructing");
 /** Set by `Counter.attach` around its `new Counter()`. */
 let attaching: Core | undefined;
@@ -254,10 +245,6 @@ export class Counter implements AsyncDisposable {
   #core: Core;
   #closing: Promise<void> | undefined;
 
-  static {
-    counterCore = (counter) => counter.#core;
-  }
-
   /** Opens a new counter (starting its native dispatcher thread). */
   constructor(options: CounterOptions = {}) {
     checkOptions(options, attaching === undefined ? "new Counter" : "attach");
@@ -282,8 +269,8 @@ export class Counter implements AsyncDisposable {
     return this.#core.key;
   }
 
-  /** This JS thread's participant number in the counter (owners and borrowers are these). */
-  get participant(): number {
+  /** This JS thread's sink number in the counter (owners and borrowers are these). */
+  get sink(): number {
     return this.#core.sink;
   }
 
@@ -335,12 +322,12 @@ export class Counter implements AsyncDisposable {
     const valid = typeof id === "number" && typeof lender === "number" && typeof key === "number" &&
       typeof generation === "number";
     if (!valid) throw new RefscopeError("INVALID_ARGUMENT", "borrow: expected a LentRef from Ref.lend()");
-    // A participant number crosses the FFI as a u32, which Deno refuses and Bun wraps when
-    // out of range; 2^32 - 1 would mean native code. Anything else is refused natively.
-    if (!Number.isInteger(lender) || lender < 0 || lender >= 0xffffffff) {
-      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the lender ${lender} is not a participant number`);
+    // A sink number crosses the FFI as a u32, which Deno refuses and Bun wraps when out of
+    // range; `sinkNone` (2^32 - 1) would mean native code. Anything else is refused natively.
+    if (!Number.isInteger(lender) || lender < 0 || lender >= sinkNone) {
+      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the lender ${lender} is not a sink number`);
     }
-    if (!Number.isInteger(generation) || generation < 0 || generation > 0xffffffff) {
+    if (!Number.isInteger(generation) || generation < 0 || generation >= 2 ** 32) {
       throw new RefscopeError("INVALID_ARGUMENT", `borrow: the generation ${generation} is not a lender's generation`);
     }
     if (key !== this.#core.key) {
@@ -523,28 +510,6 @@ export class Counter implements AsyncDisposable {
     }
     return Array.from(targets, (target) => this.#idOf(target, what));
   }
-}
-
-/**
- * The native counter behind `counter`, for librefscope_testkit in tests and benchmarks.
- * Not exported from `mod.ts`.
- *
- * @internal
- */
-export function nativeCounter(counter: Counter): Pointer {
-  return counterCore(counter).pointer;
-}
-
-/**
- * Fault injection for tests: this thread ignores every wake from now on, as if each were
- * lost (a wake can arrive just as the event loop decides to exit). Deliveries must then
- * still be made, by the release's own drain or the `beforeExit` check. Not exported from
- * `mod.ts`.
- *
- * @internal
- */
-export function simulateLostWakes(counter: Counter): void {
-  counterCore(counter).delivery.loseWakes();
 }
 
 function checkRef(ref: unknown, core: Core, what: string): asserts ref is Ref {

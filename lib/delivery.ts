@@ -29,12 +29,10 @@
  */
 import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
-import { errorFromStatus, HandlerError, RefscopeError } from "./errors.ts";
-import type { ObjectId } from "./errors.ts";
-import { backend, type Channel, native, type Pointer, type Wake } from "./ffi/mod.ts";
-
-/** Called with the object's id once it is out of scope or freed. */
-export type OutOfScopeHandler = (id: ObjectId) => void | Promise<void>;
+import { HandlerError, RefscopeError } from "./errors.ts";
+import type { ObjectId, OutOfScopeHandler } from "./types.ts";
+import { CallbackKind, Registration, Removal, SinkFlag, sinksMax } from "./ffi/abi.gen.ts";
+import { backend, type Channel, errorFromStatus, native, type Pointer, type Wake } from "./ffi/mod.ts";
 
 /** Tokens copied per FFI call. */
 const batchSize = 4096;
@@ -43,9 +41,7 @@ const batchesPerTurn = 256;
 /** How often a wake-less sink with handlers pending polls (see the module's comment). */
 const pollMs = 10;
 /** `REFSCOPE_SINK_RELAYS`: every JS sink relays the wakes its calls owe to Workers. */
-const sinkRelays = 1;
-/** `REFSCOPE_SINKS_MAX`. */
-const sinksMax = 64;
+const sinkRelays = SinkFlag.RELAYS;
 
 const open = new Set<Delivery>();
 let exitHooked = false;
@@ -92,10 +88,8 @@ function wakeRelayed(relayed: Relayed): void {
 }
 
 /** Which handlers: out-of-scope-or-freed, or reference-deleted (`REFSCOPE_ON_*`). */
-export const enum HandlerKind {
-  OutOfScope = 0,
-  Deleted = 1,
-}
+export type HandlerKind = typeof CallbackKind[keyof typeof CallbackKind];
+export const HandlerKind = { OutOfScope: CallbackKind.OUT_OF_SCOPE, Deleted: CallbackKind.DELETED } as const;
 
 export class Delivery {
   readonly sink: number;
@@ -113,7 +107,6 @@ export class Delivery {
   #freeTokens: number[] = [];
   #scheduled = false;
   #closed = false;
-  #ignoreWakes = false;
   #poll: ReturnType<typeof setInterval> | undefined;
   handlersFired = 0;
   handlerErrors = 0;
@@ -176,9 +169,9 @@ export class Delivery {
   register(kind: HandlerKind, id: ObjectId, handler: OutOfScopeHandler): boolean {
     const token = this.#freeTokens.length > 0 ? this.#freeTokens.pop()! : this.#handlers.length;
     const status = native().symbols.refscope_object_on_sink(this.#counter, id, this.sink, kind, token);
-    if (status !== 1) {
+    if (status !== Registration.REGISTERED) {
       if (token !== this.#handlers.length) this.#freeTokens.push(token);
-      if (status === 0) return false;
+      if (status === Registration.REFUSED) return false;
       throw errorFromStatus(status, `registering a handler on object ${id}`);
     }
     this.#handlers[token] = handler;
@@ -201,7 +194,7 @@ export class Delivery {
       if (this.#handlers[token] !== handler) continue;
       const status = symbols.refscope_object_off_sink(this.#counter, id, this.sink, kind, token);
       if (status < 0) throw errorFromStatus(status, `removing a handler from object ${id}`);
-      if (status === 0) return false;
+      if (status === Removal.NOT_REMOVED) return false;
       this.#handlers[token] = undefined;
       this.#freeTokens.push(token);
       return true;
@@ -219,7 +212,7 @@ export class Delivery {
    * close), or a relayed one naming this sink (a Worker).
    */
   onWake(): void {
-    if (!this.#closed && !this.#ignoreWakes) this.schedule();
+    if (!this.#closed) this.schedule();
   }
 
   /**
@@ -267,11 +260,6 @@ export class Delivery {
     if (this.#wake === undefined || this.#closed) return;
     this.detach();
     native().symbols.refscope_sink_close(this.#counter, this.sink);
-  }
-
-  /** Test hook: behave as if every wake were lost (see `simulateLostWakes`). */
-  loseWakes(): void {
-    this.#ignoreWakes = true;
   }
 
   /**

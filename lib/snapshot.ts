@@ -3,11 +3,12 @@
  *
  * @module
  */
-import type { Core, Holding, ObjectInfo, Participant } from "./core.ts";
+import type { Core } from "./core.ts";
+import type { Holding, ObjectInfo, Sink } from "./types.ts";
 
-/** One object in a snapshot, with the other participants' references on it. */
+/** One object in a snapshot, with the other sinks' references on it. */
 export interface ObjectRecord extends ObjectInfo {
-  /** Borrowers', lenders' and lineage-pinning participants' references. */
+  /** Borrowers', lenders' and lineage-pinning sinks' references. */
   readonly holdings: readonly Holding[];
 }
 
@@ -17,22 +18,22 @@ export interface SnapshotSummary {
   readonly liveObjects: number;
   /** The sum of their sizes. */
   readonly liveBytes: number;
-  /** Deliveries waiting in every participant's outbox. */
-  readonly pendingDeliveries: number;
+  /** Tokens (each a handler to run) waiting in every sink's outbox. */
+  readonly pendingTokens: number;
   /** This thread's handlers registered and not yet run. */
   readonly pendingHandlers: number;
   /** This thread's handlers that have run. */
   readonly handlersFired: number;
   /** This thread's handlers that threw or rejected. */
   readonly handlerErrors: number;
-  /** JS threads attached to the counter. */
-  readonly participants: number;
+  /** Sinks open: JS threads taking part. */
+  readonly openSinks: number;
 }
 
 /** What `Counter.snapshot()` returns. */
 export interface Snapshot {
-  /** The participant that took it. */
-  readonly participant: number;
+  /** The sink that took it (this thread's). */
+  readonly sink: number;
   /** Every live object, in table order. */
   readonly objects: readonly ObjectRecord[];
   /** Counter-wide figures. */
@@ -46,16 +47,16 @@ export function takeSnapshot(core: Core): Snapshot {
   });
   const stats = core.stats();
   return {
-    participant: core.sink,
+    sink: core.sink,
     objects,
     summary: {
       liveObjects: stats.liveObjects,
       liveBytes: stats.liveBytes,
-      pendingDeliveries: stats.pendingDeliveries,
+      pendingTokens: stats.pendingTokens,
       pendingHandlers: stats.pendingHandlers,
       handlersFired: stats.handlersFired,
       handlerErrors: stats.handlerErrors,
-      participants: stats.participants,
+      openSinks: stats.openSinks,
     },
   };
 }
@@ -71,8 +72,8 @@ function bytes(count: number): string {
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-function who(participant: Participant, self: number): string {
-  return participant === self ? `${participant} (this)` : String(participant);
+function who(sink: Sink, self: number): string {
+  return sink === self ? `${sink} (this)` : String(sink);
 }
 
 function state(record: ObjectRecord): string {
@@ -99,11 +100,11 @@ export function formatSnapshot(snapshot: Snapshot): string {
   ];
   const rows = snapshot.objects.map((record) => {
     const borrowers = record.holdings
-      .filter((holding) => holding.participant !== record.owner && holding.localRefs + holding.submittedRefs > 0)
-      .map((holding) => who(holding.participant, snapshot.participant));
+      .filter((holding) => holding.sink !== record.owner && holding.localRefs + holding.submittedRefs > 0)
+      .map((holding) => who(holding.sink, snapshot.sink));
     return [
       String(record.id),
-      who(record.owner, snapshot.participant),
+      who(record.owner, snapshot.sink),
       bytes(record.sizeBytes),
       String(record.localRefs),
       String(record.submittedRefs),
@@ -120,13 +121,13 @@ export function formatSnapshot(snapshot: Snapshot): string {
   const line = (cells: string[]) => cells.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd();
   const s = snapshot.summary;
   return [
-    `refscope memory, seen by participant ${snapshot.participant}`,
+    `refscope memory, seen by sink ${snapshot.sink}`,
     line(header),
     line(widths.map((width) => "-".repeat(width))),
     ...rows.map(line),
     "",
-    `${s.liveObjects} live objects, ${bytes(s.liveBytes)}; ${s.pendingDeliveries} deliveries pending; ` +
-    `${s.participants} participants`,
+    `${s.liveObjects} live objects, ${bytes(s.liveBytes)}; ${s.pendingTokens} tokens pending; ` +
+    `${s.openSinks} sinks open`,
     `this thread: ${s.handlersFired} handlers fired, ${s.handlerErrors} handler errors, ${s.pendingHandlers} pending`,
   ].join("\n");
 }

@@ -113,14 +113,14 @@ export function each<T>(
 
 /**
  * Everything a misuse must leave as it was, seen from each counter: every live object with
- * its info and holdings, the stats (but `nativeBytes`, which is capacity: a refused call
+ * its info and holdings, the stats (but `memoryBytes`, which is capacity: a refused call
  * may leave a pool node reserved for reuse), and the handles' own state.
  */
 export function observer(counters: Counter[], handles: Handle[]): () => string {
   return () =>
     JSON.stringify({
       views: counters.map((counter) => {
-        const { nativeBytes: _, ...stats } = counter.stats();
+        const { memoryBytes: _, ...stats } = counter.stats();
         return { stats, objects: counter.closed ? [] : counter.snapshot().objects };
       }),
       released: handles.map((handle) => handle.released),
@@ -216,7 +216,7 @@ export async function openWorld() {
   ];
   const observe = observer([counter, peer, other], handles);
   /** A LentRef of `id` from `lender`, as if lent by this counter: forged unless really lent. */
-  const lent = (id: unknown, lender: unknown = counter.participant): LentRef =>
+  const lent = (id: unknown, lender: unknown = counter.sink): LentRef =>
     ({ key: counter.key, id, lender, generation: unclaimed.generation }) as LentRef;
 
   return {
@@ -261,7 +261,7 @@ export function checkWorld(t: IAssert, world: World): void {
   t.eq(counter.info(pinned)?.outOfScope, true, "pinned is out of scope, kept by lineage");
   t.eq(counter.info(freed)?.freed, true, "freed is freed, and still has its entry");
   t.eq(counter.info(shared)?.lentRefs, 1, "one reference of shared is lent and unclaimed");
-  t.eq(counter.info(peerOwned.id)?.owner, peer.participant, "the peer owns its object");
+  t.eq(counter.info(peerOwned.id)?.owner, peer.sink, "the peer owns its object");
   t.ok(generationOf(foreign.id) >= 10, "the other counter's id has generation 10 or more");
 }
 

@@ -4,10 +4,10 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import type { Counter, ObjectId } from "../mod.ts";
-import { nativeCounter } from "../lib/counter.ts";
-import { backend, type Pointer, testkit } from "../lib/ffi/mod.ts";
+import { backend, type Pointer } from "../lib/ffi/mod.ts";
+import { nativeCounter, testkit } from "./_testkit.ts";
 
-const kit = testkit();
+const kit = testkit;
 
 /** A native thread releasing `ids` (references the test hands it), `batch` ids per call. */
 export class ReleaseJob {

@@ -14,7 +14,7 @@ export class Peer {
   readonly worker: Worker;
   readonly events: { event: string; id: number }[] = [];
   /** The Worker's participant number, once attached. */
-  participant: number | undefined;
+  sink: number | undefined;
   #seq = 0;
   #pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   #listeners: (() => void)[] = [];

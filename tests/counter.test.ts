@@ -9,7 +9,7 @@ suite("counter", async (t) => {
     const ref = counter.create({ sizeBytes: 4096 });
     t.eq(counter.info(ref), {
       id: ref.id,
-      owner: counter.participant,
+      owner: counter.sink,
       owned: true,
       localRefs: 1,
       submittedRefs: 0,
@@ -123,7 +123,7 @@ suite("counter", async (t) => {
     stats = counter.stats();
     t.eq([stats.liveObjects, stats.liveBytes], [1, 23], "a's bytes are gone");
     t.eq(
-      [stats.callbacksReleased, stats.pendingHandlers, stats.handlersFired, stats.pendingDeliveries],
+      [stats.callbacksReleased, stats.pendingHandlers, stats.handlersFired, stats.pendingTokens],
       [1, 1, 1, 0],
       "one fired",
     );

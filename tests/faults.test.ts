@@ -375,7 +375,7 @@ suite("faults in user code", async (t) => {
         "as a HandlerError caused by CLOSED",
       );
       const stats = counter.stats();
-      t.eq([stats.liveObjects, stats.pendingHandlers, stats.pendingDeliveries], [0, 0, 0], "nothing left at close");
+      t.eq([stats.liveObjects, stats.pendingHandlers, stats.pendingTokens], [0, 0, 0], "nothing left at close");
     },
     generous,
   );

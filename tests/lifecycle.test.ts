@@ -18,7 +18,7 @@ function sum(counts: Uint8Array): number {
 
 /** What is left at close: live objects and bytes, handlers and deliveries waiting. */
 function leftAtClose(stats: CounterStats): number[] {
-  return [stats.liveObjects, stats.liveBytes, stats.pendingHandlers, stats.pendingDeliveries];
+  return [stats.liveObjects, stats.liveBytes, stats.pendingHandlers, stats.pendingTokens];
 }
 
 /** For subtests whose own bounds (`within`, `until`) exceed zora's default 5 s timeout. */
@@ -43,7 +43,7 @@ suite("close under load, and open/close cycles", async (t) => {
         refs.push(ref);
       }
       counter.releaseAll(refs.slice(0, pending));
-      t.eq(counter.stats().pendingDeliveries, pending, `${pending} deliveries pending`);
+      t.eq(counter.stats().pendingTokens, pending, `${pending} deliveries pending`);
       const closing = counter.close();
       t.eq(sum(runs), 0, "none ran inside releaseAll or close");
       await within(closing, 30_000, "close");
@@ -116,11 +116,11 @@ suite("close under load, and open/close cycles", async (t) => {
         counter.releaseAll(refs.slice(objects / 4, objects / 2));
         for (const ref of refs.slice(objects / 2, objects / 2 + 50)) ref.free();
         if (round % 2 === 1) await until(() => job.done, "the native thread");
-        const nativeBytes = counter.stats().nativeBytes;
+        const memoryBytes = counter.stats().memoryBytes;
         const closing = counter.close();
         const { firstError } = job.join(); // before close can destroy the counter the thread uses
         await within(closing, 10_000, `close of cycle ${round}`);
-        peakNativeBytes = Math.max(peakNativeBytes, nativeBytes);
+        peakNativeBytes = Math.max(peakNativeBytes, memoryBytes);
         if (firstError !== 0 && firstError !== -7) return `a native release failed with ${firstError}`;
         if (!registered) return "a registration was refused";
         const wrong = runs.findIndex((count, slot) => count !== expected[slot]);

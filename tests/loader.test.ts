@@ -6,7 +6,9 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { libraryCandidates, platforms, platformsFor, runningLibc } from "@refscope/native";
-import { Counter, nativeLibrary } from "../mod.ts";
+import { Counter, nativeLibrary, Status } from "../mod.ts";
+import { Hint } from "../lib/ffi/abi.gen.ts";
+import { backend, errorFromStatus, native } from "../lib/ffi/mod.ts";
 import { runScript, suite, testPath } from "./_harness.ts";
 
 /**
@@ -96,7 +98,7 @@ suite("loader", async (t) => {
     const { path, abiVersion } = nativeLibrary();
     const expected = fileURLToPath(new URL("../zig-out/", import.meta.url));
     t.ok(path.startsWith(expected), `${path} is under ${expected}`);
-    t.eq(abiVersion, 4, "ABI version 4");
+    t.eq(abiVersion, 5, "ABI version 5");
     await using counter = new Counter();
     t.eq(counter.liveObjects, 0, "and it works");
   });
@@ -109,5 +111,27 @@ suite("loader", async (t) => {
     const tried = String(report.message).split("\n").filter((line: string) => line.startsWith("  "));
     t.eq(tried.length, 1, `one path tried: ${JSON.stringify(tried)}`);
     t.ok(tried[0].startsWith(`  REFSCOPE_LIB: ${missing}: `), "REFSCOPE_LIB's, with the runtime's reason");
+    t.ok(
+      typeof report.cause === "string" && tried[0].endsWith(report.cause),
+      `the runtime's own error is the cause: ${JSON.stringify(report.cause)}`,
+    );
+  });
+
+  await t.test("a status the module does not know is UNKNOWN, with the library's own message", (t) => {
+    const unknown = errorFromStatus(-1000, "calling");
+    t.eq([unknown.code, unknown.status], ["UNKNOWN", -1000], "code UNKNOWN, status kept");
+    t.eq(unknown.message, "calling: unknown status", "the library's message for it");
+    const stale = errorFromStatus(Status.STALE_ID, "retain");
+    const expected = backend.cString(native().symbols.refscope_status_message(Status.STALE_ID)!);
+    t.eq(
+      [stale.code, stale.message],
+      ["STALE_ID", `retain: ${expected}`],
+      "a known one: its code, the library's sentence",
+    );
+    t.eq(
+      backend.cString(native().symbols.refscope_status_name(Hint.DRAIN)!),
+      "REFSCOPE_HINT_DRAIN",
+      "every family's values have names of their own in the library",
+    );
   });
 });

@@ -192,7 +192,7 @@ suite("the misuse catalogue: batches, sizes and create options", async (t) => {
         (size) => `sizeBytes ${size}`,
         (size) => counter.create({ sizeBytes: size }),
         "INVALID_ARGUMENT",
-        (size) => `create (sizeBytes ${size}): an argument is outside its domain`,
+        (size) => `create (sizeBytes ${size}): an argument is NULL or outside its domain`,
       ),
       ...each(
         outOfDomain,

@@ -46,7 +46,7 @@ suite("the misuse catalogue: ids and targets", async (t) => {
       ["runTask", (id) => counter.runTask([id], noop), () => "add submitted refs to 1 objects"],
       ["create (contains)", (id) => counter.create({ contains: [live, id] }), () => "create (sizeBytes 0)"],
       ["create (lineage)", (id) => counter.create({ lineage: [id] }), () => "create (sizeBytes 0)"],
-      ["borrow", (id) => counter.borrow(lent(id)), (id) => `borrow object ${id} from participant 0`],
+      ["borrow", (id) => counter.borrow(lent(id)), (id) => `borrow object ${id} from sink 0`],
       ["the peer's free", (id) => peer.free(id), (id) => `free object ${id}`],
     ];
     const cases = operations.flatMap(([operation, call, message]) =>

@@ -217,7 +217,7 @@ suite("the misuse catalogue: closed participants, closed counters, ended Workers
     await worker.call("borrow", mine.retain().lend());
     const backFromDead = await worker.call<LentRef>("lend", mine.id);
     worker.terminate();
-    await until(() => main.stats().participants === 1, "the terminated Worker's participation to end", 15_000);
+    await until(() => main.stats().openSinks === 1, "the terminated Worker's participation to end", 15_000);
     t.eq(main.info(keptId)?.owner, "gone", "the Worker's borrowed object lost its owner");
     t.eq(main.info(mine)?.borrowers, 0, "the Worker's borrow of this thread's object was released");
 
@@ -227,20 +227,20 @@ suite("the misuse catalogue: closed participants, closed counters, ended Workers
         what: "borrow of a LentRef from the dead Worker, object deleted",
         call: () => main.borrow(lentFromDead),
         code: "STALE_ID",
-        message: `borrow object ${lentFromDead.id} from participant ${participant}`,
+        message: `borrow object ${lentFromDead.id} from sink ${participant}`,
       },
       {
         what: "borrow of a LentRef from the dead Worker, object live",
         call: () => main.borrow(backFromDead),
         code: "NO_REFERENCE",
-        message: `borrow object ${mine.id} from participant ${participant}`,
+        message: `borrow object ${mine.id} from sink ${participant}`,
       },
       {
         what: "borrow naming the dead Worker as lender",
         call: () =>
           main.borrow({ key: main.key, id: keptId, lender: participant, generation: backFromDead.generation }),
         code: "NO_REFERENCE",
-        message: `from participant ${participant}`,
+        message: `from sink ${participant}`,
       },
       {
         what: "free of the dead Worker's live object",

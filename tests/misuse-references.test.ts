@@ -91,19 +91,19 @@ suite("the misuse catalogue: references", async (t) => {
         what: "a lent reference claimed twice",
         call: () => counter.borrow(claimedLent),
         code: "NO_REFERENCE",
-        message: `borrow object ${handed.id} from participant 0`,
+        message: `borrow object ${handed.id} from sink 0`,
       },
       {
         what: "a LentRef that was never lent",
-        call: () => counter.borrow(lent(live.id, peer.participant)),
+        call: () => counter.borrow(lent(live.id, peer.sink)),
         code: "NO_REFERENCE",
-        message: `borrow object ${live.id} from participant ${peer.participant}`,
+        message: `borrow object ${live.id} from sink ${peer.sink}`,
       },
       {
         what: "a LentRef from a participant number not attached",
         call: () => counter.borrow(lent(shared.id, 63)),
         code: "NO_REFERENCE",
-        message: "from participant 63",
+        message: "from sink 63",
       },
       { what: "lend of a released Ref", call: () => twice.lend(), code: "NO_REFERENCE", message: "lend: this Ref" },
       {
@@ -202,18 +202,18 @@ suite("the misuse catalogue: references", async (t) => {
         message: "lent by another counter",
       },
       ...each(
-        [-1, -2, NaN, 0.5, 1.5, 2 ** 32, 2 ** 32 + counter.participant, Infinity, -Infinity, 2 ** 32 - 1, 1e20],
+        [-1, -2, NaN, 0.5, 1.5, 2 ** 32, 2 ** 32 + counter.sink, Infinity, -Infinity, 2 ** 32 - 1, 1e20],
         (lender) => `borrow from lender ${lender}`,
         (lender) => counter.borrow({ key: counterKey, id: shared.id, lender, generation: unclaimed.generation }),
         "INVALID_ARGUMENT",
-        (lender) => `borrow: the lender ${lender} is not a participant number`,
+        (lender) => `borrow: the lender ${lender} is not a sink number`,
       ),
       ...each(
         [64, 1000, 2 ** 32 - 2],
-        (lender) => `borrow from participant ${lender}, beyond the last`,
+        (lender) => `borrow from sink ${lender}, beyond the last`,
         (lender) => counter.borrow({ key: counterKey, id: shared.id, lender, generation: unclaimed.generation }),
         "INVALID_ARGUMENT",
-        (lender) => `borrow object ${shared.id} from participant ${lender}: an argument is outside its domain`,
+        (lender) => `borrow object ${shared.id} from sink ${lender}: an argument is NULL or outside its domain`,
       ),
     ], observe);
     const mine = counter.borrow(unclaimed);

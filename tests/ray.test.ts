@@ -186,7 +186,7 @@ suite("Ray reference counting semantics", async (t) => {
     t.eq(fired, [], "the borrower keeps it in scope");
     await borrower.close(); // What a Worker's end does for it (workers.test.ts terminates one).
     await until(() => fired.length === 1, "the owner's handler");
-    t.eq(counter.stats().participants, 1, "the borrower has gone");
+    t.eq(counter.stats().openSinks, 1, "the borrower has gone");
     t.eq(counter.liveObjects, 0, "nothing is left live");
   });
 
@@ -262,11 +262,11 @@ suite("Ray reference counting semantics", async (t) => {
       "inner: one of each kind",
     );
     t.eq([record.pendingCallbacks, record.pendingDeletedCallbacks], [1, 1], "one handler of each kind pending");
-    t.eq(record.owner, counter.participant, "owned by this thread");
-    t.eq(record.holdings.map((holding) => holding.participant), [borrower.participant], "borrowed by the other");
+    t.eq(record.owner, counter.sink, "owned by this thread");
+    t.eq(record.holdings.map((holding) => holding.sink), [borrower.sink], "borrowed by the other");
     t.ok(snapshot.objects.find((object) => object.id === outer.id)?.reconstructable, "outer is reconstructable");
     t.eq(snapshot.summary.liveBytes, 300, "300 bytes live");
-    t.eq(snapshot.summary.participants, 2, "two participants");
+    t.eq(snapshot.summary.openSinks, 2, "two participants");
     const printed = formatSnapshot(snapshot);
     t.ok(printed.includes(String(inner.id)) && printed.includes("200 B"), "the printed table lists the object");
     t.ok(printed.includes("2 live objects"), "and the summary");
@@ -312,7 +312,7 @@ suite("Ray reference counting semantics", async (t) => {
         what: "borrow something not lent",
         call: () => counter.borrow({ key: counter.key, id: inner.id, lender: 0, generation: 0 }),
         code: "NO_REFERENCE",
-        message: `borrow object ${inner.id} from participant 0`,
+        message: `borrow object ${inner.id} from sink 0`,
       },
       {
         what: "borrow from another counter",

@@ -59,7 +59,7 @@ suite("a Worker's end", async (t) => {
     await a.call("retain", id);
     const stale = await a.call<LentRef>("lend", id);
     a.terminate();
-    await until(() => counter.stats().participants === 1, "A's participation to end", 15_000);
+    await until(() => counter.stats().openSinks === 1, "A's participation to end", 15_000);
     // Worker B gets A's participant number, and lends a reference of its own.
     const b = new Peer();
     t.eq(await b.call<number>("attach", counter.key), participant, "B has A's participant number");
@@ -79,7 +79,7 @@ suite("a Worker's end", async (t) => {
     counter.borrow(fresh).release();
     t.eq(counter.info(id)?.lentRefs, 0, "B's LentRef claims B's lend");
     b.terminate();
-    await until(() => counter.stats().participants === 1, "B's participation to end", 15_000);
+    await until(() => counter.stats().openSinks === 1, "B's participation to end", 15_000);
     shared.release();
     t.eq(counter.liveObjects, 0, "nothing is left live");
     await counter.close();
@@ -89,7 +89,7 @@ suite("a Worker's end", async (t) => {
     const counter = new Counter();
     // Participants attached from this very thread: each is a sink, as a Worker's would be.
     const attached = Array.from({ length: 63 }, () => Counter.attach(counter.key));
-    t.eq(counter.stats().participants, 64, "64 participants");
+    t.eq(counter.stats().openSinks, 64, "64 sinks");
     let refused: unknown;
     try {
       Counter.attach(counter.key);
@@ -97,10 +97,10 @@ suite("a Worker's end", async (t) => {
       refused = error;
     }
     t.ok(refused instanceof RefscopeError && refused.code === "LIMIT", "the 65th is refused with LIMIT");
-    t.ok(String((refused as Error).message).includes("maximum of 64 participants"), "naming the limit");
-    t.eq((refused as RefscopeError).status, -11, "status REFSCOPE_E_LIMIT_PARTICIPANTS");
+    t.ok(String((refused as Error).message).includes("maximum of 64 sinks"), "naming the limit");
+    t.eq((refused as RefscopeError).status, -11, "status REFSCOPE_E_LIMIT_SINKS");
     for (const participant of attached) await participant.close();
-    t.eq(counter.stats().participants, 1, "their slots are free again");
+    t.eq(counter.stats().openSinks, 1, "their slots are free again");
     await counter.close();
   });
 
@@ -129,12 +129,12 @@ suite("a Worker's end", async (t) => {
         attachRefused = error;
       }
       t.ok(attachRefused instanceof RefscopeError && attachRefused.code === "LIMIT", "attaching too");
-      t.eq(counters[0].stats().participants, 1, "and nothing was opened for it");
+      t.eq(counters[0].stats().openSinks, 1, "and nothing was opened for it");
     } finally {
       for (const counter of counters) await counter.close();
     }
     const again = new Counter();
-    t.eq(again.stats().participants, 1, "once they are closed, this thread opens counters again");
+    t.eq(again.stats().openSinks, 1, "once they are closed, this thread opens counters again");
     await again.close();
   });
 }, 1_500_000);

@@ -11,7 +11,7 @@ import { Peer, type RemoteError } from "./_workers.ts";
 async function withPeers(counter: Counter, count: number, body: (peers: Peer[]) => Promise<void>): Promise<void> {
   const peers = Array.from({ length: count }, () => new Peer());
   try {
-    for (const peer of peers) peer.participant = await peer.call<number>("attach", counter.key);
+    for (const peer of peers) peer.sink = await peer.call<number>("attach", counter.key);
     await body(peers);
   } finally {
     for (const peer of peers) peer.terminate();
@@ -81,7 +81,7 @@ suite("Workers sharing one counter", async (t) => {
       const id = await worker.call<ObjectId>("create", 128);
       const borrowed = counter.borrow(await worker.call<LentRef>("lend", id));
       t.eq(counter.info(borrowed)?.owned, false, "the main thread borrows it");
-      t.eq(counter.info(borrowed)?.owner, worker.participant, "owned by the Worker's participant");
+      t.eq(counter.info(borrowed)?.owner, worker.sink, "owned by the Worker's participant");
       await macrotasks(5);
       t.eq(worker.events.length, 0, "still in scope");
       borrowed.release();
@@ -107,11 +107,11 @@ suite("Workers sharing one counter", async (t) => {
     await worker.call("attach", counter.key);
     const id = await worker.call<ObjectId>("borrow", ref.lend());
     await worker.call("retain", id); // Two references, never released by the Worker itself.
-    t.eq(counter.stats().participants, 2, "two participants");
+    t.eq(counter.stats().openSinks, 2, "two participants");
     worker.terminate();
     // The Worker's thread exits; librefscope's thread-exit hook closes its sink.
     await until(() => fired === 1, "the owner's handler after the Worker ended", 15_000);
-    t.eq(counter.stats().participants, 1, "the Worker's participation ended");
+    t.eq(counter.stats().openSinks, 1, "the Worker's participation ended");
     t.eq(counter.liveObjects, 0, "nothing stays pinned by the dead Worker");
     await counter.close();
   });

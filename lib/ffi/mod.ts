@@ -18,15 +18,13 @@
  */
 import { fileURLToPath } from "node:url";
 import { libraryCandidates, runningLibc } from "@refscope/native";
-import { RefscopeError } from "../errors.ts";
+import { errorFromStatus as errorWithMessage, RefscopeError } from "../errors.ts";
+import { abiVersion } from "./abi.gen.ts";
 import { backend as bunBackend } from "./bun.ts";
 import { backend as denoBackend } from "./deno.ts";
-import { type Backend, type Bound, refscopeSymbols, type SymbolSpec, testkitSymbols } from "./symbols.ts";
+import { type Backend, type Bound, refscopeSymbols, type SymbolSpec } from "./symbols.ts";
 
-export type { Channel, Pointer, Wake } from "./symbols.ts";
-
-/** The ABI version this module was written against (`REFSCOPE_ABI_VERSION`). */
-export const abiVersion = 4;
+export type { Backend, Bound, Channel, Pointer, SymbolSpec, Wake } from "./symbols.ts";
 
 /** The running runtime's backend. The only runtime test in `lib/`. */
 export const backend: Backend = "Bun" in globalThis ? bunBackend : denoBackend;
@@ -46,7 +44,7 @@ export function native(): Native {
 }
 
 /** The platform's file name for the shared library `name`, and its directory in `zig-out/`. */
-function libraryFile(name: string): { directory: string; file: string } {
+export function libraryFile(name: string): { directory: string; file: string } {
   switch (backend.platform) {
     case "win32":
       return { directory: "bin", file: `${name}.dll` };
@@ -95,12 +93,18 @@ function* candidates(): Generator<Candidate> {
   }
 }
 
+/**
+ * Opens the first candidate that loads. The error names every path tried and why each
+ * failed; its `cause` is the runtime's own error for each one that failed to open (one
+ * error, or an `AggregateError` of several).
+ */
 function openFirst<S extends Record<string, SymbolSpec>>(
   candidates: Iterable<Candidate>,
   symbols: S,
   what: string,
 ): { path: string; symbols: Bound<S> } {
   const failures: string[] = [];
+  const errors: unknown[] = [];
   for (const candidate of candidates) {
     if (!("path" in candidate)) {
       failures.push(`  ${candidate.label}: ${candidate.reason}`);
@@ -111,14 +115,21 @@ function openFirst<S extends Record<string, SymbolSpec>>(
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       failures.push(`  ${candidate.label}: ${candidate.path}: ${message}`);
+      errors.push(error);
     }
   }
+  const cause = errors.length === 0
+    ? undefined
+    : errors.length === 1
+    ? errors[0]
+    : new AggregateError(errors, `${errors.length} libraries failed to open`);
   throw new RefscopeError(
     "LIBRARY_NOT_FOUND",
     `cannot load ${what}. Tried:\n${failures.join("\n")}\n` +
       "Install refscope with your package manager (it brings the prebuilt library for this " +
       "platform as an optional dependency: check that optional dependencies are not omitted), " +
       "build it in a refscope checkout with `npm run build`, or set REFSCOPE_LIB to the library's path.",
+    cause === undefined ? undefined : { cause },
   );
 }
 
@@ -139,9 +150,12 @@ export function nativeLibrary(): { readonly path: string; readonly abiVersion: n
   return { path: native().path, abiVersion };
 }
 
-/** Loads librefscope_testkit from beside librefscope (tests and benchmarks only). */
-export function testkit(): Bound<typeof testkitSymbols> {
-  const directory = native().path.replace(/[^/\\]*$/, "");
-  const path = directory + libraryFile("refscope_testkit").file;
-  return openFirst([{ label: "beside librefscope", path }], testkitSymbols, "librefscope_testkit").symbols;
+/**
+ * The error for a negative native status, explaining it in terms of `what` was attempted,
+ * with the library's own sentence for the status (`refscope_status_message`).
+ */
+export function errorFromStatus(status: number, what: string): RefscopeError {
+  const loaded = native();
+  const message = loaded.symbols.refscope_status_message(status);
+  return errorWithMessage(status, what, message === null ? "unknown status" : backend.cString(message));
 }

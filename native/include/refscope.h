@@ -27,13 +27,20 @@
  * for its JS thread, forever if that thread's Worker is terminated): one busy or dead event
  * loop never delays native callbacks or another sink's wakes.
  *
- * Threads. Every function may be called from any thread unless its comment says otherwise,
- * including from inside a callback. "Does not block" means the call takes the counter's
- * mutex for a bounded amount of work (proportional to its arguments) and never waits for a
- * callback or for another thread's progress.
+ * Threads. Each function's comment says from which threads it may be called ("Threads:")
+ * and whether it may block. "Any" includes the library's own threads (from inside a
+ * callback or a wake). "Does not block" means the call takes the counter's mutex for a
+ * bounded amount of work (proportional to its arguments) and never waits for a callback
+ * or for another thread's progress.
  *
- * Results. Functions return an int32_t status: negative values are errors (REFSCOPE_E_*),
- * and an error leaves the counter unchanged. Values never change between releases.
+ * Results. Each function returns one result family, each with its own type and its own
+ * values, so that no value can be read as another family's: refscope_status (REFSCOPE_OK,
+ * REFSCOPE_PENDING), refscope_hint (mutations: REFSCOPE_HINT_*), refscope_registration
+ * (REFSCOPE_REGISTERED, REFSCOPE_REFUSED), refscope_removal (REFSCOPE_REMOVED,
+ * REFSCOPE_NOT_REMOVED), refscope_state (REFSCOPE_STATE_*), or a count (>= 0). Negative
+ * values are errors (REFSCOPE_E_*) in every family, and an error leaves the counter
+ * unchanged. refscope_status_name and refscope_status_message describe a value of any
+ * family. Values never change between releases.
  *
  * Ids. An object id is an integer-valued double in [2^24, 2^53): JavaScript runtimes pass
  * doubles on their fast FFI path, while 64-bit integers cost a BigInt or a slow conversion.
@@ -51,7 +58,7 @@
 extern "C" {
 #endif
 
-#define REFSCOPE_ABI_VERSION 4u
+#define REFSCOPE_ABI_VERSION 5u
 
 typedef double refscope_id;
 typedef struct refscope_counter refscope_counter;
@@ -73,17 +80,12 @@ typedef void (*refscope_callback_fn)(refscope_id id, void *context);
  * call into code that outlives its thread: a JS runtime's main thread, never a Worker's. */
 typedef void (*refscope_wake_fn)(void *context);
 
+/* Calls that succeed or fail; and every error, in every family. */
+typedef int32_t refscope_status;
 enum {
     REFSCOPE_OK = 0,
-    /* Success, and tokens arrived for `caller` that no wake will announce: drain it. */
-    REFSCOPE_DRAIN = 1,
     /* Not finished (refscope_sink_close): the sink's waker is still running. Call again. */
-    REFSCOPE_PENDING = 2,
-    /* Success, and sinks without a wake are owed wakes that the caller (a sink opened with
-     * REFSCOPE_SINK_RELAYS) passes on: take them with refscope_relay_take. */
-    REFSCOPE_RELAY = 4,
-    /* Both REFSCOPE_DRAIN and REFSCOPE_RELAY. */
-    REFSCOPE_DRAIN_RELAY = 5,
+    REFSCOPE_PENDING = 1,
     REFSCOPE_E_INVALID_ARGUMENT = -1, /* a NULL pointer, or an argument outside its domain */
     REFSCOPE_E_INVALID_ID = -2,       /* not an id this counter issued */
     REFSCOPE_E_STALE_ID = -3,         /* the object has been deleted (or, for new references, is out of scope) */
@@ -94,26 +96,56 @@ enum {
     REFSCOPE_E_WRONG_THREAD = -8,     /* the call would deadlock on this thread */
     REFSCOPE_E_SYSTEM_RESOURCES = -9, /* the OS refused a resource (the dispatcher thread) */
     REFSCOPE_E_NOT_OWNED = -10,       /* only the object's owner may do this */
-    REFSCOPE_E_LIMIT_PARTICIPANTS = -11, /* the counter has REFSCOPE_SINKS_MAX participants */
+    REFSCOPE_E_LIMIT_SINKS = -11,     /* the counter has REFSCOPE_SINKS_MAX sinks */
     REFSCOPE_E_LIMIT_THREAD = -12,    /* this thread has 128 sinks and counters it opened, open */
     REFSCOPE_E_LIMIT_COUNTERS = -13   /* the process has 1024 open counters */
 };
 
+/* What a successful mutation owes the calling sink, or an error. */
+typedef int32_t refscope_hint;
+enum {
+    /* Nothing: every token it routed is announced by a wake. */
+    REFSCOPE_HINT_NONE = 16,
+    /* Tokens arrived for `caller` that no wake will announce: drain it. */
+    REFSCOPE_HINT_DRAIN = 17,
+    /* Sinks without a wake are owed wakes that the caller (a sink opened with
+     * REFSCOPE_SINK_RELAYS) passes on: take them with refscope_relay_take. */
+    REFSCOPE_HINT_RELAY = 18,
+    /* Both REFSCOPE_HINT_DRAIN and REFSCOPE_HINT_RELAY. */
+    REFSCOPE_HINT_DRAIN_RELAY = 19
+};
+/* A hint's bits, for `(hint & REFSCOPE_HINT_DRAIN_BIT)` once it is known not to be an error. */
+#define REFSCOPE_HINT_DRAIN_BIT 1
+#define REFSCOPE_HINT_RELAY_BIT 2
+
+/* Registering a callback, or an error. */
+typedef int32_t refscope_registration;
+enum {
+    REFSCOPE_REGISTERED = 32,
+    /* It will never run: the object is deleted, or (out-of-scope callbacks) freed or out of scope. */
+    REFSCOPE_REFUSED = 33
+};
+
+/* Removing a callback, or an error. */
+typedef int32_t refscope_removal;
+enum {
+    REFSCOPE_REMOVED = 48,
+    /* It already left the table (it will run, or ran), or never was registered. */
+    REFSCOPE_NOT_REMOVED = 49
+};
+
+/* A counter's state (refscope_counter_state), or an error. */
+typedef int32_t refscope_state;
+enum { REFSCOPE_STATE_OPEN = 64, REFSCOPE_STATE_CLOSING = 65, REFSCOPE_STATE_CLOSED = 66 };
+
 /* Participants (sinks) per counter. */
 #define REFSCOPE_SINKS_MAX 64u
 /* refscope_sink_open and refscope_counter_attach flags: the owner relays wakes to sinks
- * that have no wake function (REFSCOPE_RELAY). */
+ * that have no wake function (REFSCOPE_HINT_RELAY). */
 #define REFSCOPE_SINK_RELAYS 1u
-
-/* Registration and removal results. */
-enum { REFSCOPE_REFUSED = 0, REFSCOPE_REGISTERED = 1 };
-enum { REFSCOPE_NOT_REMOVED = 0, REFSCOPE_REMOVED = 1 };
 
 /* Callback kinds, for the *_sink and off functions. */
 enum { REFSCOPE_ON_OUT_OF_SCOPE = 0, REFSCOPE_ON_DELETED = 1 };
-
-/* Counter states, from refscope_counter_state. */
-enum { REFSCOPE_STATE_OPEN = 0, REFSCOPE_STATE_CLOSING = 1, REFSCOPE_STATE_CLOSED = 2 };
 
 /* refscope_info.flags */
 #define REFSCOPE_OBJECT_FREED 1u
@@ -162,99 +194,109 @@ typedef struct refscope_stats {
     uint64_t tokens_discarded;        /* dropped because their sink had closed */
     uint64_t memory_bytes;            /* allocated for entries and callbacks (capacity) */
     uint64_t wakers_blocked;          /* let go inside a wake that has not returned */
+    uint64_t reserved[3];             /* room for new figures; zero */
 } refscope_stats;
-
-/* Every function below may be called from any thread, including from a callback, and does
- * not block, unless its comment says otherwise. */
 
 /* --- Library ------------------------------------------------------------------------ */
 
-/* REFSCOPE_ABI_VERSION of the loaded library. */
+/* REFSCOPE_ABI_VERSION of the loaded library. Threads: any. Does not block. */
 uint32_t refscope_abi_version(void);
-/* The constant's name ("REFSCOPE_E_STALE_ID") and a sentence; static strings, never NULL. */
-const char *refscope_status_name(int32_t status);
-const char *refscope_status_message(int32_t status);
+/* The constant's name ("REFSCOPE_E_STALE_ID") and a sentence, for a value of any result
+ * family ("REFSCOPE_E_UNKNOWN" and "unknown status" for no value); static strings, never
+ * NULL. Threads: any. Does not block. */
+const char *refscope_status_name(int32_t value);
+const char *refscope_status_message(int32_t value);
 
 /* --- Counter lifecycle -------------------------------------------------------------- */
 
-/* Creates a counter and starts its dispatcher thread (blocks only for thread creation).
- * *out_counter is NULL on error. The library pins itself in memory first, so that a host
- * that unloads it cannot pull code out from under the thread. */
-int32_t refscope_counter_open(refscope_counter **out_counter);
+/* Creates a counter and starts its dispatcher thread. *out_counter is NULL on error. The
+ * library pins itself in memory first, so that a host that unloads it cannot pull code out
+ * from under the thread. Threads: any. Blocks only for thread creation. */
+refscope_status refscope_counter_open(refscope_counter **out_counter);
 
 /* The key other threads pass to refscope_counter_attach: plain data (an integer-valued
  * double), never a pointer, so it can cross a postMessage; a stale or forged key finds
- * nothing. */
-int32_t refscope_counter_key(refscope_counter *counter, double *out_key);
+ * nothing. Threads: any. Does not block. */
+refscope_status refscope_counter_key(refscope_counter *counter, double *out_key);
 
 /* Attaches the calling thread to the open counter registered under `key`, opening a sink
- * for it (as refscope_sink_open). REFSCOPE_E_CLOSED when the key names no open counter. */
-int32_t refscope_counter_attach(double key, refscope_wake_fn wake, void *wake_context, uint32_t flags,
-                                refscope_counter **out_counter, refscope_sink *out_sink);
+ * for it (as refscope_sink_open). REFSCOPE_E_CLOSED when the key names no open counter.
+ * Threads: the thread the sink is for (it is recorded as the sink's thread), not the
+ * library's own. Does not block. */
+refscope_status refscope_counter_attach(double key, refscope_wake_fn wake, void *wake_context, uint32_t flags,
+                                        refscope_counter **out_counter, refscope_sink *out_sink);
 
 /* If the calling thread exits before refscope_counter_destroy, the counter is closed and
  * destroyed for it (after that thread's sinks are closed). For a counter opened by a JS
  * Worker, whose end is the counter's end; a thread that never exits (the main thread) is
- * unaffected. REFSCOPE_E_WRONG_THREAD on the library's own threads (from a callback or a
- * wake): their exit is the counter's own doing. */
-int32_t refscope_counter_destroy_on_thread_exit(refscope_counter *counter);
+ * unaffected. Threads: the opener's thread; REFSCOPE_E_WRONG_THREAD on the library's own
+ * threads (from a callback or a wake), whose exit is the counter's own doing. Does not
+ * block. */
+refscope_status refscope_counter_destroy_on_thread_exit(refscope_counter *counter);
 
 /* Starts shutdown and returns at once: every live object is deleted as if its last
  * reference dropped (so every registered callback is delivered exactly once, shutdown
  * included), later mutations fail with REFSCOPE_E_CLOSED, and the dispatcher runs what is
  * queued, sends the wakes it owes, and exits; the state then becomes
- * REFSCOPE_STATE_CLOSED. */
-int32_t refscope_counter_close(refscope_counter *counter, refscope_sink caller);
+ * REFSCOPE_STATE_CLOSED. Threads: any. Does not block (it takes the lock for a time
+ * proportional to the table's size). */
+refscope_hint refscope_counter_close(refscope_counter *counter, refscope_sink caller);
 
-/* REFSCOPE_STATE_*. */
-int32_t refscope_counter_state(refscope_counter *counter);
+/* REFSCOPE_STATE_*. Threads: any. Does not block. */
+refscope_state refscope_counter_state(refscope_counter *counter);
 
 /* Closes if still open, waits for the dispatcher to run every queued native callback and
  * exit, and releases the opener's hold on the counter; the memory is freed once every sink
- * is closed (and its waker has exited) too. NULL is a no-op. BLOCKS, for as long as the
- * queued native callbacks take. Call once, from the opener. Not from a callback
- * (REFSCOPE_E_WRONG_THREAD). */
-int32_t refscope_counter_destroy(refscope_counter *counter);
+ * is closed (and its waker has exited) too. NULL is a no-op. Call once, from the opener.
+ * Threads: any but the library's own (REFSCOPE_E_WRONG_THREAD from a callback: the
+ * dispatcher cannot wait for itself). BLOCKS, for as long as the queued native callbacks
+ * take. */
+refscope_status refscope_counter_destroy(refscope_counter *counter);
 
-int32_t refscope_counter_stats(refscope_counter *counter, refscope_stats *out_stats);
+/* The counter-wide figures. Threads: any. Does not block. */
+refscope_status refscope_counter_stats(refscope_counter *counter, refscope_stats *out_stats);
 
 /* Copies up to `capacity` records of live objects, from table slot `start_slot` on, and
  * sets *out_next_slot to where to continue; returns how many were written (0: done). One
- * call is consistent; several calls are not one atomic snapshot. Takes the counter's lock
- * for a time proportional to `capacity`. */
+ * call is consistent; several calls are not one atomic snapshot. Threads: any. Does not
+ * block (it takes the lock for a time proportional to `capacity`). */
 int32_t refscope_counter_snapshot(refscope_counter *counter, uint32_t start_slot, refscope_info *records,
                                   uint32_t capacity, uint32_t *out_next_slot);
 
 /* --- Sinks -------------------------------------------------------------------------- */
 
 /* Opens a sink for the calling thread (at most REFSCOPE_SINKS_MAX per counter,
- * REFSCOPE_E_LIMIT_PARTICIPANTS beyond; a thread holds at most 128 sinks and counters it opened,
+ * REFSCOPE_E_LIMIT_SINKS beyond; a thread holds at most 128 sinks and counters it opened,
  * REFSCOPE_E_LIMIT_THREAD beyond). If the thread exits without closing it, it is closed
  * for the thread (see refscope_sink_close). With a wake, a waker thread calls it once per
  * batch; with NULL, the owner polls, or is woken by a relaying sink's owner (flags:
  * REFSCOPE_SINK_RELAYS, an owner that passes on the wakes owed to wake-less sinks when a
- * call returns REFSCOPE_RELAY, or when it is woken). The sink holds the counter until it
- * closes. */
-int32_t refscope_sink_open(refscope_counter *counter, refscope_wake_fn wake, void *wake_context, uint32_t flags,
-                           refscope_sink *out_sink);
+ * call returns REFSCOPE_HINT_RELAY, or when it is woken). The sink holds the counter until
+ * it closes. Threads: the thread the sink is for, not the library's own. Blocks only to
+ * start the sink's waker thread (with a wake). */
+refscope_status refscope_sink_open(refscope_counter *counter, refscope_wake_fn wake, void *wake_context, uint32_t flags,
+                                   refscope_sink *out_sink);
 
-/* The sink's generation: it tells the slot's successive participants apart. A lent
- * reference names its lender by sink and generation (refscope_object_borrow). */
-int32_t refscope_sink_generation(refscope_counter *counter, refscope_sink sink, uint32_t *out_generation);
+/* The sink's generation: it tells the slot's successive sinks apart. A lent reference
+ * names its lender by sink and generation (refscope_object_borrow). Threads: any. Does not
+ * block. */
+refscope_status refscope_sink_generation(refscope_counter *counter, refscope_sink sink, uint32_t *out_generation);
 
 /* Moves the sinks owed a relayed wake into out_sinks (capacity at least
  * REFSCOPE_SINKS_MAX; fewer is REFSCOPE_E_INVALID_ARGUMENT) and returns how many; the
- * caller wakes their owners by its own means. Called after REFSCOPE_RELAY, and by a
- * relaying sink's owner after each drain that finds its sink empty. */
+ * caller wakes their owners by its own means. Called after REFSCOPE_HINT_RELAY, and by a
+ * relaying sink's owner after each drain that finds its sink empty. Threads: any (meant
+ * for a relaying sink's owner). Does not block. */
 int32_t refscope_relay_take(refscope_counter *counter, refscope_sink *out_sinks, uint32_t capacity);
 
 /* Releases every reference the sink holds, on its behalf (borrows, lent references,
  * lineage pins; for objects it owns, the owner's references), and hands over the callbacks
  * that deliver to this sink on the objects it owns (which lose their owner); native
  * callbacks stay until the object really goes out of scope. Objects that others still
- * reference stay live. What a participant does when it leaves: drain afterwards, then
- * close. Takes the lock for a time proportional to the table's size. */
-int32_t refscope_sink_release(refscope_counter *counter, refscope_sink sink);
+ * reference stay live. What a sink's owner does when it leaves: drain afterwards, then
+ * close. Threads: any (meant for the sink's owner). Does not block (it takes the lock for a
+ * time proportional to the table's size). */
+refscope_hint refscope_sink_release(refscope_counter *counter, refscope_sink sink);
 
 /* Closes the sink: releases what it still holds (as refscope_sink_release), drops its
  * undelivered tokens, refuses it new ones, and stops its waker. While the waker is still
@@ -262,116 +304,129 @@ int32_t refscope_sink_release(refscope_counter *counter, refscope_sink sink);
  * REFSCOPE_PENDING: never spin here without yielding to the event loop; call again later.
  * REFSCOPE_OK means the wake will never be called again (its callback may be freed) and
  * the sink's hold on the counter is dropped, which may free the counter: do not use it
- * afterwards unless another hold (the opener's, another sink) keeps it. */
-int32_t refscope_sink_close(refscope_counter *counter, refscope_sink sink);
+ * afterwards unless another hold (the opener's, another sink) keeps it. Threads: any
+ * (meant for the sink's owner). Does not block: it returns REFSCOPE_PENDING instead. */
+refscope_status refscope_sink_close(refscope_counter *counter, refscope_sink sink);
 
 /* Copies up to capacity tokens out of the sink, in delivery order, and returns how many.
  * Returning 0 means the sink is empty and re-arms its wake (cancelling one not yet sent).
- * Allowed in every state until the sink closes. Meant for the sink's owner. */
+ * Allowed in every state until the sink closes. Threads: any (meant for the sink's
+ * owner). Does not block. */
 int32_t refscope_sink_drain(refscope_counter *counter, refscope_sink sink, uint32_t *tokens,
                             uint32_t capacity);
 
-/* Tokens waiting in the sink. */
+/* Tokens waiting in the sink. Threads: any. Does not block. */
 int32_t refscope_sink_pending(refscope_counter *counter, refscope_sink sink);
 
 /* --- Objects -------------------------------------------------------------------------- */
 /* `caller` is the calling sink, or REFSCOPE_NO_SINK for native code acting for the owner.
- * A sink that is the caller receives REFSCOPE_DRAIN instead of a wake for tokens a
- * mutation sends to it. */
+ * A sink that is the caller receives REFSCOPE_HINT_DRAIN instead of a wake for tokens a
+ * mutation sends to it. Every function of this section may be called from any thread,
+ * including the library's own, and does not block: it takes the lock of the object's
+ * table shard (or, for batches and graphs, the counter's) for a time proportional to its
+ * arguments. */
 
 /* Creates an object owned by `caller`, of size_bytes (an integer-valued double in
- * [0, 2^53)), holding one local reference. */
-int32_t refscope_object_create(refscope_counter *counter, double size_bytes, refscope_sink caller,
-                               refscope_id *out_id);
+ * [0, 2^53)), holding one local reference. Threads: any. Does not block. */
+refscope_status refscope_object_create(refscope_counter *counter, double size_bytes, refscope_sink caller,
+                                       refscope_id *out_id);
 
 /* As refscope_object_create, and: REFSCOPE_CREATE_RECONSTRUCTABLE (lineage references then
  * only delay deletion instead of keeping the object in scope); the objects it contains
  * (each stays in scope while this one is; repeats count once); the objects its lineage
  * depends on (each gets a lineage reference until this one is deleted). Referenced objects
- * must be in scope. Chains deeper than 1000 are REFSCOPE_E_LIMIT. */
-int32_t refscope_object_create_ex(refscope_counter *counter, double size_bytes, uint32_t flags,
-                                  const refscope_id *contains, uint32_t contains_count,
-                                  const refscope_id *lineage, uint32_t lineage_count,
-                                  refscope_sink caller, refscope_id *out_id);
+ * must be in scope. Chains deeper than 1000 are REFSCOPE_E_LIMIT. Threads: any. Does not
+ * block. */
+refscope_status refscope_object_create_ex(refscope_counter *counter, double size_bytes, uint32_t flags,
+                                          const refscope_id *contains, uint32_t contains_count,
+                                          const refscope_id *lineage, uint32_t lineage_count,
+                                          refscope_sink caller, refscope_id *out_id);
 
-/* Adds one of the caller's local references (a borrower's, if the caller does not own it). */
-int32_t refscope_object_retain(refscope_counter *counter, refscope_id id, refscope_sink caller);
+/* Adds one of the caller's local references (a borrower's, if the caller does not own it).
+ * Threads: any. Does not block. */
+refscope_status refscope_object_retain(refscope_counter *counter, refscope_id id, refscope_sink caller);
 
 /* Drops one of the caller's local references; the last reference of all sends the object
- * out of scope. */
-int32_t refscope_object_release(refscope_counter *counter, refscope_id id, refscope_sink caller);
+ * out of scope. Threads: any. Does not block. */
+refscope_hint refscope_object_release(refscope_counter *counter, refscope_id id, refscope_sink caller);
 
-/* Drops one of the caller's local references per id (ids may repeat). All or nothing. */
-int32_t refscope_object_release_batch(refscope_counter *counter, const refscope_id *ids,
-                                      uint32_t count, refscope_sink caller);
+/* Drops one of the caller's local references per id (ids may repeat). All or nothing.
+ * Threads: any. Does not block. */
+refscope_hint refscope_object_release_batch(refscope_counter *counter, const refscope_id *ids,
+                                            uint32_t count, refscope_sink caller);
 
 /* Adds/removes one of the caller's submitted-task references per id (a task took them as
- * arguments / finished). All or nothing. */
-int32_t refscope_submitted_add(refscope_counter *counter, const refscope_id *ids, uint32_t count,
-                               refscope_sink caller);
-int32_t refscope_submitted_remove(refscope_counter *counter, const refscope_id *ids,
-                                  uint32_t count, refscope_sink caller);
+ * arguments / finished). All or nothing. Threads: any. Do not block. */
+refscope_status refscope_submitted_add(refscope_counter *counter, const refscope_id *ids, uint32_t count,
+                                       refscope_sink caller);
+refscope_hint refscope_submitted_remove(refscope_counter *counter, const refscope_id *ids,
+                                        uint32_t count, refscope_sink caller);
 
 /* Adds/removes one of the caller's lineage references per id (a retryable task may still
  * need them). Removal also works on objects out of scope but kept by lineage. All or
- * nothing. */
-int32_t refscope_lineage_add(refscope_counter *counter, const refscope_id *ids, uint32_t count,
-                             refscope_sink caller);
-int32_t refscope_lineage_remove(refscope_counter *counter, const refscope_id *ids, uint32_t count,
-                                refscope_sink caller);
+ * nothing. Threads: any. Do not block. */
+refscope_status refscope_lineage_add(refscope_counter *counter, const refscope_id *ids, uint32_t count,
+                                     refscope_sink caller);
+refscope_hint refscope_lineage_remove(refscope_counter *counter, const refscope_id *ids, uint32_t count,
+                                      refscope_sink caller);
 
 /* Turns one of the caller's local references into a reference lent to whoever borrows it
- * next; the object stays in scope meanwhile. Pass (id, caller) to the borrower. */
-int32_t refscope_object_lend(refscope_counter *counter, refscope_id id, refscope_sink caller);
+ * next; the object stays in scope meanwhile. Pass (id, caller) to the borrower. Threads:
+ * any. Does not block. */
+refscope_status refscope_object_lend(refscope_counter *counter, refscope_id id, refscope_sink caller);
 
 /* Claims a reference `lender` (in its `lender_generation`, see refscope_sink_generation;
  * ignored for REFSCOPE_NO_SINK) lent: it becomes one of the caller's local references (the
  * caller borrows the object unless it owns it). REFSCOPE_E_NO_REFERENCE when none is lent,
- * or when the lender's slot now holds another participant (the lender ended, and what it
- * lent was released with it). */
-int32_t refscope_object_borrow(refscope_counter *counter, refscope_id id, refscope_sink lender,
-                               uint32_t lender_generation, refscope_sink caller);
+ * or when the lender's slot now holds another sink (the lender ended, and what it lent was
+ * released with it). Threads: any. Does not block. */
+refscope_status refscope_object_borrow(refscope_counter *counter, refscope_id id, refscope_sink lender,
+                                       uint32_t lender_generation, refscope_sink caller);
 
 /* Explicitly frees an owned object: its out-of-scope callbacks are handed over now (freeing
  * again is a no-op), later registrations are refused, and the entry stays until its
- * references drop. REFSCOPE_E_NOT_OWNED from a sink that does not own it. */
-int32_t refscope_object_free(refscope_counter *counter, refscope_id id, refscope_sink caller);
+ * references drop. REFSCOPE_E_NOT_OWNED from a sink that does not own it. Threads: any.
+ * Does not block. */
+refscope_hint refscope_object_free(refscope_counter *counter, refscope_id id, refscope_sink caller);
 
-/* Registers a native callback, for the owner. REFSCOPE_REGISTERED, or REFSCOPE_REFUSED (it
+/* Registers a native callback, for the owner: REFSCOPE_REGISTERED, or REFSCOPE_REFUSED (it
  * will never run) when the object has been deleted or, for out-of-scope callbacks, freed
- * or already out of scope. A NULL function is REFSCOPE_E_INVALID_ARGUMENT. */
-int32_t refscope_object_on_out_of_scope(refscope_counter *counter, refscope_id id,
-                                        refscope_callback_fn function, void *context);
-int32_t refscope_object_on_deleted(refscope_counter *counter, refscope_id id,
-                                   refscope_callback_fn function, void *context);
+ * or already out of scope. A NULL function is REFSCOPE_E_INVALID_ARGUMENT. Threads: any.
+ * Do not block. */
+refscope_registration refscope_object_on_out_of_scope(refscope_counter *counter, refscope_id id,
+                                                      refscope_callback_fn function, void *context);
+refscope_registration refscope_object_on_deleted(refscope_counter *counter, refscope_id id,
+                                                 refscope_callback_fn function, void *context);
 
 /* Removes the first native callback of `kind` (REFSCOPE_ON_*) equal to (function,
  * context): REFSCOPE_REMOVED, or REFSCOPE_NOT_REMOVED when it already left the table (it
- * will run, or ran) or never was registered. */
-int32_t refscope_object_off_native(refscope_counter *counter, refscope_id id, uint32_t kind,
-                                   refscope_callback_fn function, void *context);
+ * will run, or ran) or never was registered. Threads: any. Does not block. */
+refscope_removal refscope_object_off_native(refscope_counter *counter, refscope_id id, uint32_t kind,
+                                            refscope_callback_fn function, void *context);
 
 /* Registers, or removes, delivery of `token` to `sink` (which must be the caller's own
  * sink and own the object: REFSCOPE_E_NOT_OWNED otherwise; REFSCOPE_NO_SINK is no sink:
- * REFSCOPE_E_INVALID_ARGUMENT). Results as the native ones. */
-int32_t refscope_object_on_sink(refscope_counter *counter, refscope_id id, refscope_sink sink,
-                                uint32_t kind, uint32_t token);
-int32_t refscope_object_off_sink(refscope_counter *counter, refscope_id id, refscope_sink sink,
-                                 uint32_t kind, uint32_t token);
+ * REFSCOPE_E_INVALID_ARGUMENT). Results as the native ones. Threads: any (meant for the
+ * sink's owner). Do not block. */
+refscope_registration refscope_object_on_sink(refscope_counter *counter, refscope_id id, refscope_sink sink,
+                                              uint32_t kind, uint32_t token);
+refscope_removal refscope_object_off_sink(refscope_counter *counter, refscope_id id, refscope_sink sink,
+                                          uint32_t kind, uint32_t token);
 
 /* Copies the tokens of `sink`'s callbacks of `kind` on the object, in registration order,
  * and returns how many there are (possibly more than capacity). `tokens` may be NULL when
- * capacity is 0, to ask for the count. */
+ * capacity is 0, to ask for the count. Threads: any. Does not block. */
 int32_t refscope_object_sink_tokens(refscope_counter *counter, refscope_id id, refscope_sink sink,
                                     uint32_t kind, uint32_t *tokens, uint32_t capacity);
 
-/* The object's state. Objects out of scope but kept by lineage still have one. */
-int32_t refscope_object_info(refscope_counter *counter, refscope_id id, refscope_info *out_info);
+/* The object's state. Objects out of scope but kept by lineage still have one. Threads:
+ * any. Does not block. */
+refscope_status refscope_object_info(refscope_counter *counter, refscope_id id, refscope_info *out_info);
 
 /* Copies the holder records of the object (each sink with references recorded apart from
  * the owner's local and submitted counts: borrowers, lenders, lineage pins) and returns how
  * many there are (possibly more than capacity). `out_holdings` may be NULL when capacity is
- * 0, to ask for the count. */
+ * 0, to ask for the count. Threads: any. Does not block. */
 int32_t refscope_object_holdings(refscope_counter *counter, refscope_id id,
                                  refscope_holding *out_holdings, uint32_t capacity);
 

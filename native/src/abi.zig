@@ -1,13 +1,14 @@
 //! The C ABI: `refscope_*` functions, declared in `native/include/refscope.h`.
 //!
-//! Every fallible call returns an `int32_t` status: zero or positive on success (see each
-//! function), negative on error. Errors leave the counter unchanged. Zig errors are mapped
-//! by one exhaustive switch (`statusFromError`), so a new error cannot slip through
-//! unmapped; no Zig error, panic or unwinding crosses this boundary for any input a caller
-//! can pass, and pointers are checked for NULL.
+//! Every fallible call returns a value of one result family (status.zig: `Status`, `Hint`,
+//! `Registration`, `Removal`, `CounterState`) or a count: negative is an error in every
+//! family, and an error leaves the counter unchanged. Zig errors are mapped by one
+//! exhaustive switch (`statusFromError`), so a new error cannot slip through unmapped; no
+//! Zig error, panic or unwinding crosses this boundary for any input a caller can pass,
+//! and pointers are checked for NULL.
 //!
-//! Every export is `pub` (as is `registerResult`) only so that header_test.zig can compare
-//! it with its declaration in the header.
+//! Every export is `pub` only so that header_test.zig and the bindings generator
+//! (native/tools/bindings.zig) can compare and describe it.
 
 const std = @import("std");
 const callback = @import("callback.zig");
@@ -15,43 +16,33 @@ const counter_module = @import("counter.zig");
 const queue_module = @import("queue.zig");
 const table = @import("table.zig");
 const pin = @import("pin.zig");
+const status = @import("status.zig");
 
 const Counter = counter_module.Counter;
 const allocator = std.heap.c_allocator;
 
-/// Bumped whenever a signature, struct layout or status value changes.
-pub const abi_version: u32 = 4;
+/// Bumped whenever a signature, struct layout or result value changes.
+pub const abi_version: u32 = 5;
 
-/// Status values never change once published; new ones get new numbers.
-pub const Status = enum(i32) {
-    ok = 0,
-    /// Success, and the caller's sink has tokens that no wake will announce: drain it.
-    drain = 1,
-    /// Not finished: the sink's waker is still running. Let it finish, then call again.
-    pending = 2,
-    /// Success, and wake-less sinks are owed wakes that the caller relays: take them with
-    /// `refscope_relay_take`.
-    relay = 4,
-    /// Both `drain` and `relay`.
-    drain_relay = 5,
-    invalid_argument = -1,
-    invalid_id = -2,
-    stale_id = -3,
-    no_reference = -4,
-    limit = -5,
-    out_of_memory = -6,
-    closed = -7,
-    wrong_thread = -8,
-    system_resources = -9,
-    not_owned = -10,
-    limit_participants = -11,
-    limit_thread = -12,
-    limit_counters = -13,
+/// Every fact the C header and the generated TypeScript bindings state, besides the
+/// exports: the result families (status.zig), the special sinks, the limits, the flags and
+/// the structs.
+pub const results = status;
+/// `REFSCOPE_NO_SINK`: native code, acting for the owner.
+pub const sink_none = table.sink_none;
+/// `REFSCOPE_OWNER_GONE`: the owner of an object whose owning sink has closed.
+pub const owner_gone = table.sink_gone;
+/// `REFSCOPE_SINKS_MAX`.
+pub const sinks_max: u32 = queue_module.sink_count_max;
+/// `REFSCOPE_ON_*`.
+pub const CallbackKind = table.CallbackKind;
+/// `refscope_holding`.
+pub const Holding = table.Holding;
 
-    fn int(status: Status) i32 {
-        return @intFromEnum(status);
-    }
-};
+const Status = status.Status;
+const Hint = status.Hint;
+const Registration = status.Registration;
+const Removal = status.Removal;
 
 fn statusFromError(err: counter_module.Error) Status {
     return switch (err) {
@@ -65,22 +56,34 @@ fn statusFromError(err: counter_module.Error) Status {
         error.WrongThread => .wrong_thread,
         error.SystemResources => .system_resources,
         error.NotOwned => .not_owned,
-        error.ParticipantLimit => .limit_participants,
+        error.ParticipantLimit => .limit_sinks,
         error.ThreadLimit => .limit_thread,
         error.CounterLimit => .limit_counters,
     };
 }
 
-fn statusFromOutcome(outcome: counter_module.Outcome) i32 {
+/// The error of a Zig error, as a value of the calling function's family (`Result`):
+/// errors are negative in every family.
+fn failure(comptime Result: type, err: counter_module.Error) Result {
+    return @enumFromInt(@intFromEnum(statusFromError(err)));
+}
+
+fn hintFromOutcome(outcome: counter_module.Outcome) Hint {
     return switch (outcome) {
-        .ok => Status.ok.int(),
-        .drain => Status.drain.int(),
-        .relay => Status.relay.int(),
-        .drain_relay => Status.drain_relay.int(),
+        .ok => .none,
+        .drain => .drain,
+        .relay => .relay,
+        .drain_relay => .drain_relay,
     };
 }
 
-const invalid_argument = Status.invalid_argument.int();
+fn stateFromCounter(state: counter_module.State) status.CounterState {
+    return switch (state) {
+        .open => .open,
+        .closing => .closing,
+        .closed => .closed,
+    };
+}
 
 /// `refscope_info`: one object, as `refscope_object_info` and snapshots report it.
 pub const ObjectInfo = extern struct {
@@ -125,7 +128,7 @@ pub const object_flag_freed: u32 = 1;
 pub const object_flag_out_of_scope: u32 = 2;
 pub const object_flag_reconstructable: u32 = 4;
 /// `refscope_sink_open` and `refscope_counter_attach` flag: the owner relays wakes to
-/// wake-less sinks (`REFSCOPE_RELAY`).
+/// wake-less sinks (`REFSCOPE_HINT_RELAY`).
 pub const sink_flag_relays: u32 = 1;
 /// `refscope_object_create_ex` flag.
 pub const create_flag_reconstructable: u32 = 1;
@@ -144,6 +147,8 @@ pub const CounterStats = extern struct {
     tokens_discarded: u64,
     memory_bytes: u64,
     wakers_blocked: u64,
+    /// Room for new figures without a layout change; zero.
+    reserved: [3]u64 = @splat(0),
 };
 
 /// Converts a byte size carried as a double; null unless it is an integer in [0, 2^53).
@@ -165,68 +170,30 @@ pub export fn refscope_abi_version() u32 {
     return abi_version;
 }
 
-pub export fn refscope_status_name(status: i32) [*:0]const u8 {
-    const known = std.enums.fromInt(Status, status) orelse return "REFSCOPE_E_UNKNOWN";
-    return switch (known) {
-        .ok => "REFSCOPE_OK",
-        .drain => "REFSCOPE_DRAIN",
-        .pending => "REFSCOPE_PENDING",
-        .relay => "REFSCOPE_RELAY",
-        .drain_relay => "REFSCOPE_DRAIN_RELAY",
-        .invalid_argument => "REFSCOPE_E_INVALID_ARGUMENT",
-        .invalid_id => "REFSCOPE_E_INVALID_ID",
-        .stale_id => "REFSCOPE_E_STALE_ID",
-        .no_reference => "REFSCOPE_E_NO_REFERENCE",
-        .limit => "REFSCOPE_E_LIMIT",
-        .out_of_memory => "REFSCOPE_E_OUT_OF_MEMORY",
-        .closed => "REFSCOPE_E_CLOSED",
-        .wrong_thread => "REFSCOPE_E_WRONG_THREAD",
-        .system_resources => "REFSCOPE_E_SYSTEM_RESOURCES",
-        .not_owned => "REFSCOPE_E_NOT_OWNED",
-        .limit_participants => "REFSCOPE_E_LIMIT_PARTICIPANTS",
-        .limit_thread => "REFSCOPE_E_LIMIT_THREAD",
-        .limit_counters => "REFSCOPE_E_LIMIT_COUNTERS",
-    };
+/// The name of any family's value ("REFSCOPE_E_STALE_ID"); a static string, never NULL.
+pub export fn refscope_status_name(value: i32) [*:0]const u8 {
+    return status.name(value);
 }
 
-pub export fn refscope_status_message(status: i32) [*:0]const u8 {
-    const known = std.enums.fromInt(Status, status) orelse return "unknown status";
-    return switch (known) {
-        .ok => "success",
-        .drain => "success; the calling sink has tokens to drain",
-        .pending => "not finished: the sink's waker is still running; call again",
-        .relay => "success; wake-less sinks are owed wakes for the caller to relay",
-        .drain_relay => "success; the calling sink has tokens to drain, and wakes to relay",
-        .invalid_argument => "an argument is NULL or outside its domain",
-        .invalid_id => "not an object id issued by this counter",
-        .stale_id => "the object has been deleted (or, for a new reference, is out of scope and kept only by lineage)",
-        .no_reference => "no reference of that kind is held on the object",
-        .limit => "a reference count, the object table (2^24 objects), the byte total or the nesting depth (1000) would overflow",
-        .out_of_memory => "out of memory",
-        .closed => "the counter is closed",
-        .wrong_thread => "not allowed on this thread: it would deadlock",
-        .system_resources => "the operating system refused a resource",
-        .not_owned => "only the object's owner may do this",
-        .limit_participants => "the counter has its maximum of 64 participants",
-        .limit_thread => "this thread has its maximum of 128 registrations: one per participant it opened, one per counter it opened",
-        .limit_counters => "the process has its maximum of 1024 open counters",
-    };
+/// A sentence for any family's value; a static string, never NULL.
+pub export fn refscope_status_message(value: i32) [*:0]const u8 {
+    return status.message(value);
 }
 
-pub export fn refscope_counter_open(out_counter: ?*?*Counter) i32 {
-    const out = out_counter orelse return invalid_argument;
+pub export fn refscope_counter_open(out_counter: ?*?*Counter) Status {
+    const out = out_counter orelse return .invalid_argument;
     out.* = null;
     // The dispatcher thread runs this library's code: the host must not unload it.
-    if (!pin.pin()) return Status.system_resources.int();
-    out.* = Counter.open(allocator) catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+    if (!pin.pin()) return .system_resources;
+    out.* = Counter.open(allocator) catch |err| return statusFromError(err);
+    return .ok;
 }
 
-pub export fn refscope_counter_key(counter: ?*Counter, out_key: ?*f64) i32 {
-    const c = counter orelse return invalid_argument;
-    const out = out_key orelse return invalid_argument;
-    out.* = c.key;
-    return Status.ok.int();
+pub export fn refscope_counter_key(counter: ?*Counter, out_key: ?*f64) Status {
+    const opened = counter orelse return .invalid_argument;
+    const out = out_key orelse return .invalid_argument;
+    out.* = opened.key;
+    return .ok;
 }
 
 pub export fn refscope_counter_attach(
@@ -236,46 +203,46 @@ pub export fn refscope_counter_attach(
     flags: u32,
     out_counter: ?*?*Counter,
     out_sink: ?*u32,
-) i32 {
-    const counter = out_counter orelse return invalid_argument;
-    const sink = out_sink orelse return invalid_argument;
+) Status {
+    const counter = out_counter orelse return .invalid_argument;
+    const sink = out_sink orelse return .invalid_argument;
     counter.* = null;
-    if (flags & ~sink_flag_relays != 0) return invalid_argument;
+    if (flags & ~sink_flag_relays != 0) return .invalid_argument;
     const relays = flags & sink_flag_relays != 0;
-    const attached = Counter.attach(key, wake, wake_context, relays) catch |err| return statusFromError(err).int();
+    const attached = Counter.attach(key, wake, wake_context, relays) catch |err| return statusFromError(err);
     counter.* = attached.counter;
     sink.* = attached.sink;
-    return Status.ok.int();
+    return .ok;
 }
 
 /// If the calling thread exits before `refscope_counter_destroy`, the counter is closed
 /// and destroyed for it. For a counter opened by a JS Worker, whose end is the counter's.
-pub export fn refscope_counter_destroy_on_thread_exit(counter: ?*Counter) i32 {
-    const c = counter orelse return invalid_argument;
-    c.destroyOnThreadExit() catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+pub export fn refscope_counter_destroy_on_thread_exit(counter: ?*Counter) Status {
+    const opened = counter orelse return .invalid_argument;
+    opened.destroyOnThreadExit() catch |err| return statusFromError(err);
+    return .ok;
 }
 
-pub export fn refscope_counter_close(counter: ?*Counter, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    return statusFromOutcome(c.close(caller) catch |err| return statusFromError(err).int());
+pub export fn refscope_counter_close(counter: ?*Counter, caller: u32) Hint {
+    const opened = counter orelse return failure(Hint, error.InvalidArgument);
+    return hintFromOutcome(opened.close(caller) catch |err| return failure(Hint, err));
 }
 
-pub export fn refscope_counter_state(counter: ?*Counter) i32 {
-    const c = counter orelse return invalid_argument;
-    return @intFromEnum(c.stateGet());
+pub export fn refscope_counter_state(counter: ?*Counter) status.CounterState {
+    const opened = counter orelse return failure(status.CounterState, error.InvalidArgument);
+    return stateFromCounter(opened.stateGet());
 }
 
-pub export fn refscope_counter_destroy(counter: ?*Counter) i32 {
-    const c = counter orelse return Status.ok.int();
-    c.destroy() catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+pub export fn refscope_counter_destroy(counter: ?*Counter) Status {
+    const opened = counter orelse return .ok;
+    opened.destroy() catch |err| return statusFromError(err);
+    return .ok;
 }
 
-pub export fn refscope_counter_stats(counter: ?*Counter, out_stats: ?*CounterStats) i32 {
-    const c = counter orelse return invalid_argument;
-    const out = out_stats orelse return invalid_argument;
-    const stats = c.stats();
+pub export fn refscope_counter_stats(counter: ?*Counter, out_stats: ?*CounterStats) Status {
+    const opened = counter orelse return .invalid_argument;
+    const out = out_stats orelse return .invalid_argument;
+    const stats = opened.stats();
     out.* = .{
         .objects_live = stats.objects_live,
         .bytes_live = stats.bytes_live,
@@ -291,22 +258,22 @@ pub export fn refscope_counter_stats(counter: ?*Counter, out_stats: ?*CounterSta
         .memory_bytes = stats.memory_bytes,
         .wakers_blocked = stats.wakers_blocked,
     };
-    return Status.ok.int();
+    return .ok;
 }
 
+/// Returns how many records it wrote, or an error.
 pub export fn refscope_counter_snapshot(counter: ?*Counter, start_slot: u32, records: ?[*]ObjectInfo, capacity: u32, out_next_slot: ?*u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const out = records orelse return invalid_argument;
-    const next = out_next_slot orelse return invalid_argument;
+    const opened = counter orelse return errorCount(error.InvalidArgument);
+    const out = records orelse return errorCount(error.InvalidArgument);
+    const next = out_next_slot orelse return errorCount(error.InvalidArgument);
     var page: [64]counter_module.Record = undefined;
     var slot = start_slot;
     var written: u32 = 0;
-    const capacity_max: u32 = std.math.maxInt(i32);
-    const wanted = @min(capacity, capacity_max);
+    const wanted = @min(capacity, count_max);
     while (written < wanted) {
         const room = @min(page.len, wanted - written);
         const before = slot;
-        const count = c.snapshot(&slot, page[0..room]) catch |err| return statusFromError(err).int();
+        const count = opened.snapshot(&slot, page[0..room]) catch |err| return errorCount(err);
         for (page[0..count]) |record| {
             out[written] = ObjectInfo.from(record.id, record.info);
             written += 1;
@@ -317,59 +284,67 @@ pub export fn refscope_counter_snapshot(counter: ?*Counter, start_slot: u32, rec
     return @intCast(written);
 }
 
-pub export fn refscope_sink_open(counter: ?*Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, flags: u32, out_sink: ?*u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const out = out_sink orelse return invalid_argument;
-    if (flags & ~sink_flag_relays != 0) return invalid_argument;
-    out.* = c.sinkOpen(wake, wake_context, flags & sink_flag_relays != 0) catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+/// The largest count a call returns: counts share their `int32_t` with negative errors.
+const count_max: u32 = std.math.maxInt(i32);
+
+/// An error, as the result of a call that returns a count.
+fn errorCount(err: counter_module.Error) i32 {
+    return @intFromEnum(statusFromError(err));
 }
 
-pub export fn refscope_sink_generation(counter: ?*Counter, sink: u32, out_generation: ?*u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const out = out_generation orelse return invalid_argument;
-    out.* = c.sinkGeneration(sink) catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+pub export fn refscope_sink_open(counter: ?*Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, flags: u32, out_sink: ?*u32) Status {
+    const opened = counter orelse return .invalid_argument;
+    const out = out_sink orelse return .invalid_argument;
+    if (flags & ~sink_flag_relays != 0) return .invalid_argument;
+    out.* = opened.sinkOpen(wake, wake_context, flags & sink_flag_relays != 0) catch |err| return statusFromError(err);
+    return .ok;
+}
+
+pub export fn refscope_sink_generation(counter: ?*Counter, sink: u32, out_generation: ?*u32) Status {
+    const opened = counter orelse return .invalid_argument;
+    const out = out_generation orelse return .invalid_argument;
+    out.* = opened.sinkGeneration(sink) catch |err| return statusFromError(err);
+    return .ok;
 }
 
 /// Moves the sinks owed a relayed wake into `out_sinks` (room for `REFSCOPE_SINKS_MAX`)
 /// and returns how many.
 pub export fn refscope_relay_take(counter: ?*Counter, out_sinks: ?[*]u32, capacity: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const out = out_sinks orelse return invalid_argument;
-    if (capacity < queue_module.sink_count_max) return invalid_argument;
-    return @intCast(c.takeRelay(out[0..queue_module.sink_count_max]));
+    const opened = counter orelse return errorCount(error.InvalidArgument);
+    const out = out_sinks orelse return errorCount(error.InvalidArgument);
+    if (capacity < queue_module.sink_count_max) return errorCount(error.InvalidArgument);
+    return @intCast(opened.takeRelay(out[0..queue_module.sink_count_max]));
 }
 
-pub export fn refscope_sink_release(counter: ?*Counter, sink: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    return statusFromOutcome(c.sinkRelease(sink) catch |err| return statusFromError(err).int());
+pub export fn refscope_sink_release(counter: ?*Counter, sink: u32) Hint {
+    const opened = counter orelse return failure(Hint, error.InvalidArgument);
+    return hintFromOutcome(opened.sinkRelease(sink) catch |err| return failure(Hint, err));
 }
 
-pub export fn refscope_sink_close(counter: ?*Counter, sink: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    return switch (c.sinkClose(sink) catch |err| return statusFromError(err).int()) {
-        .closed => Status.ok.int(),
-        .pending => Status.pending.int(),
+pub export fn refscope_sink_close(counter: ?*Counter, sink: u32) Status {
+    const opened = counter orelse return .invalid_argument;
+    return switch (opened.sinkClose(sink) catch |err| return statusFromError(err)) {
+        .closed => .ok,
+        .pending => .pending,
     };
 }
 
+/// Returns how many tokens it copied, or an error.
 pub export fn refscope_sink_drain(counter: ?*Counter, sink: u32, tokens: ?[*]u32, capacity: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const buffer = tokens orelse return invalid_argument;
-    const capacity_max: u32 = std.math.maxInt(i32);
-    const count = c.sinkDrain(sink, buffer[0..@min(capacity, capacity_max)]) catch |err|
-        return statusFromError(err).int();
+    const opened = counter orelse return errorCount(error.InvalidArgument);
+    const buffer = tokens orelse return errorCount(error.InvalidArgument);
+    const count = opened.sinkDrain(sink, buffer[0..@min(capacity, count_max)]) catch |err| return errorCount(err);
     return @intCast(count);
 }
 
+/// Returns how many tokens wait in the sink, or an error.
 pub export fn refscope_sink_pending(counter: ?*Counter, sink: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const pending = c.sinkPending(sink) catch |err| return statusFromError(err).int();
-    return @intCast(@min(pending, std.math.maxInt(i32)));
+    const opened = counter orelse return errorCount(error.InvalidArgument);
+    const pending = opened.sinkPending(sink) catch |err| return errorCount(err);
+    return @intCast(@min(pending, count_max));
 }
 
-pub export fn refscope_object_create(counter: ?*Counter, size_bytes: f64, caller: u32, out_id: ?*f64) i32 {
+pub export fn refscope_object_create(counter: ?*Counter, size_bytes: f64, caller: u32, out_id: ?*f64) Status {
     return refscope_object_create_ex(counter, size_bytes, 0, null, 0, null, 0, caller, out_id);
 }
 
@@ -383,158 +358,152 @@ pub export fn refscope_object_create_ex(
     lineage_count: u32,
     caller: u32,
     out_id: ?*f64,
-) i32 {
-    const c = counter orelse return invalid_argument;
-    const out = out_id orelse return invalid_argument;
-    const size = sizeFromDouble(size_bytes) orelse return invalid_argument;
-    if (flags & ~create_flag_reconstructable != 0) return invalid_argument;
-    out.* = c.create(caller, .{
+) Status {
+    const opened = counter orelse return .invalid_argument;
+    const out = out_id orelse return .invalid_argument;
+    const size = sizeFromDouble(size_bytes) orelse return .invalid_argument;
+    if (flags & ~create_flag_reconstructable != 0) return .invalid_argument;
+    out.* = opened.create(caller, .{
         .size_bytes = size,
         .reconstructable = flags & create_flag_reconstructable != 0,
-        .contains = idsSlice(contains, contains_count) orelse return invalid_argument,
-        .lineage = idsSlice(lineage, lineage_count) orelse return invalid_argument,
-    }) catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+        .contains = idsSlice(contains, contains_count) orelse return .invalid_argument,
+        .lineage = idsSlice(lineage, lineage_count) orelse return .invalid_argument,
+    }) catch |err| return statusFromError(err);
+    return .ok;
 }
 
-pub export fn refscope_object_retain(counter: ?*Counter, id: f64, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    c.retain(id, caller) catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+pub export fn refscope_object_retain(counter: ?*Counter, id: f64, caller: u32) Status {
+    const opened = counter orelse return .invalid_argument;
+    opened.retain(id, caller) catch |err| return statusFromError(err);
+    return .ok;
 }
 
-pub export fn refscope_object_release(counter: ?*Counter, id: f64, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    return statusFromOutcome(c.release(id, caller) catch |err| return statusFromError(err).int());
+pub export fn refscope_object_release(counter: ?*Counter, id: f64, caller: u32) Hint {
+    const opened = counter orelse return failure(Hint, error.InvalidArgument);
+    return hintFromOutcome(opened.release(id, caller) catch |err| return failure(Hint, err));
 }
 
-pub export fn refscope_object_release_batch(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const slice = idsSlice(ids, count) orelse return invalid_argument;
-    return statusFromOutcome(c.releaseBatch(slice, caller) catch |err| return statusFromError(err).int());
+pub export fn refscope_object_release_batch(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) Hint {
+    const opened = counter orelse return failure(Hint, error.InvalidArgument);
+    const slice = idsSlice(ids, count) orelse return failure(Hint, error.InvalidArgument);
+    return hintFromOutcome(opened.releaseBatch(slice, caller) catch |err| return failure(Hint, err));
 }
 
-pub export fn refscope_submitted_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const slice = idsSlice(ids, count) orelse return invalid_argument;
-    c.submittedAdd(slice, caller) catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+pub export fn refscope_submitted_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) Status {
+    const opened = counter orelse return .invalid_argument;
+    const slice = idsSlice(ids, count) orelse return .invalid_argument;
+    opened.submittedAdd(slice, caller) catch |err| return statusFromError(err);
+    return .ok;
 }
 
-pub export fn refscope_submitted_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const slice = idsSlice(ids, count) orelse return invalid_argument;
-    return statusFromOutcome(c.submittedRemove(slice, caller) catch |err| return statusFromError(err).int());
+pub export fn refscope_submitted_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) Hint {
+    const opened = counter orelse return failure(Hint, error.InvalidArgument);
+    const slice = idsSlice(ids, count) orelse return failure(Hint, error.InvalidArgument);
+    return hintFromOutcome(opened.submittedRemove(slice, caller) catch |err| return failure(Hint, err));
 }
 
-pub export fn refscope_lineage_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const slice = idsSlice(ids, count) orelse return invalid_argument;
-    c.lineageAdd(slice, caller) catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+pub export fn refscope_lineage_add(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) Status {
+    const opened = counter orelse return .invalid_argument;
+    const slice = idsSlice(ids, count) orelse return .invalid_argument;
+    opened.lineageAdd(slice, caller) catch |err| return statusFromError(err);
+    return .ok;
 }
 
-pub export fn refscope_lineage_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const slice = idsSlice(ids, count) orelse return invalid_argument;
-    return statusFromOutcome(c.lineageRemove(slice, caller) catch |err| return statusFromError(err).int());
+pub export fn refscope_lineage_remove(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) Hint {
+    const opened = counter orelse return failure(Hint, error.InvalidArgument);
+    const slice = idsSlice(ids, count) orelse return failure(Hint, error.InvalidArgument);
+    return hintFromOutcome(opened.lineageRemove(slice, caller) catch |err| return failure(Hint, err));
 }
 
-pub export fn refscope_object_lend(counter: ?*Counter, id: f64, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    c.lend(id, caller) catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+pub export fn refscope_object_lend(counter: ?*Counter, id: f64, caller: u32) Status {
+    const opened = counter orelse return .invalid_argument;
+    opened.lend(id, caller) catch |err| return statusFromError(err);
+    return .ok;
 }
 
-pub export fn refscope_object_borrow(counter: ?*Counter, id: f64, lender: u32, lender_generation: u32, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    c.borrowFrom(id, lender, lender_generation, caller) catch |err| return statusFromError(err).int();
-    return Status.ok.int();
+pub export fn refscope_object_borrow(counter: ?*Counter, id: f64, lender: u32, lender_generation: u32, caller: u32) Status {
+    const opened = counter orelse return .invalid_argument;
+    opened.borrowFrom(id, lender, lender_generation, caller) catch |err| return statusFromError(err);
+    return .ok;
 }
 
-pub export fn refscope_object_free(counter: ?*Counter, id: f64, caller: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    return statusFromOutcome(c.free(id, caller) catch |err| return statusFromError(err).int());
+pub export fn refscope_object_free(counter: ?*Counter, id: f64, caller: u32) Hint {
+    const opened = counter orelse return failure(Hint, error.InvalidArgument);
+    return hintFromOutcome(opened.free(id, caller) catch |err| return failure(Hint, err));
 }
 
 fn kindFrom(kind: u32) ?table.CallbackKind {
     return std.enums.fromInt(table.CallbackKind, kind);
 }
 
-pub fn registerResult(registered: bool) i32 {
-    return @intFromBool(registered);
-}
-
-/// Returns 1 when registered, 0 when refused (it could never run), or an error. Native
-/// code registers for the owner.
-pub export fn refscope_object_on_out_of_scope(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) i32 {
+/// Native code registers for the owner.
+pub export fn refscope_object_on_out_of_scope(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) Registration {
     return onNative(counter, id, .out_of_scope, function, context);
 }
 
-pub export fn refscope_object_on_deleted(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) i32 {
+pub export fn refscope_object_on_deleted(counter: ?*Counter, id: f64, function: ?callback.Function, context: ?*anyopaque) Registration {
     return onNative(counter, id, .deleted, function, context);
 }
 
-fn onNative(counter: ?*Counter, id: f64, kind: table.CallbackKind, function: ?callback.Function, context: ?*anyopaque) i32 {
-    const c = counter orelse return invalid_argument;
-    const f = function orelse return invalid_argument;
-    const cb: callback.Callback = .{ .native = .{ .function = f, .context = context } };
-    return registerResult(c.register(id, counter_module.sink_none, kind, cb) catch |err| return statusFromError(err).int());
+fn onNative(counter: ?*Counter, id: f64, kind: table.CallbackKind, function: ?callback.Function, context: ?*anyopaque) Registration {
+    const opened = counter orelse return failure(Registration, error.InvalidArgument);
+    const native_function = function orelse return failure(Registration, error.InvalidArgument);
+    const registration: callback.Callback = .{ .native = .{ .function = native_function, .context = context } };
+    return .from(opened.register(id, counter_module.sink_none, kind, registration) catch |err| return failure(Registration, err));
 }
 
-/// Removes the first native callback of `kind` equal to (function, context): 1 removed,
-/// 0 not found (it already left the table, or never was).
-pub export fn refscope_object_off_native(counter: ?*Counter, id: f64, kind: u32, function: ?callback.Function, context: ?*anyopaque) i32 {
-    const c = counter orelse return invalid_argument;
-    const f = function orelse return invalid_argument;
-    const k = kindFrom(kind) orelse return invalid_argument;
-    const cb: callback.Callback = .{ .native = .{ .function = f, .context = context } };
-    return registerResult(c.unregister(id, counter_module.sink_none, k, cb) catch |err| return statusFromError(err).int());
+/// Removes the first native callback of `kind` equal to (function, context).
+pub export fn refscope_object_off_native(counter: ?*Counter, id: f64, kind: u32, function: ?callback.Function, context: ?*anyopaque) Removal {
+    const opened = counter orelse return failure(Removal, error.InvalidArgument);
+    const native_function = function orelse return failure(Removal, error.InvalidArgument);
+    const callback_kind = kindFrom(kind) orelse return failure(Removal, error.InvalidArgument);
+    const registration: callback.Callback = .{ .native = .{ .function = native_function, .context = context } };
+    return .from(opened.unregister(id, counter_module.sink_none, callback_kind, registration) catch |err| return failure(Removal, err));
 }
 
 /// Registers delivery of `token` to `sink` (the caller's own sink, which must own the
-/// object); results as `refscope_object_on_out_of_scope`.
-pub export fn refscope_object_on_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const k = kindFrom(kind) orelse return invalid_argument;
-    const cb: callback.Callback = .{ .sink = .{ .sink = sink, .token = token } };
-    return registerResult(c.register(id, sink, k, cb) catch |err| return statusFromError(err).int());
+/// object).
+pub export fn refscope_object_on_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) Registration {
+    const opened = counter orelse return failure(Registration, error.InvalidArgument);
+    const callback_kind = kindFrom(kind) orelse return failure(Registration, error.InvalidArgument);
+    const registration: callback.Callback = .{ .sink = .{ .sink = sink, .token = token } };
+    return .from(opened.register(id, sink, callback_kind, registration) catch |err| return failure(Registration, err));
 }
 
-pub export fn refscope_object_off_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const k = kindFrom(kind) orelse return invalid_argument;
-    const cb: callback.Callback = .{ .sink = .{ .sink = sink, .token = token } };
-    return registerResult(c.unregister(id, sink, k, cb) catch |err| return statusFromError(err).int());
+pub export fn refscope_object_off_sink(counter: ?*Counter, id: f64, sink: u32, kind: u32, token: u32) Removal {
+    const opened = counter orelse return failure(Removal, error.InvalidArgument);
+    const callback_kind = kindFrom(kind) orelse return failure(Removal, error.InvalidArgument);
+    const registration: callback.Callback = .{ .sink = .{ .sink = sink, .token = token } };
+    return .from(opened.unregister(id, sink, callback_kind, registration) catch |err| return failure(Removal, err));
 }
 
 /// Copies the tokens of `sink`'s callbacks of `kind` on the object into `tokens` and
 /// returns how many there are (possibly more than `capacity`).
 pub export fn refscope_object_sink_tokens(counter: ?*Counter, id: f64, sink: u32, kind: u32, tokens: ?[*]u32, capacity: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    const k = kindFrom(kind) orelse return invalid_argument;
-    if (capacity > 0 and tokens == null) return invalid_argument;
+    const opened = counter orelse return errorCount(error.InvalidArgument);
+    const callback_kind = kindFrom(kind) orelse return errorCount(error.InvalidArgument);
+    if (capacity > 0 and tokens == null) return errorCount(error.InvalidArgument);
     const out: []u32 = if (capacity == 0) &.{} else tokens.?[0..capacity];
-    const count = c.sinkTokens(id, sink, k, out) catch |err| return statusFromError(err).int();
-    return @intCast(@min(count, std.math.maxInt(i32)));
+    const count = opened.sinkTokens(id, sink, callback_kind, out) catch |err| return errorCount(err);
+    return @intCast(@min(count, count_max));
 }
 
-pub export fn refscope_object_info(counter: ?*Counter, id: f64, out_info: ?*ObjectInfo) i32 {
-    const c = counter orelse return invalid_argument;
-    const out = out_info orelse return invalid_argument;
-    out.* = ObjectInfo.from(id, c.info(id) catch |err| return statusFromError(err).int());
-    return Status.ok.int();
+pub export fn refscope_object_info(counter: ?*Counter, id: f64, out_info: ?*ObjectInfo) Status {
+    const opened = counter orelse return .invalid_argument;
+    const out = out_info orelse return .invalid_argument;
+    out.* = ObjectInfo.from(id, opened.info(id) catch |err| return statusFromError(err));
+    return .ok;
 }
 
 /// Copies the holdings of every sink with references recorded on the object (borrowers,
 /// lenders, lineage pins; the owner's local and submitted counts are in its info) and
 /// returns how many there are (possibly more than `capacity`).
 pub export fn refscope_object_holdings(counter: ?*Counter, id: f64, out_holdings: ?[*]table.Holding, capacity: u32) i32 {
-    const c = counter orelse return invalid_argument;
-    if (capacity > 0 and out_holdings == null) return invalid_argument;
+    const opened = counter orelse return errorCount(error.InvalidArgument);
+    if (capacity > 0 and out_holdings == null) return errorCount(error.InvalidArgument);
     const out: []table.Holding = if (capacity == 0) &.{} else out_holdings.?[0..capacity];
-    const count = c.holdings(id, out) catch |err| return statusFromError(err).int();
-    return @intCast(@min(count, std.math.maxInt(i32)));
+    const count = opened.holdings(id, out) catch |err| return errorCount(err);
+    return @intCast(@min(count, count_max));
 }
 
 test {
@@ -547,4 +516,5 @@ test {
     _ = @import("counter_test.zig");
     _ = @import("model_test.zig");
     _ = @import("header_test.zig");
+    _ = @import("status.zig");
 }

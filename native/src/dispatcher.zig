@@ -80,11 +80,13 @@ pub fn waker(counter: *Counter, record: *queue_module.Waker) void {
             continue;
         };
         record.calling = true;
+        // Counted as it starts, not when it returns: a Deno wake returns only after its JS
+        // callback ran, and that JS may read the stats first.
+        counter.wakes_sent += 1;
         counter.mutex.unlock();
         wake.function(wake.context);
         counter.lock();
         record.calling = false;
-        counter.wakes_sent += 1;
         // Let go during the call: it was counted as blocked until now.
         if (record.let_go) counter.wakers_blocked -= 1;
     }

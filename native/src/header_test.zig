@@ -12,14 +12,14 @@
 //!   signedness, floats by size, pointers by constness and what they point to (structs by
 //!   layout and fields, callbacks by their own parameters and result); a pointer that a C
 //!   caller may pass as NULL is optional on the Zig side;
-//! - every `REFSCOPE_*` constant the header defines equals its Zig value, and every Zig
-//!   status, callback kind and counter state has its constant in the header.
+//! - every `REFSCOPE_*` constant the header defines equals its Zig value, and every value
+//!   of every result family (status.zig) and every callback kind has its constant in the
+//!   header;
+//! - every result family has its typedef, `int32_t` like the exports' enums.
 
 const std = @import("std");
 const abi = @import("abi.zig");
-const counter = @import("counter.zig");
-const table = @import("table.zig");
-const queue = @import("queue.zig");
+const status = @import("status.zig");
 
 const c = @cImport(@cInclude("refscope.h"));
 
@@ -63,6 +63,15 @@ test "the header's constants equal the Zig values" {
     }
 }
 
+test "every result family has its int32_t typedef in the header" {
+    comptime {
+        for ([_][]const u8{ "refscope_status", "refscope_hint", "refscope_registration", "refscope_removal", "refscope_state" }) |name| {
+            if (!@hasDecl(c, name)) @compileError("refscope.h does not declare the typedef " ++ name);
+            if (@field(c, name) != i32) @compileError("refscope.h: " ++ name ++ " is not int32_t");
+        }
+    }
+}
+
 /// The names of abi.zig's `pub export fn`s, read from its source: reflection lists only
 /// public declarations, and an export that is not public could escape the checks above.
 fn exportedNames() []const []const u8 {
@@ -87,29 +96,24 @@ const Constant = struct { name: []const u8, value: comptime_int };
 fn expectedConstants() []const Constant {
     var constants: []const Constant = &.{
         .{ .name = "REFSCOPE_ABI_VERSION", .value = abi.abi_version },
-        .{ .name = "REFSCOPE_NO_SINK", .value = table.sink_none },
-        .{ .name = "REFSCOPE_OWNER_GONE", .value = table.sink_gone },
+        .{ .name = "REFSCOPE_NO_SINK", .value = abi.sink_none },
+        .{ .name = "REFSCOPE_OWNER_GONE", .value = abi.owner_gone },
         .{ .name = "REFSCOPE_OBJECT_FREED", .value = abi.object_flag_freed },
         .{ .name = "REFSCOPE_OBJECT_OUT_OF_SCOPE", .value = abi.object_flag_out_of_scope },
         .{ .name = "REFSCOPE_OBJECT_RECONSTRUCTABLE", .value = abi.object_flag_reconstructable },
         .{ .name = "REFSCOPE_CREATE_RECONSTRUCTABLE", .value = abi.create_flag_reconstructable },
-        .{ .name = "REFSCOPE_SINKS_MAX", .value = queue.sink_count_max },
+        .{ .name = "REFSCOPE_SINKS_MAX", .value = abi.sinks_max },
         .{ .name = "REFSCOPE_SINK_RELAYS", .value = abi.sink_flag_relays },
-        .{ .name = "REFSCOPE_REFUSED", .value = abi.registerResult(false) },
-        .{ .name = "REFSCOPE_REGISTERED", .value = abi.registerResult(true) },
-        .{ .name = "REFSCOPE_NOT_REMOVED", .value = abi.registerResult(false) },
-        .{ .name = "REFSCOPE_REMOVED", .value = abi.registerResult(true) },
+        .{ .name = "REFSCOPE_HINT_DRAIN_BIT", .value = status.hint_drain_bit },
+        .{ .name = "REFSCOPE_HINT_RELAY_BIT", .value = status.hint_relay_bit },
     };
-    // Enumerations by name, so that a new Zig value without its constant fails too.
-    for (@typeInfo(abi.Status).@"enum".fields) |field| {
-        const prefix = if (field.value < 0) "REFSCOPE_E_" else "REFSCOPE_";
-        constants = constants ++ .{Constant{ .name = prefix ++ upper(field.name), .value = field.value }};
+    // Every result family's values by name (status.zig), so that a new Zig value without
+    // its constant fails too.
+    for (status.constants) |constant| {
+        constants = constants ++ .{Constant{ .name = constant.name, .value = constant.value }};
     }
-    for (@typeInfo(table.CallbackKind).@"enum".fields) |field| {
+    for (@typeInfo(abi.CallbackKind).@"enum".fields) |field| {
         constants = constants ++ .{Constant{ .name = "REFSCOPE_ON_" ++ upper(field.name), .value = field.value }};
-    }
-    for (@typeInfo(counter.State).@"enum".fields) |field| {
-        constants = constants ++ .{Constant{ .name = "REFSCOPE_STATE_" ++ upper(field.name), .value = field.value }};
     }
     return constants;
 }
@@ -176,6 +180,13 @@ fn expectSameValue(comptime where: []const u8, comptime C: type, comptime Z: typ
             };
             if (c_integer.bits != z_integer.bits) mismatch(where, "integer size", C, Z);
             if (c_integer.signedness != z_integer.signedness) mismatch(where, "signedness", C, Z);
+        },
+        .array => |c_array| switch (@typeInfo(z_type)) {
+            .array => |z_array| {
+                if (c_array.len != z_array.len) mismatch(where, "array length", C, Z);
+                expectSameValue(where ++ " (element)", c_array.child, z_array.child);
+            },
+            else => mismatch(where, "not an array", C, Z),
         },
         .float => |c_float| switch (@typeInfo(z_type)) {
             .float => |z_float| if (c_float.bits != z_float.bits) mismatch(where, "float size", C, Z),

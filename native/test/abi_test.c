@@ -2,6 +2,7 @@
  * compile with -Wall -Werror, the status values and struct layouts agree, and a native
  * consumer can use the whole lifecycle. Exits non-zero on the first failed check. */
 #include "refscope.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -9,14 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-#define CHECK(condition)                                                              \
-    do {                                                                              \
-        if (!(condition)) {                                                           \
-            fprintf(stderr, "abi_test: %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #condition);                                                      \
-            exit(1);                                                                  \
-        }                                                                             \
-    } while (0)
 
 struct fired {
     pthread_mutex_t mutex;
@@ -64,6 +57,13 @@ int main(void) {
     CHECK(refscope_abi_version() == REFSCOPE_ABI_VERSION);
     CHECK(strcmp(refscope_status_name(REFSCOPE_E_STALE_ID), "REFSCOPE_E_STALE_ID") == 0);
     CHECK(strcmp(refscope_status_name(12345), "REFSCOPE_E_UNKNOWN") == 0);
+    /* Each result family has its own values: none of them is another family's. */
+    CHECK(strcmp(refscope_status_name(REFSCOPE_REGISTERED), "REFSCOPE_REGISTERED") == 0);
+    CHECK(strcmp(refscope_status_name(REFSCOPE_HINT_DRAIN), "REFSCOPE_HINT_DRAIN") == 0);
+    CHECK(strcmp(refscope_status_name(REFSCOPE_STATE_CLOSED), "REFSCOPE_STATE_CLOSED") == 0);
+    CHECK(REFSCOPE_OK != REFSCOPE_REFUSED && REFSCOPE_HINT_DRAIN != REFSCOPE_REGISTERED);
+    CHECK((REFSCOPE_HINT_DRAIN_RELAY & REFSCOPE_HINT_DRAIN_BIT) && (REFSCOPE_HINT_DRAIN_RELAY & REFSCOPE_HINT_RELAY_BIT));
+    CHECK(sizeof(refscope_stats) == 16 * sizeof(uint64_t));
     CHECK(strlen(refscope_status_message(REFSCOPE_E_CLOSED)) > 0);
     CHECK(refscope_counter_open(NULL) == REFSCOPE_E_INVALID_ARGUMENT);
     CHECK(refscope_counter_destroy(NULL) == REFSCOPE_OK);
@@ -90,8 +90,8 @@ int main(void) {
     CHECK(info.owner == REFSCOPE_NO_SINK && info.flags == 0 && info.size_bytes == 4096);
     CHECK(refscope_object_info(counter, 12345, &info) == REFSCOPE_E_INVALID_ID);
 
-    CHECK(refscope_object_release(counter, id, REFSCOPE_NO_SINK) == REFSCOPE_OK);
-    CHECK(refscope_submitted_remove(counter, &id, 1, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_object_release(counter, id, REFSCOPE_NO_SINK) == REFSCOPE_HINT_NONE);
+    CHECK(refscope_submitted_remove(counter, &id, 1, REFSCOPE_NO_SINK) == REFSCOPE_HINT_NONE);
     CHECK(refscope_submitted_remove(counter, &id, 1, REFSCOPE_NO_SINK) == REFSCOPE_E_NO_REFERENCE);
 
     /* The last reference drops on another thread; the callback runs on the dispatcher. */
@@ -99,7 +99,7 @@ int main(void) {
     pthread_t thread;
     CHECK(pthread_create(&thread, NULL, release_on_thread, &args) == 0);
     CHECK(pthread_join(thread, NULL) == 0);
-    CHECK(args.status == REFSCOPE_OK);
+    CHECK(args.status == REFSCOPE_HINT_NONE);
     CHECK(wait_for(&fired, 1) == 1);
     CHECK(fired.last_id == id);
     CHECK(refscope_object_release(counter, id, REFSCOPE_NO_SINK) == REFSCOPE_E_STALE_ID);
@@ -109,12 +109,12 @@ int main(void) {
     refscope_id freed = 0;
     CHECK(refscope_object_create(counter, 1, REFSCOPE_NO_SINK, &freed) == REFSCOPE_OK);
     CHECK(refscope_object_on_out_of_scope(counter, freed, on_out_of_scope, &fired) == REFSCOPE_REGISTERED);
-    CHECK(refscope_object_free(counter, freed, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_object_free(counter, freed, REFSCOPE_NO_SINK) == REFSCOPE_HINT_NONE);
     CHECK(wait_for(&fired, 2) == 2);
     CHECK(refscope_object_on_out_of_scope(counter, freed, on_out_of_scope, &fired) == REFSCOPE_REFUSED);
     CHECK(refscope_object_info(counter, freed, &info) == REFSCOPE_OK);
     CHECK(info.flags == REFSCOPE_OBJECT_FREED && info.callbacks_pending == 0);
-    CHECK(refscope_object_release(counter, freed, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_object_release(counter, freed, REFSCOPE_NO_SINK) == REFSCOPE_HINT_NONE);
 
     /* A sink borrows a lent reference; the object stays in scope until the borrower lets
      * go, and its reference-deleted callback runs once the entry is erased. */
@@ -132,7 +132,7 @@ int main(void) {
     CHECK(refscope_object_holdings(counter, lent, &holding, 1) == 1);
     CHECK(holding.sink == sink && holding.refs_local == 1);
     CHECK(refscope_object_free(counter, lent, sink) == REFSCOPE_E_NOT_OWNED);
-    CHECK(refscope_object_release(counter, lent, sink) == REFSCOPE_OK);
+    CHECK(refscope_object_release(counter, lent, sink) == REFSCOPE_HINT_NONE);
     CHECK(wait_for(&fired, 3) == 3);
     CHECK(refscope_sink_close(counter, sink) == REFSCOPE_OK);
 
@@ -165,7 +165,7 @@ int main(void) {
         CHECK(owner_records == 1);
         CHECK(holdings[sinks + 1].sink == 0xaaaaaaaau); /* nothing written past the count */
         CHECK(refscope_object_borrow(counter, shared, REFSCOPE_NO_SINK, 0, REFSCOPE_NO_SINK) == REFSCOPE_OK);
-        CHECK(refscope_object_release(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+        CHECK(refscope_object_release(counter, shared, REFSCOPE_NO_SINK) == REFSCOPE_HINT_NONE);
         for (int i = 0; i < sinks; i++) CHECK(refscope_sink_close(counter, borrowers[i]) == REFSCOPE_OK);
         CHECK(refscope_object_info(counter, shared, &info) == REFSCOPE_E_STALE_ID);
     }
@@ -179,7 +179,7 @@ int main(void) {
     CHECK(refscope_counter_stats(counter, &stats) == REFSCOPE_OK);
     CHECK(stats.objects_live == 1 && stats.objects_created == 5 && stats.callbacks_registered == 4);
 
-    CHECK(refscope_counter_close(counter, REFSCOPE_NO_SINK) == REFSCOPE_OK);
+    CHECK(refscope_counter_close(counter, REFSCOPE_NO_SINK) == REFSCOPE_HINT_NONE);
     CHECK(refscope_object_retain(counter, live, REFSCOPE_NO_SINK) == REFSCOPE_E_CLOSED);
     CHECK(refscope_counter_destroy(counter) == REFSCOPE_OK);
     CHECK(fired.count == 4);

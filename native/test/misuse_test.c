@@ -12,6 +12,7 @@
  * or a buffer shorter than the capacity it claims. Those are undefined behaviour, as with
  * any C library; the ABI checks pointers for NULL only. Exits non-zero if any case fails. */
 #include "refscope.h"
+#include "check.h"
 
 #include <float.h>
 #include <math.h>
@@ -21,14 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-#define CHECK(condition)                                                                 \
-    do {                                                                                 \
-        if (!(condition)) {                                                              \
-            fprintf(stderr, "misuse_test: %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #condition);                                                         \
-            exit(1);                                                                     \
-        }                                                                                \
-    } while (0)
 
 #define NO REFSCOPE_NO_SINK
 #define OOS REFSCOPE_ON_OUT_OF_SCOPE
@@ -216,9 +209,9 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
       refscope_object_create_ex(f->counter, 0, 0, &f->live, 1, NULL, 3, NO, &f->out_id))                 \
     X(null_tokens_sink_tokens, INVALID_ARGUMENT, refscope_object_sink_tokens(f->counter, f->owned_a, f->a, OOS, NULL, 1)) \
     X(null_holdings_holdings, INVALID_ARGUMENT, refscope_object_holdings(f->counter, f->borrowed, NULL, 1)) \
-    X(null_ids_count_0_release_batch_is_empty, REFSCOPE_OK, refscope_object_release_batch(f->counter, NULL, 0, NO)) \
+    X(null_ids_count_0_release_batch_is_empty, REFSCOPE_HINT_NONE, refscope_object_release_batch(f->counter, NULL, 0, NO)) \
     X(null_ids_count_0_submitted_add_is_empty, REFSCOPE_OK, refscope_submitted_add(f->counter, NULL, 0, NO)) \
-    X(null_ids_count_0_lineage_remove_is_empty, REFSCOPE_OK, refscope_lineage_remove(f->counter, NULL, 0, f->a)) \
+    X(null_ids_count_0_lineage_remove_is_empty, REFSCOPE_HINT_NONE, refscope_lineage_remove(f->counter, NULL, 0, f->a)) \
     X(null_tokens_capacity_0_sink_tokens_counts, 1, refscope_object_sink_tokens(f->counter, f->owned_a, f->a, OOS, NULL, 0)) \
     X(null_holdings_capacity_0_holdings_counts, 1, refscope_object_holdings(f->counter, f->borrowed, NULL, 0)) \
     /* Out-of-domain kinds, flags, sinks, sizes; forged keys. */                                         \
@@ -304,7 +297,7 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
       refscope_object_create_ex(f->counter, 0, 0, NULL, 0, &f->pinned, 1, NO, &f->out_id))               \
     X(contains_stale, STALE_ID, refscope_object_create_ex(f->counter, 0, 0, &f->stale, 1, NULL, 0, NO, &f->out_id)) \
     X(contains_forged, INVALID_ID, refscope_object_create_ex(f->counter, 0, 0, &f->unused_slot, 1, NULL, 0, NO, &f->out_id)) \
-    X(free_out_of_scope_is_a_no_op, REFSCOPE_OK, refscope_object_free(f->counter, f->pinned, NO))        \
+    X(free_out_of_scope_is_a_no_op, REFSCOPE_HINT_NONE, refscope_object_free(f->counter, f->pinned, NO))        \
     /* Registration on freed, deleted, out-of-scope and non-owned objects. */                            \
     X(on_out_of_scope_freed_refused, REFSCOPE_REFUSED, refscope_object_on_out_of_scope(f->counter, f->freed, ignore, f)) \
     X(on_sink_freed_refused, REFSCOPE_REFUSED, refscope_object_on_sink(f->counter, f->freed_a, f->a, OOS, 9)) \
@@ -415,16 +408,16 @@ static void setup(struct fixture *f) {
     CHECK(refscope_object_borrow(c, f->borrowed, NO, 0, f->b) == REFSCOPE_OK);
 
     CHECK(refscope_object_create(c, 3, NO, &f->freed) == REFSCOPE_OK);
-    CHECK(refscope_object_free(c, f->freed, NO) == REFSCOPE_OK);
+    CHECK(refscope_object_free(c, f->freed, NO) == REFSCOPE_HINT_NONE);
     CHECK(refscope_object_create(c, 3, f->a, &f->freed_a) == REFSCOPE_OK);
     CHECK(refscope_object_on_sink(c, f->freed_a, f->a, OOS, 6) == REFSCOPE_REGISTERED);
-    CHECK(refscope_object_free(c, f->freed_a, f->a) == REFSCOPE_DRAIN);
+    CHECK(refscope_object_free(c, f->freed_a, f->a) == REFSCOPE_HINT_DRAIN);
     CHECK(refscope_sink_drain(c, f->a, f->tokens, 4) == 1 && f->tokens[0] == 6);
     CHECK(refscope_sink_drain(c, f->a, f->tokens, 4) == 0);
 
     CHECK(refscope_object_create_ex(c, 4, REFSCOPE_CREATE_RECONSTRUCTABLE, NULL, 0, NULL, 0, NO, &f->pinned) == REFSCOPE_OK);
     CHECK(refscope_lineage_add(c, &f->pinned, 1, NO) == REFSCOPE_OK);
-    CHECK(refscope_object_release(c, f->pinned, NO) == REFSCOPE_OK);
+    CHECK(refscope_object_release(c, f->pinned, NO) == REFSCOPE_HINT_NONE);
     CHECK(refscope_object_info(c, f->pinned, &f->info) == REFSCOPE_OK);
     CHECK(f->info.flags == (REFSCOPE_OBJECT_OUT_OF_SCOPE | REFSCOPE_OBJECT_RECONSTRUCTABLE) && f->info.refs_lineage == 1);
 
@@ -432,11 +425,11 @@ static void setup(struct fixture *f) {
      * by release_local_below_zero. A submitted reference keeps the object in scope. */
     CHECK(refscope_object_create(c, 5, NO, &f->submitted) == REFSCOPE_OK);
     CHECK(refscope_submitted_add(c, &f->submitted, 1, NO) == REFSCOPE_OK);
-    CHECK(refscope_object_release(c, f->submitted, NO) == REFSCOPE_OK);
+    CHECK(refscope_object_release(c, f->submitted, NO) == REFSCOPE_HINT_NONE);
 
     /* A stale id whose slot is reused: same slot, the next generation. */
     CHECK(refscope_object_create(c, 0, NO, &f->stale) == REFSCOPE_OK);
-    CHECK(refscope_object_release(c, f->stale, NO) == REFSCOPE_OK);
+    CHECK(refscope_object_release(c, f->stale, NO) == REFSCOPE_HINT_NONE);
     CHECK(refscope_object_create(c, 6, NO, &f->reused) == REFSCOPE_OK);
     CHECK(slot_of(f->reused) == slot_of(f->stale));
     CHECK(generation_of(f->reused) == generation_of(f->stale) + 1);
@@ -473,7 +466,7 @@ static void limits_phase(void) {
     CHECK(before.stats.objects_live == 8 * 2048 && before.stats.bytes_live == UINT64_MAX); /* saturated */
     refscope_id small = 0;
     CHECK(refscope_object_create(c, 0, NO, &small) == REFSCOPE_OK); /* a size of 0 still fits */
-    CHECK(refscope_counter_close(c, NO) == REFSCOPE_OK);
+    CHECK(refscope_counter_close(c, NO) == REFSCOPE_HINT_NONE);
     CHECK(refscope_counter_destroy(c) == REFSCOPE_OK);
 
     /* Nesting depth: a chain of containers is limited to a depth of 1000. */
@@ -485,7 +478,7 @@ static void limits_phase(void) {
         refscope_id next = 0;
         int32_t status = refscope_object_create_ex(c, 0, 0, &deepest, 1, NULL, 0, NO, &next);
         if (status != REFSCOPE_OK) break;
-        CHECK(refscope_object_release(c, deepest, NO) == REFSCOPE_OK); /* kept by its container */
+        CHECK(refscope_object_release(c, deepest, NO) == REFSCOPE_HINT_NONE); /* kept by its container */
         deepest = next;
         depth++;
     }
@@ -521,7 +514,7 @@ static void limits_phase(void) {
                                         : refscope_sink_open(c, NULL, NULL, 0, &extra);
         capture(c, &after);
         cases_run++;
-        if (status != REFSCOPE_E_LIMIT_PARTICIPANTS || memcmp(&before, &after, sizeof before) != 0) {
+        if (status != REFSCOPE_E_LIMIT_SINKS || memcmp(&before, &after, sizeof before) != 0) {
             failures++;
             fprintf(stderr, "misuse_test: %s: returned %d, or the table changed\n", full[i].name, status);
         }
@@ -558,7 +551,7 @@ static void wrong_thread_phase(void) {
     refscope_id id = 0;
     CHECK(refscope_object_create(attempt.counter, 0, NO, &id) == REFSCOPE_OK);
     CHECK(refscope_object_on_out_of_scope(attempt.counter, id, destroy_from_callback, &attempt) == REFSCOPE_REGISTERED);
-    CHECK(refscope_object_release(attempt.counter, id, NO) == REFSCOPE_OK);
+    CHECK(refscope_object_release(attempt.counter, id, NO) == REFSCOPE_HINT_NONE);
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += 10;
@@ -622,7 +615,7 @@ CLOSED_CASES(DEFINE_CLOSED_CASE)
 static const struct misuse_case closed_cases[] = {CLOSED_CASES(CLOSED_ENTRY)};
 
 static void closed_phase(struct fixture *f) {
-    CHECK(refscope_counter_close(f->counter, NO) == REFSCOPE_OK);
+    CHECK(refscope_counter_close(f->counter, NO) == REFSCOPE_HINT_NONE);
     struct timespec pause = {0, 1000000};
     for (int i = 0; i < 10000 && refscope_counter_state(f->counter) != REFSCOPE_STATE_CLOSED; i++) nanosleep(&pause, NULL);
     CHECK(refscope_counter_state(f->counter) == REFSCOPE_STATE_CLOSED);

@@ -25,11 +25,15 @@ pub const Error = error{
     WrongThread,
     SystemResources,
     NotOwned,
+    LimitSinks,
+    LimitThread,
+    LimitCounters,
     Unknown,
 };
 
-/// A status as an error union: its value when it is not an error (`REFSCOPE_OK`,
-/// `REFSCOPE_DRAIN`, `REFSCOPE_REGISTERED`, a count), else its error.
+/// A result of any family as an error union: its value when it is not an error (a
+/// `refscope_status`, `refscope_hint`, `refscope_registration`, `refscope_removal`,
+/// `refscope_state` or a count), else its error.
 pub fn check(status: i32) Error!u31 {
     if (status >= 0) return @intCast(status);
     return switch (status) {
@@ -43,6 +47,9 @@ pub fn check(status: i32) Error!u31 {
         c.REFSCOPE_E_WRONG_THREAD => error.WrongThread,
         c.REFSCOPE_E_SYSTEM_RESOURCES => error.SystemResources,
         c.REFSCOPE_E_NOT_OWNED => error.NotOwned,
+        c.REFSCOPE_E_LIMIT_SINKS => error.LimitSinks,
+        c.REFSCOPE_E_LIMIT_THREAD => error.LimitThread,
+        c.REFSCOPE_E_LIMIT_COUNTERS => error.LimitCounters,
         else => error.Unknown,
     };
 }

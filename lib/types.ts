@@ -1,0 +1,114 @@
+/**
+ * The public types of refscope's values: what `Counter.info`, `Counter.holdings` and
+ * `Counter.stats` return, and the types of ids, sinks and handlers. Field names follow the
+ * native ones (`refs_local` is `localRefs`, `memory_bytes` is `memoryBytes`).
+ *
+ * Words, one per idea across Zig, C and TypeScript: a *sink* is one JS thread's part in a
+ * counter (its outbox of tokens); a *callback* is what the native table holds for an
+ * object (a C function, or a token for a sink); a *handler* is the JS function a sink's
+ * token stands for, run on that sink's thread.
+ *
+ * @module
+ */
+
+/** An id of an object in a counter's table. */
+export type ObjectId = number;
+
+/**
+ * Runs once, on the thread that registered it, when the object goes out of scope or is
+ * freed (or, for `onDeleted`, when its entry is deleted). A returned promise is awaited
+ * only to report its rejection.
+ */
+export type OutOfScopeHandler = (id: ObjectId) => void | Promise<void>;
+
+/**
+ * Who takes part in a counter: a sink (the number of one JS thread's sink), `"native"`
+ * (native code, acting for the owner) or `"gone"` (the owner of an object whose owning
+ * sink has closed).
+ */
+export type Sink = number | "native" | "gone";
+
+/** A snapshot of one object. */
+export interface ObjectInfo {
+  /** The object's id. */
+  readonly id: ObjectId;
+  /** The sink that created it. */
+  readonly owner: Sink;
+  /** Whether this counter (this JS thread) owns it. */
+  readonly owned: boolean;
+  /** The owner's local references (its `Ref`s). */
+  readonly localRefs: number;
+  /** The owner's submitted-task references. */
+  readonly submittedRefs: number;
+  /** Borrowers' local and submitted-task references. */
+  readonly borrowedRefs: number;
+  /** How many sinks other than the owner hold references. */
+  readonly borrowers: number;
+  /** References lent (`Ref.lend`) and not yet borrowed. */
+  readonly lentRefs: number;
+  /** Lineage references: explicit pins, and objects whose lineage depends on it. */
+  readonly lineageRefs: number;
+  /** Owned containers in scope that contain it. */
+  readonly containedIn: number;
+  /** Out-of-scope callbacks (every sink's handlers, native callbacks) not yet handed over. */
+  readonly pendingCallbacks: number;
+  /** Reference-deleted callbacks not yet handed over. */
+  readonly pendingDeletedCallbacks: number;
+  /** Explicitly freed: its out-of-scope handlers have fired. */
+  readonly freed: boolean;
+  /** Out of scope, kept only by lineage: deleted when its lineage references go. */
+  readonly outOfScope: boolean;
+  /** Lineage references only delay its deletion (they do not keep it in scope). */
+  readonly reconstructable: boolean;
+  /** The size given at creation. */
+  readonly sizeBytes: number;
+}
+
+/** One sink's references on an object, besides the owner's local and submitted. */
+export interface Holding {
+  /** Who holds them. */
+  readonly sink: Sink;
+  /** Local references (as a borrower). */
+  readonly localRefs: number;
+  /** Submitted-task references (as a borrower). */
+  readonly submittedRefs: number;
+  /** References it lent and nobody has borrowed yet. */
+  readonly lentRefs: number;
+  /** Lineage references it pinned. */
+  readonly lineageRefs: number;
+}
+
+/** Counter-wide figures. */
+export interface CounterStats {
+  /** Objects in the table (in scope, or freed or lineage-pinned with an entry left). */
+  readonly liveObjects: number;
+  /** The sum of the live objects' sizes. */
+  readonly liveBytes: number;
+  /** Objects ever created. */
+  readonly objectsCreated: number;
+  /** Callbacks ever registered, by every sink and by native code. */
+  readonly callbacksRegistered: number;
+  /** Callbacks that left the table (fired, or waiting to be delivered). */
+  readonly callbacksReleased: number;
+  /** Tokens (each a handler to run) waiting in every sink's outbox. */
+  readonly pendingTokens: number;
+  /** This thread's handlers registered and not yet run. */
+  readonly pendingHandlers: number;
+  /** This thread's handlers that have run. */
+  readonly handlersFired: number;
+  /** This thread's handlers that threw or rejected. */
+  readonly handlerErrors: number;
+  /** Coalesced wakes sent to sinks (by their waker threads). */
+  readonly wakesSent: number;
+  /** Sinks open: JS threads taking part. */
+  readonly openSinks: number;
+  /** Tokens dropped because their sink had closed (its thread exited, say). */
+  readonly discardedTokens: number;
+  /** Native memory allocated for the table's entries and callbacks (capacity, not use). */
+  readonly memoryBytes: number;
+  /**
+   * Waker threads let go while inside a wake that has not returned (their sink's
+   * thread ended meanwhile); each keeps only the counter's memory until it returns.
+   */
+  readonly wakersBlocked: number;
+}
