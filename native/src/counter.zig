@@ -27,6 +27,7 @@ const dispatcher = @import("dispatcher.zig");
 const registry = @import("registry.zig");
 const thread_exit = @import("thread_exit.zig");
 const lifecycle = @import("lifecycle.zig");
+const sync = @import("sync.zig");
 
 const List = pool_module.List;
 const Table = table_module.Table;
@@ -119,7 +120,7 @@ var next_thread_shard = std.atomic.Value(u32).init(0);
 /// A shard's mutex, alone on its cache line so that threads on different shards do not
 /// contend for the line.
 const ShardLock = struct {
-    mutex: std.Thread.Mutex align(std.atomic.cache_line) = .{},
+    mutex: sync.Mutex align(std.atomic.cache_line) = .{},
 };
 
 pub const Counter = struct {
@@ -131,9 +132,9 @@ pub const Counter = struct {
     /// holds; the dispatcher and wakers wait with it. Taken after any shard's. A field that
     /// a shard-locked operation reads (the state, whether a sink is open) is written only
     /// with every lock held.
-    mutex: std.Thread.Mutex = .{},
+    mutex: sync.Mutex = .{},
     /// Signalled when the queue gains work or the state leaves `open`; the dispatcher waits.
-    condition: std.Thread.Condition = .{},
+    condition: sync.Condition = .{},
     table: Table,
     queue: Queue = .{},
     state: State = .open,
@@ -250,9 +251,9 @@ pub const Counter = struct {
     const lock_spins = 128;
 
     /// Takes a mutex, spinning briefly first. Critical sections are short (tens to hundreds
-    /// of nanoseconds), so a contended mutex is usually free again sooner than a futex sleep
-    /// and wake-up would complete, which take microseconds.
-    fn spinLock(mutex: *std.Thread.Mutex) void {
+    /// of nanoseconds), so a contended mutex is usually free again sooner than a sleep in the
+    /// kernel (a futex on Linux) and the wake-up would complete, which take microseconds.
+    fn spinLock(mutex: *sync.Mutex) void {
         for (0..lock_spins) |_| {
             if (mutex.tryLock()) return;
             std.atomic.spinLoopHint();

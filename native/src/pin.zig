@@ -12,6 +12,7 @@
 
 const std = @import("std");
 const builtin = @import("builtin");
+const sync = @import("sync.zig");
 
 const DlInfo = extern struct {
     dli_fname: ?[*:0]const u8,
@@ -31,7 +32,7 @@ extern "kernel32" fn GetModuleHandleExW(
     module: *?*anyopaque,
 ) callconv(.winapi) c_int;
 
-var once = std.once(pinOnce);
+var once: sync.Once(pinOnce) = .{};
 var pinned: bool = false;
 
 /// Pins the library (once per process). False when it could not: then no thread may start.

@@ -14,6 +14,7 @@
 
 const std = @import("std");
 const builtin = @import("builtin");
+const sync = @import("sync.zig");
 
 /// What the counter layer provides: closing an abandoned sink, and telling whether a sink
 /// is still open. Both do nothing (false) for a counter or sink that no longer exists.
@@ -118,7 +119,7 @@ const FlsSlot = struct {
     }
 };
 
-var slot_once = std.once(createSlot);
+var slot_once: sync.Once(createSlot) = .{};
 var slot_ok = false;
 
 fn createSlot() void {
