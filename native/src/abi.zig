@@ -49,7 +49,7 @@ pub const Status = enum(i32) {
     limit_counters = -13,
 
     fn int(status: Status) i32 {
-        return @intFromEnum(status);
+        return @backingInt(status);
     }
 };
 
@@ -263,7 +263,7 @@ pub export fn refscope_counter_close(counter: ?*Counter, caller: u32) i32 {
 
 pub export fn refscope_counter_state(counter: ?*Counter) i32 {
     const c = counter orelse return invalid_argument;
-    return @intFromEnum(c.stateGet());
+    return @backingInt(c.stateGet());
 }
 
 pub export fn refscope_counter_destroy(counter: ?*Counter) i32 {

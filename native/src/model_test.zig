@@ -50,7 +50,7 @@ const Counter = counter_module.Counter;
 const sink_none = table_module.sink_none;
 
 fn envInteger(name: []const u8) !?u64 {
-    const text = std.posix.getenv(name) orelse return null;
+    const text = testing.environ.getPosix(name) orelse return null;
     return std.fmt.parseInt(u64, text, 0) catch {
         std.debug.print("{s}={s}: not an integer\n", .{ name, text });
         return error.BadEnvironment;
@@ -59,7 +59,7 @@ fn envInteger(name: []const u8) !?u64 {
 
 /// `default` times REFSCOPE_STRESS_SCALE (at least 1).
 fn scaledDefault(default: u64) !u64 {
-    const text = std.posix.getenv("REFSCOPE_STRESS_SCALE") orelse return default;
+    const text = testing.environ.getPosix("REFSCOPE_STRESS_SCALE") orelse return default;
     const scale = std.fmt.parseFloat(f64, text) catch 0;
     if (!(scale > 0 and scale < 1e6)) {
         std.debug.print("REFSCOPE_STRESS_SCALE={s}: not a positive number\n", .{text});

@@ -22,7 +22,7 @@ const DlInfo = extern struct {
 };
 extern "c" fn dladdr(address: *const anyopaque, info: *DlInfo) c_int;
 
-// Not in Zig 0.15's std.os.windows.
+// Not in Zig 0.17's std.os.windows.
 const GET_MODULE_HANDLE_EX_FLAG_PIN: u32 = 0x1;
 const GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS: u32 = 0x4;
 extern "kernel32" fn GetModuleHandleExW(

@@ -97,7 +97,7 @@ pub const Routed = struct {
 
 pub const Queue = struct {
     native: callback.List = .{},
-    sinks: [sink_count_max]Sink = [_]Sink{.{}} ** sink_count_max,
+    sinks: [sink_count_max]Sink = @splat(.{}),
     /// Wake-less sinks that are owed a wake (bit i: sink i), until a relaying owner takes
     /// them (`takeRelay`) and wakes them itself.
     relay_owed: u64 = 0,

@@ -18,7 +18,7 @@ const Slot = struct {
 };
 
 var mutex: sync.Mutex = .{};
-var slots: [slot_count]Slot = [_]Slot{.{}} ** slot_count;
+var slots: [slot_count]Slot = @splat(.{});
 
 /// Adds `counter`; null when every slot is taken.
 pub fn add(counter: *anyopaque) ?f64 {

@@ -137,7 +137,8 @@ const Posix = struct {
     const Condition = c.pthread_cond_t;
 
     fn lock(mutex: *Posix.Mutex) void {
-        assert(c.pthread_mutex_lock(mutex) == .SUCCESS);
+        const result = c.pthread_mutex_lock(mutex);
+        assert(result == .SUCCESS);
     }
 
     fn tryLock(mutex: *Posix.Mutex) bool {
@@ -149,17 +150,20 @@ const Posix = struct {
     }
 
     fn unlock(mutex: *Posix.Mutex) void {
-        assert(c.pthread_mutex_unlock(mutex) == .SUCCESS);
+        const result = c.pthread_mutex_unlock(mutex);
+        assert(result == .SUCCESS);
     }
 
     fn wait(condition: *Posix.Condition, mutex: *Posix.Mutex) void {
-        assert(c.pthread_cond_wait(condition, mutex) == .SUCCESS);
+        const result = c.pthread_cond_wait(condition, mutex);
+        assert(result == .SUCCESS);
     }
 
     fn timedWait(condition: *Posix.Condition, mutex: *Posix.Mutex, timeout_ns: u64) error{Timeout}!void {
         const Seconds = @FieldType(c.timespec, "sec");
         var deadline: c.timespec = undefined;
-        assert(c.clock_gettime(.REALTIME, &deadline) == 0);
+        const clock_result = c.clock_gettime(.REALTIME, &deadline);
+        assert(clock_result == 0);
         const nsec = @as(u64, @intCast(deadline.nsec)) + timeout_ns % std.time.ns_per_s;
         const timeout_s = timeout_ns / std.time.ns_per_s + nsec / std.time.ns_per_s;
         deadline.nsec = @intCast(nsec % std.time.ns_per_s);
@@ -173,11 +177,13 @@ const Posix = struct {
     }
 
     fn signal(condition: *Posix.Condition) void {
-        assert(c.pthread_cond_signal(condition) == .SUCCESS);
+        const result = c.pthread_cond_signal(condition);
+        assert(result == .SUCCESS);
     }
 
     fn broadcast(condition: *Posix.Condition) void {
-        assert(c.pthread_cond_broadcast(condition) == .SUCCESS);
+        const result = c.pthread_cond_broadcast(condition);
+        assert(result == .SUCCESS);
     }
 };
 
@@ -210,7 +216,7 @@ const Windows = struct {
     }
 
     fn tryLock(mutex: *Windows.Mutex) bool {
-        return TryAcquireSRWLockExclusive(mutex) != 0;
+        return TryAcquireSRWLockExclusive(mutex) != .FALSE;
     }
 
     fn unlock(mutex: *Windows.Mutex) void {
@@ -218,14 +224,15 @@ const Windows = struct {
     }
 
     fn wait(condition: *Windows.Condition, mutex: *Windows.Mutex) void {
-        assert(SleepConditionVariableSRW(condition, mutex, infinite, 0) != 0);
+        const woken = SleepConditionVariableSRW(condition, mutex, infinite, 0);
+        assert(woken.toBool());
     }
 
     fn timedWait(condition: *Windows.Condition, mutex: *Windows.Mutex, timeout_ns: u64) error{Timeout}!void {
         // Rounded up, so that a wait never ends before its bound, and kept below INFINITE.
         const timeout_ms = @min(timeout_ns / std.time.ns_per_ms + @intFromBool(timeout_ns % std.time.ns_per_ms != 0), infinite - 1);
         // False only on a timeout: with a held SRW lock, no other failure is documented.
-        if (SleepConditionVariableSRW(condition, mutex, @intCast(timeout_ms), 0) == 0) {
+        if (!SleepConditionVariableSRW(condition, mutex, @intCast(timeout_ms), 0).toBool()) {
             return error.Timeout;
         }
     }

@@ -1,5 +1,6 @@
 //! What the Zig tests share to wait for other threads: one latch (a counted event with a
-//! bounded wait) and a deadline on the monotonic clock.
+//! bounded wait) and a deadline on the monotonic clock. Test-only: it reads the clock
+//! through `std.testing.io`, which exists only in a test build.
 //!
 //! Every wait in the tests is bounded, so that a lost wake-up or callback fails its test
 //! instead of hanging the run.
@@ -13,25 +14,24 @@ pub const wait_timeout_ns_default = 10 * std.time.ns_per_s;
 
 /// A point on the monotonic clock by which a wait must be over.
 pub const Deadline = struct {
-    start: std.time.Instant,
-    timeout_ns: u64,
+    at: std.Io.Timestamp,
 
     pub fn fromNow(timeout_ns: u64) Deadline {
-        return .{ .start = now(), .timeout_ns = timeout_ns };
+        return .{ .at = now().addDuration(.fromNanoseconds(timeout_ns)) };
     }
 
     /// Nanoseconds left; zero once the deadline has passed.
     pub fn remainingNs(deadline: Deadline) u64 {
-        return deadline.timeout_ns -| now().since(deadline.start);
+        const remaining = now().durationTo(deadline.at).nanoseconds;
+        return if (remaining > 0) @intCast(remaining) else 0;
     }
 
     pub fn passed(deadline: Deadline) bool {
         return deadline.remainingNs() == 0;
     }
 
-    fn now() std.time.Instant {
-        // Fails only where there is no monotonic clock, which no platform tested here lacks.
-        return std.time.Instant.now() catch unreachable;
+    fn now() std.Io.Timestamp {
+        return std.Io.Clock.awake.now(std.testing.io);
     }
 };
 

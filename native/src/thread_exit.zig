@@ -85,7 +85,7 @@ const PthreadSlot = struct {
 /// per fiber is per thread here. Compiled for Windows in CI, but never run there: no
 /// Windows machine runs the tests.
 const FlsSlot = struct {
-    // Not in Zig 0.15's std.os.windows.
+    // Not in Zig 0.17's std.os.windows.
     const FLS_OUT_OF_INDEXES: u32 = 0xFFFFFFFF;
     extern "kernel32" fn FlsAlloc(callback: ?*const fn (?*anyopaque) callconv(.winapi) void) callconv(.winapi) u32;
     extern "kernel32" fn FlsGetValue(index: u32) callconv(.winapi) ?*anyopaque;
