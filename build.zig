@@ -24,6 +24,14 @@ pub fn build(b: *std.Build) void {
     library.installHeader(b.path("native/include/refscope.h"), "refscope.h");
     b.installArtifact(library);
 
+    // The header translated to Zig, for the Zig code that must see exactly what C callers
+    // see: the bindings, and header_test.zig, which checks it against the exports.
+    const header_module = b.addTranslateC(.{
+        .root_source_file = b.path("native/include/refscope.h"),
+        .target = target,
+        .optimize = optimize,
+    }).createModule();
+
     // For Zig dependents (`dep.module("refscope")`): the header as Zig, plus a few wrappers.
     // Importing the module links the library, so a dependent needs nothing else.
     const zig_module = b.addModule("refscope", .{
@@ -32,6 +40,15 @@ pub fn build(b: *std.Build) void {
         .optimize = optimize,
         .link_libc = true,
     });
+    zig_module.addImport("refscope_h", header_module);
+    // The library's own locks, for dependents whose callbacks (run on the library's threads)
+    // share state with their other threads: Zig 0.17's std has locks only in std.Io.
+    zig_module.addImport("sync", b.createModule(.{
+        .root_source_file = b.path("native/src/sync.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+    }));
     zig_module.linkLibrary(library);
 
     // Native helpers that only tests and benchmarks load (a thread that releases while JS
@@ -68,8 +85,8 @@ pub fn build(b: *std.Build) void {
         .use_llvm = test_llvm,
         .root_module = coreModule(b, target, optimize, sanitize_thread),
     });
-    // header_test.zig checks the C header against the exports: it @cImports the header.
-    unit_tests.root_module.addIncludePath(b.path("native/include"));
+    // header_test.zig checks the C header against the exports: it imports the header.
+    unit_tests.root_module.addImport("refscope_h", header_module);
     test_step.dependOn(&b.addRunArtifact(unit_tests).step);
     // The Zig bindings, used as a dependent uses them.
     const binding_tests = b.addTest(.{ .use_llvm = test_llvm, .root_module = zig_module });
@@ -112,7 +129,7 @@ fn addBindings(b: *std.Build, test_step: *std.Build.Step, test_llvm: ?bool) void
     generator_module.addImport("abi", coreModule(b, host, .Debug, false));
     const generator = b.addExecutable(.{ .name = "bindings", .use_llvm = true, .root_module = generator_module });
     const update = b.addUpdateSourceFiles();
-    update.addCopyFileToSource(b.addRunArtifact(generator).captureStdOut(), generated_path);
+    update.addCopyFileToSource(b.addRunArtifact(generator).captureStdOut(.{}), generated_path);
     b.step("bindings", "Regenerate " ++ generated_path ++ " from the native source").dependOn(&update.step);
 
     // The same program as a test, with the checked-in file to compare against.
@@ -286,13 +303,13 @@ fn addDist(b: *std.Build) []const DistLibrary {
 /// the one whose os/cpu/libc fit). The checkout's own copy lists none, because the checkout
 /// installs it from native/npm/ and must not ask the registry for unpublished packages.
 fn addResolverPackage(b: *std.Build, dist_step: *std.Build.Step, platforms: []const Platform, version: []const u8) !void {
-    const bytes = try b.build_root.handle.readFileAlloc(b.allocator, "native/npm/package.json", 1 << 20);
+    const bytes = try readPackageFile(b, "native/npm/package.json");
     var manifest = try std.json.parseFromSliceLeaky(std.json.Value, b.allocator, bytes, .{});
     if (manifest != .object) return error.NotAnObject;
-    var dependencies = std.json.ObjectMap.init(b.allocator);
-    for (platforms) |platform| try dependencies.put(b.fmt("@refscope/{s}", .{platform.name}), .{ .string = version });
-    try manifest.object.put("version", .{ .string = version });
-    try manifest.object.put("optionalDependencies", .{ .object = dependencies });
+    var dependencies: std.json.ObjectMap = .empty;
+    for (platforms) |platform| try dependencies.put(b.allocator, b.fmt("@refscope/{s}", .{platform.name}), .{ .string = version });
+    try manifest.object.put(b.allocator, "version", .{ .string = version });
+    try manifest.object.put(b.allocator, "optionalDependencies", .{ .object = dependencies });
     const manifest_json = try std.json.Stringify.valueAlloc(b.allocator, manifest, .{ .whitespace = .indent_2 });
 
     const files = b.addWriteFiles();
@@ -320,8 +337,17 @@ fn platformLabel(b: *std.Build, platform: Platform) []const u8 {
 
 /// Parses a JSON file of the repository (unknown fields ignored) at configure time.
 fn readJson(comptime T: type, b: *std.Build, path: []const u8) !T {
-    const bytes = try b.build_root.handle.readFileAlloc(b.allocator, path, 1 << 20);
+    const bytes = try readPackageFile(b, path);
     return std.json.parseFromSliceLeaky(T, b.allocator, bytes, .{ .ignore_unknown_fields = true });
+}
+
+/// Reads a file of this package at configure time. Zig caches what the configure phase
+/// produced and reruns it only when one of its declared inputs changes, so the file is
+/// declared as one: an edit to it then configures the build afresh.
+fn readPackageFile(b: *std.Build, sub_path: []const u8) ![]u8 {
+    b.dependOnFileContents(b.path(sub_path));
+    const path = try b.root.join(b.allocator, sub_path);
+    return path.root_dir.handle.readFileAlloc(b.graph.io, path.sub_path, b.allocator, .limited(1 << 20));
 }
 
 /// `zig build musl-tests`: the C tests, built for x86_64-linux-musl and linked dynamically

@@ -65,7 +65,7 @@ fn statusFromError(err: counter_module.Error) Status {
 /// The error of a Zig error, as a value of the calling function's family (`Result`):
 /// errors are negative in every family.
 fn failure(comptime Result: type, err: counter_module.Error) Result {
-    return @enumFromInt(@intFromEnum(statusFromError(err)));
+    return @fromBackingInt(@backingInt(statusFromError(err)));
 }
 
 fn hintFromOutcome(outcome: counter_module.Outcome) Hint {
@@ -289,7 +289,7 @@ const count_max: u32 = std.math.maxInt(i32);
 
 /// An error, as the result of a call that returns a count.
 fn errorCount(err: counter_module.Error) i32 {
-    return @intFromEnum(statusFromError(err));
+    return @backingInt(statusFromError(err));
 }
 
 pub export fn refscope_sink_open(counter: ?*Counter, wake: ?queue_module.WakeFunction, wake_context: ?*anyopaque, flags: u32, out_sink: ?*u32) Status {

@@ -27,6 +27,7 @@ const dispatcher = @import("dispatcher.zig");
 const registry = @import("registry.zig");
 const thread_exit = @import("thread_exit.zig");
 const lifecycle = @import("lifecycle.zig");
+const sync = @import("sync.zig");
 
 const List = pool_module.List;
 const Table = table_module.Table;
@@ -103,9 +104,13 @@ pub const Record = struct { id: Id, info: table_module.Info };
 /// Names a thread of the library's, so that tools (and tests) can tell them from the host's.
 /// Linux only: elsewhere the call is either limited to the calling thread (macOS) or needs
 /// a newer system than the library supports (Windows 10 1607's SetThreadDescription).
-fn nameThread(thread: std.Thread, name: []const u8) void {
+/// libc's call, not std.Thread.setName: that one takes an `Io` (for the /proc fallback of
+/// a build without libc), and the library has none to give.
+fn nameThread(thread: std.Thread, name: [:0]const u8) void {
     if (builtin.os.tag != .linux) return;
-    thread.setName(name) catch {};
+    assert(name.len <= std.Thread.max_name_len);
+    // A name is for tools only: if naming fails, nothing else changes.
+    _ = std.c.pthread_setname_np(thread.getHandle(), name.ptr);
 }
 
 /// Set on the library's own threads (the dispatcher, the wakers), where some calls would
@@ -119,21 +124,21 @@ var next_thread_shard = std.atomic.Value(u32).init(0);
 /// A shard's mutex, alone on its cache line so that threads on different shards do not
 /// contend for the line.
 const ShardLock = struct {
-    mutex: std.Thread.Mutex align(std.atomic.cache_line) = .{},
+    mutex: sync.Mutex align(std.atomic.cache_line) = .{},
 };
 
 pub const Counter = struct {
     allocator: std.mem.Allocator,
     /// One per table shard: guards that shard's objects. Operations on one object take its
     /// shard's; operations across objects take every shard's, in index order, then `mutex`.
-    shard_locks: [table_module.shard_count]ShardLock = [_]ShardLock{.{}} ** table_module.shard_count,
+    shard_locks: [table_module.shard_count]ShardLock = @splat(.{}),
     /// Guards the queue, the callback pool, the sinks' delivery state, the lifecycle and
     /// holds; the dispatcher and wakers wait with it. Taken after any shard's. A field that
     /// a shard-locked operation reads (the state, whether a sink is open) is written only
     /// with every lock held.
-    mutex: std.Thread.Mutex = .{},
+    mutex: sync.Mutex = .{},
     /// Signalled when the queue gains work or the state leaves `open`; the dispatcher waits.
-    condition: std.Thread.Condition = .{},
+    condition: sync.Condition = .{},
     table: Table,
     queue: Queue = .{},
     state: State = .open,
@@ -250,9 +255,9 @@ pub const Counter = struct {
     const lock_spins = 128;
 
     /// Takes a mutex, spinning briefly first. Critical sections are short (tens to hundreds
-    /// of nanoseconds), so a contended mutex is usually free again sooner than a futex sleep
-    /// and wake-up would complete, which take microseconds.
-    fn spinLock(mutex: *std.Thread.Mutex) void {
+    /// of nanoseconds), so a contended mutex is usually free again sooner than a sleep in the
+    /// kernel (a futex on Linux) and the wake-up would complete, which take microseconds.
+    fn spinLock(mutex: *sync.Mutex) void {
         for (0..lock_spins) |_| {
             if (mutex.tryLock()) return;
             std.atomic.spinLoopHint();

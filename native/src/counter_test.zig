@@ -8,39 +8,9 @@ const counter_module = @import("counter.zig");
 const Counter = counter_module.Counter;
 const Id = counter_module.Id;
 const sink_none = counter_module.sink_none;
-
-const wait_timeout_ns = 10 * std.time.ns_per_s;
-
-/// Counts events and lets a test wait, with a bound, until a number is reached.
-const Latch = struct {
-    mutex: std.Thread.Mutex = .{},
-    condition: std.Thread.Condition = .{},
-    count: u32 = 0,
-
-    fn add(latch: *Latch) void {
-        latch.mutex.lock();
-        defer latch.mutex.unlock();
-        latch.count += 1;
-        latch.condition.broadcast();
-    }
-
-    fn waitFor(latch: *Latch, target: u32) !void {
-        latch.mutex.lock();
-        defer latch.mutex.unlock();
-        var timer = try std.time.Timer.start();
-        while (latch.count < target) {
-            const elapsed = timer.read();
-            if (elapsed >= wait_timeout_ns) return error.Timeout;
-            latch.condition.timedWait(&latch.mutex, wait_timeout_ns - elapsed) catch {};
-        }
-    }
-
-    fn get(latch: *Latch) u32 {
-        latch.mutex.lock();
-        defer latch.mutex.unlock();
-        return latch.count;
-    }
-};
+const Latch = @import("testing.zig").Latch;
+const Deadline = @import("testing.zig").Deadline;
+const wait_timeout_ns = @import("testing.zig").wait_timeout_ns_default;
 
 fn countCallback(_: f64, context: ?*anyopaque) callconv(.c) void {
     const latch: *Latch = @ptrCast(@alignCast(context.?));
@@ -49,6 +19,9 @@ fn countCallback(_: f64, context: ?*anyopaque) callconv(.c) void {
 
 /// Records which registration ran, in which order and on which thread.
 const Recorder = struct {
+    /// The next callback's position. Its own counter, not the latch's: a callback writes
+    /// its position's record before it adds to the latch, which publishes the record.
+    next: std.atomic.Value(u32) = .init(0),
     latch: Latch = .{},
     order: [8]u32 = undefined,
     threads: [8]std.Thread.Id = undefined,
@@ -58,13 +31,11 @@ const Recorder = struct {
     fn callback(_: f64, context: ?*anyopaque) callconv(.c) void {
         const tag: *Tag = @ptrCast(@alignCast(context.?));
         const recorder = tag.recorder;
-        recorder.latch.mutex.lock();
-        const position = recorder.latch.count;
+        // Monotonic: the position only has to be unique; the latch orders the record.
+        const position = recorder.next.fetchAdd(1, .monotonic);
         recorder.order[position] = tag.tag;
         recorder.threads[position] = std.Thread.getCurrentId();
-        recorder.latch.count += 1;
-        recorder.latch.condition.broadcast();
-        recorder.latch.mutex.unlock();
+        recorder.latch.add();
     }
 };
 
@@ -126,7 +97,7 @@ test "exactly once when an explicit free races the last release" {
     try latch.waitFor(rounds);
     // Destroy runs whatever is still queued: a duplicate would show up here.
     try counter.destroy();
-    try testing.expectEqual(@as(u32, rounds), latch.get());
+    try testing.expectEqual(@as(u64, rounds), latch.get());
 }
 
 /// A callback that re-enters the counter: it creates an object, registers itself on it and
@@ -209,7 +180,7 @@ test "threads releasing concurrently: every callback fires exactly once" {
     try testing.expectEqual(@as(u64, 0), stats.objects_live);
     try testing.expectEqual(@as(u64, 0), stats.bytes_live);
     try counter.destroy();
-    try testing.expectEqual(@as(u32, expected), latch.get());
+    try testing.expectEqual(@as(u64, expected), latch.get());
 }
 
 /// Runs `action` on the counter from a native callback, on the dispatcher thread, and
@@ -259,7 +230,7 @@ test "close delivers the callbacks of every live object and refuses later calls"
     try testing.expectError(error.Closed, counter.release(ids[0], sink_none));
     try testing.expectError(error.Closed, counter.close(sink_none));
     try counter.destroy();
-    try testing.expectEqual(@as(u32, ids.len), latch.get());
+    try testing.expectEqual(@as(u64, ids.len), latch.get());
 }
 
 /// Closes a sink, letting a wake still in flight finish first, then waits for its waker
@@ -275,9 +246,9 @@ fn closeSink(counter: *Counter, sink: u32) void {
 
 /// Waits, with a bound, until the counter has `count` waker threads left.
 fn waitForWakers(counter: *Counter, count: u64) !void {
-    var timer = try std.time.Timer.start();
+    const deadline: Deadline = .fromNow(wait_timeout_ns);
     while (counter.stats().wakers_live != count) {
-        if (timer.read() > wait_timeout_ns) return error.Timeout;
+        if (deadline.passed()) return error.Timeout;
         std.Thread.yield() catch {};
     }
 }
@@ -317,7 +288,7 @@ test "a sink gets one coalesced wake per batch, and its tokens in order" {
         }
     }
     try testing.expectEqual(@as(u32, ids.len), received);
-    try testing.expectEqual(@as(u32, 1), wakes.latch.get());
+    try testing.expectEqual(@as(u64, 1), wakes.latch.get());
 
     // Disarmed by the empty drain: the next token asks for a wake again. A release by the
     // sink's own thread asks it to drain instead.
@@ -326,7 +297,7 @@ test "a sink gets one coalesced wake per batch, and its tokens in order" {
     try testing.expectEqual(counter_module.Outcome.drain, try counter.release(id, sink));
     try testing.expectEqual(@as(usize, 1), try counter.sinkDrain(sink, &tokens));
     try testing.expectEqual(@as(usize, 0), try counter.sinkDrain(sink, &tokens));
-    try testing.expectEqual(@as(u32, 1), wakes.latch.get());
+    try testing.expectEqual(@as(u64, 1), wakes.latch.get());
     try testing.expectError(error.InvalidArgument, counter.sinkDrain(sink + 1, &tokens));
     try testing.expectError(error.InvalidArgument, counter.release(id, sink + 1));
 }
@@ -409,7 +380,7 @@ test "threads in different shards settle nested and lineage links across shards"
     try testing.expectEqual(@as(u32, 0), (try counter.info(shared[0])).contained_in_owned);
     try testing.expectEqual(@as(u32, 0), (try counter.info(shared[1])).refs_lineage);
     try counter.destroy();
-    try testing.expectEqual(@as(u32, 2 * thread_count * rounds), latch.get());
+    try testing.expectEqual(@as(u64, 2 * thread_count * rounds), latch.get());
 }
 
 test "calls made while the dispatcher exits find the counter closed" {
@@ -518,12 +489,12 @@ test "a sink whose thread exits mid-wake is freed at once; its blocked waker is 
     try testing.expectEqual(@as(u64, 1), counter.stats().wakers_blocked);
     const other = try counter.create(sink_none, .{});
     gate.opened.add();
-    var timer = try std.time.Timer.start();
+    const deadline: Deadline = .fromNow(wait_timeout_ns);
     while (counter.stats().wakers_blocked != 0) {
         // Many calls between two `stats` (which takes the queue's lock, ordering whatever
         // the waker did before it): most of them overlap the waker's close.
         for (0..256) |_| try testing.expectError(error.InvalidArgument, counter.retain(other, sink));
-        if (timer.read() > wait_timeout_ns) return error.Timeout;
+        if (deadline.passed()) return error.Timeout;
         // Under valgrind, which runs one thread at a time, the waker could otherwise find
         // the lock it needs always taken when its turn comes.
         std.Thread.yield() catch {};
@@ -558,7 +529,7 @@ fn fillThreadRegistrationsChecked(counters: []const *Counter, gate: *Gate) !void
     try testing.expectError(error.ThreadLimit, last.destroyOnThreadExit());
     const after = last.stats();
     try testing.expectEqual(before.sinks_open, after.sinks_open);
-    try testing.expectEqual(@as(u32, 0), gate.entered.get());
+    try testing.expectEqual(@as(u64, 0), gate.entered.get());
     // The thread exits now: its 128 sinks are closed for it.
 }
 
@@ -658,9 +629,9 @@ const CountingAllocator = struct {
     }
 
     fn waitForNone(self: *CountingAllocator) !void {
-        var timer = try std.time.Timer.start();
+        const deadline: Deadline = .fromNow(wait_timeout_ns);
         while (self.live.load(.acquire) != 0) {
-            if (timer.read() > wait_timeout_ns) return error.Timeout;
+            if (deadline.passed()) return error.Timeout;
             std.Thread.yield() catch {};
         }
     }

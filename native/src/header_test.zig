@@ -21,7 +21,7 @@ const std = @import("std");
 const abi = @import("abi.zig");
 const status = @import("status.zig");
 
-const c = @cImport(@cInclude("refscope.h"));
+const c = @import("refscope_h");
 
 test "the header declares exactly the functions abi.zig exports, with the same types" {
     comptime {
@@ -31,12 +31,12 @@ test "the header declares exactly the functions abi.zig exports, with the same t
             if (!@hasDecl(c, name)) @compileError("refscope.h does not declare " ++ name ++ ", which abi.zig exports");
             expectSameFunction(name, @TypeOf(@field(c, name)), @TypeOf(@field(abi, name)));
         }
-        for (@typeInfo(c).@"struct".decls) |decl| {
-            if (!std.mem.startsWith(u8, decl.name, "refscope_")) continue;
-            if (@TypeOf(@field(c, decl.name)) == type) continue; // a typedef
+        for (@typeInfo(c).@"struct".decl_names) |decl_name| {
+            if (!std.mem.startsWith(u8, decl_name, "refscope_")) continue;
+            if (@TypeOf(@field(c, decl_name)) == type) continue; // a typedef
             for (exported) |name| {
-                if (std.mem.eql(u8, name, decl.name)) break;
-            } else @compileError("abi.zig does not export " ++ decl.name ++ ", which refscope.h declares");
+                if (std.mem.eql(u8, name, decl_name)) break;
+            } else @compileError("abi.zig does not export " ++ decl_name ++ ", which refscope.h declares");
         }
     }
 }
@@ -53,12 +53,12 @@ test "the header's constants equal the Zig values" {
                 .{ constant.name, value, constant.value },
             ));
         }
-        for (@typeInfo(c).@"struct".decls) |decl| {
-            if (!std.mem.startsWith(u8, decl.name, "REFSCOPE_")) continue;
-            if (std.mem.eql(u8, decl.name, "REFSCOPE_H")) continue; // the include guard
+        for (@typeInfo(c).@"struct".decl_names) |decl_name| {
+            if (!std.mem.startsWith(u8, decl_name, "REFSCOPE_")) continue;
+            if (std.mem.eql(u8, decl_name, "REFSCOPE_H")) continue; // the include guard
             for (expected) |constant| {
-                if (std.mem.eql(u8, constant.name, decl.name)) break;
-            } else @compileError("header_test.zig does not know what " ++ decl.name ++ " must equal: add it to expectedConstants");
+                if (std.mem.eql(u8, constant.name, decl_name)) break;
+            } else @compileError("header_test.zig does not know what " ++ decl_name ++ " must equal: add it to expectedConstants");
         }
     }
 }
@@ -112,8 +112,9 @@ fn expectedConstants() []const Constant {
     for (status.constants) |constant| {
         constants = constants ++ .{Constant{ .name = constant.name, .value = constant.value }};
     }
-    for (@typeInfo(abi.CallbackKind).@"enum".fields) |field| {
-        constants = constants ++ .{Constant{ .name = "REFSCOPE_ON_" ++ upper(field.name), .value = field.value }};
+    const callback_kind = @typeInfo(abi.CallbackKind).@"enum";
+    for (callback_kind.field_names, callback_kind.field_values) |name, value| {
+        constants = constants ++ .{Constant{ .name = "REFSCOPE_ON_" ++ upper(name), .value = value }};
     }
     return constants;
 }
@@ -135,13 +136,13 @@ fn expectSameFunction(comptime where: []const u8, comptime C: type, comptime Z: 
         .@"fn" => |info| info,
         else => mismatch(where, "not a function", C, Z),
     };
-    if (!std.meta.eql(c_fn.calling_convention, z_fn.calling_convention)) mismatch(where, "calling convention", C, Z);
-    if (c_fn.is_var_args != z_fn.is_var_args) mismatch(where, "variadic", C, Z);
-    if (c_fn.params.len != z_fn.params.len) mismatch(where, "parameter count", C, Z);
-    for (c_fn.params, z_fn.params, 0..) |c_param, z_param, index| {
+    if (!std.meta.eql(c_fn.attrs.@"callconv", z_fn.attrs.@"callconv")) mismatch(where, "calling convention", C, Z);
+    if (c_fn.attrs.varargs != z_fn.attrs.varargs) mismatch(where, "variadic", C, Z);
+    if (c_fn.param_types.len != z_fn.param_types.len) mismatch(where, "parameter count", C, Z);
+    for (c_fn.param_types, z_fn.param_types, 0..) |c_param_type, z_param_type, index| {
         const param_where = std.fmt.comptimePrint("{s}, parameter {d}", .{ where, index + 1 });
-        const c_type = c_param.type.?;
-        const z_type = z_param.type.?;
+        const c_type = c_param_type.?;
+        const z_type = z_param_type.?;
         // The Zig side must then check for NULL instead of assuming a valid pointer.
         if (isPointer(c_type) and @typeInfo(z_type) == .pointer and @typeInfo(z_type).pointer.size != .c) {
             mismatch(param_where, "a pointer C may pass as NULL must be optional", c_type, z_type);
@@ -198,7 +199,7 @@ fn expectSameValue(comptime where: []const u8, comptime C: type, comptime Z: typ
                 else => mismatch(where, "not a pointer", C, Z),
             };
             if (z_pointer.size == .slice) mismatch(where, "a slice is two words", C, Z);
-            if (c_pointer.is_const != z_pointer.is_const) mismatch(where, "constness", C, Z);
+            if (c_pointer.attrs.@"const" != z_pointer.attrs.@"const") mismatch(where, "constness", C, Z);
             expectSamePointee(where, c_pointer.child, z_pointer.child);
         },
         else => @compileError(where ++ ": header_test.zig cannot compare " ++ @typeName(C) ++ " yet"),
@@ -226,12 +227,12 @@ fn expectSamePointee(comptime where: []const u8, comptime C: type, comptime Z: t
             };
             if (z_struct.layout != .@"extern") mismatch(where, "pointee is not an extern struct", C, Z);
             if (@sizeOf(C) != @sizeOf(Z) or @alignOf(C) != @alignOf(Z)) mismatch(where, "struct size or alignment", C, Z);
-            if (c_struct.fields.len != z_struct.fields.len) mismatch(where, "struct field count", C, Z);
-            for (c_struct.fields, z_struct.fields) |c_field, z_field| {
-                const field_where = where ++ ", field " ++ c_field.name;
-                if (!std.mem.eql(u8, c_field.name, z_field.name)) mismatch(field_where, "field name (" ++ z_field.name ++ " in Zig)", C, Z);
-                if (@offsetOf(C, c_field.name) != @offsetOf(Z, z_field.name)) mismatch(field_where, "field offset", C, Z);
-                expectSameValue(field_where, c_field.type, z_field.type);
+            if (c_struct.field_names.len != z_struct.field_names.len) mismatch(where, "struct field count", C, Z);
+            for (c_struct.field_names, c_struct.field_types, z_struct.field_names, z_struct.field_types) |c_name, c_field_type, z_name, z_field_type| {
+                const field_where = where ++ ", field " ++ c_name;
+                if (!std.mem.eql(u8, c_name, z_name)) mismatch(field_where, "field name (" ++ z_name ++ " in Zig)", C, Z);
+                if (@offsetOf(C, c_name) != @offsetOf(Z, z_name)) mismatch(field_where, "field offset", C, Z);
+                expectSameValue(field_where, c_field_type, z_field_type);
             }
         },
         else => expectSameValue(where, C, Z),

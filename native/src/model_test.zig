@@ -34,6 +34,8 @@ const table_module = @import("table.zig");
 const pool_module = @import("pool.zig");
 const callback = @import("callback.zig");
 const counter_module = @import("counter.zig");
+const sync = @import("sync.zig");
+const Latch = @import("testing.zig").Latch;
 
 const Table = table_module.Table;
 const Id = table_module.Id;
@@ -48,7 +50,7 @@ const Counter = counter_module.Counter;
 const sink_none = table_module.sink_none;
 
 fn envInteger(name: []const u8) !?u64 {
-    const text = std.posix.getenv(name) orelse return null;
+    const text = testing.environ.getPosix(name) orelse return null;
     return std.fmt.parseInt(u64, text, 0) catch {
         std.debug.print("{s}={s}: not an integer\n", .{ name, text });
         return error.BadEnvironment;
@@ -57,7 +59,7 @@ fn envInteger(name: []const u8) !?u64 {
 
 /// `default` times REFSCOPE_STRESS_SCALE (at least 1).
 fn scaledDefault(default: u64) !u64 {
-    const text = std.posix.getenv("REFSCOPE_STRESS_SCALE") orelse return default;
+    const text = testing.environ.getPosix("REFSCOPE_STRESS_SCALE") orelse return default;
     const scale = std.fmt.parseFloat(f64, text) catch 0;
     if (!(scale > 0 and scale < 1e6)) {
         std.debug.print("REFSCOPE_STRESS_SCALE={s}: not a positive number\n", .{text});
@@ -1044,43 +1046,12 @@ fn stressTimeout(operations: u64) u64 {
     return 60 * std.time.ns_per_s +| operations *| (10 * std.time.ns_per_ms);
 }
 
-/// Counts callback firings, and lets the test wait (bounded) until a number is reached.
-const Firings = struct {
-    mutex: std.Thread.Mutex = .{},
-    condition: std.Thread.Condition = .{},
-    count: u64 = 0,
-    timeout_ns: u64,
-
-    fn add(firings: *Firings) void {
-        firings.mutex.lock();
-        defer firings.mutex.unlock();
-        firings.count += 1;
-        firings.condition.broadcast();
-    }
-
-    fn waitFor(firings: *Firings, target: u64) !void {
-        firings.mutex.lock();
-        defer firings.mutex.unlock();
-        var timer = try std.time.Timer.start();
-        while (firings.count < target) {
-            const elapsed = timer.read();
-            if (elapsed >= firings.timeout_ns) return error.Timeout;
-            firings.condition.timedWait(&firings.mutex, firings.timeout_ns - elapsed) catch {};
-        }
-    }
-
-    fn get(firings: *Firings) u64 {
-        firings.mutex.lock();
-        defer firings.mutex.unlock();
-        return firings.count;
-    }
-};
-
 /// One registration of a native callback: its context, and how often it ran.
 const Tally = struct {
     object_id: Id,
     kind: CallbackKind,
-    firings: *Firings,
+    /// Counts every tally's firings, for the test to wait on.
+    firings: *Latch,
     fired: std.atomic.Value(u32) = .init(0),
     /// Runs given another object's id.
     misdirected: std.atomic.Value(u32) = .init(0),
@@ -1116,42 +1087,31 @@ const Phase = enum {
 };
 
 const Phases = struct {
-    mutex: std.Thread.Mutex = .{},
-    condition: std.Thread.Condition = .{},
-    arrived: std.EnumArray(Phase, u32) = .initFill(0),
-    timeout_ns: u64,
-    aborted: bool = false,
+    /// How many have arrived at each phase.
+    arrived: std.EnumArray(Phase, Latch),
     /// The thread whose failure aborted the run first; null if none did (or the test did).
+    /// Written by that thread alone, and read by the test once it has joined every thread.
     culprit: ?usize = null,
 
+    fn init(timeout_ns: u64) Phases {
+        return .{ .arrived = .initFill(.{ .timeout_ns = timeout_ns }) };
+    }
+
     fn arrive(phases: *Phases, phase: Phase) void {
-        phases.mutex.lock();
-        defer phases.mutex.unlock();
-        phases.arrived.getPtr(phase).* += 1;
-        phases.condition.broadcast();
+        phases.arrived.getPtr(phase).add();
     }
 
     /// Ends every wait, on a failure of thread `culprit` (null: of the test itself). Others
     /// fail in turn (a thread that aborts closes its sink, releasing what it lent), so the
     /// first is the one to report.
     fn abort(phases: *Phases, culprit: ?usize) void {
-        phases.mutex.lock();
-        defer phases.mutex.unlock();
-        if (!phases.aborted) phases.culprit = culprit;
-        phases.aborted = true;
-        phases.condition.broadcast();
+        // The first phase's latch tells which abort came first; every latch is aborted.
+        if (phases.arrived.getPtr(.started).abort()) phases.culprit = culprit;
+        for (&phases.arrived.values) |*latch| _ = latch.abort();
     }
 
     fn wait(phases: *Phases, phase: Phase, count: u32) !void {
-        phases.mutex.lock();
-        defer phases.mutex.unlock();
-        var timer = try std.time.Timer.start();
-        while (phases.arrived.get(phase) < count) {
-            if (phases.aborted) return error.Aborted;
-            const elapsed = timer.read();
-            if (elapsed >= phases.timeout_ns) return error.Timeout;
-            phases.condition.timedWait(&phases.mutex, phases.timeout_ns - elapsed) catch {};
-        }
+        return phases.arrived.getPtr(phase).waitFor(count);
     }
 };
 
@@ -1169,7 +1129,7 @@ const Lease = struct {
 };
 
 const Inbox = struct {
-    mutex: std.Thread.Mutex = .{},
+    mutex: sync.Mutex = .{},
     lent: std.ArrayList(Lent) = .empty,
 };
 
@@ -1216,7 +1176,8 @@ const Stress = struct {
     /// Native objects lent to every thread by the test, and borrowed by each at its start.
     shared: [stress_shared_count]Id = undefined,
     phases: Phases,
-    firings: Firings,
+    /// Callback firings, of every tally.
+    firings: Latch,
     workers: [stress_thread_count]Worker = undefined,
 
     fn report(stress: *const Stress, comptime format: []const u8, args: anytype) void {
@@ -1585,7 +1546,7 @@ test "threads: lending, borrowing and releasing at random, every callback runs e
         .counter = undefined,
         .seed = seed,
         .operations = operations,
-        .phases = .{ .timeout_ns = timeout_ns },
+        .phases = .init(timeout_ns),
         .firings = .{ .timeout_ns = timeout_ns },
     };
     var workers_ready: usize = 0;

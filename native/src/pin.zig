@@ -12,6 +12,7 @@
 
 const std = @import("std");
 const builtin = @import("builtin");
+const sync = @import("sync.zig");
 
 const DlInfo = extern struct {
     dli_fname: ?[*:0]const u8,
@@ -21,7 +22,7 @@ const DlInfo = extern struct {
 };
 extern "c" fn dladdr(address: *const anyopaque, info: *DlInfo) c_int;
 
-// Not in Zig 0.15's std.os.windows.
+// Not in Zig 0.17's std.os.windows.
 const GET_MODULE_HANDLE_EX_FLAG_PIN: u32 = 0x1;
 const GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS: u32 = 0x4;
 extern "kernel32" fn GetModuleHandleExW(
@@ -31,7 +32,7 @@ extern "kernel32" fn GetModuleHandleExW(
     module: *?*anyopaque,
 ) callconv(.winapi) c_int;
 
-var once = std.once(pinOnce);
+var once: sync.Once(pinOnce) = .{};
 var pinned: bool = false;
 
 /// Pins the library (once per process). False when it could not: then no thread may start.

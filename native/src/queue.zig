@@ -22,6 +22,7 @@ const std = @import("std");
 const assert = std.debug.assert;
 const callback = @import("callback.zig");
 const lifecycle = @import("lifecycle.zig");
+const sync = @import("sync.zig");
 pub const SinkState = lifecycle.SinkState;
 
 /// Sinks per counter: one per JS runtime instance (the main thread and each Worker).
@@ -59,7 +60,7 @@ pub const Sink = struct {
 pub const Waker = struct {
     sink: u32,
     /// The waker waits on this, with the counter's mutex.
-    condition: std.Thread.Condition = .{},
+    condition: sync.Condition = .{},
     /// Inside a call to the wake function, with no lock held.
     calling: bool = false,
     /// The slot let go of it: it exits at its next look, touching no slot.
@@ -96,7 +97,7 @@ pub const Routed = struct {
 
 pub const Queue = struct {
     native: callback.List = .{},
-    sinks: [sink_count_max]Sink = [_]Sink{.{}} ** sink_count_max,
+    sinks: [sink_count_max]Sink = @splat(.{}),
     /// Wake-less sinks that are owed a wake (bit i: sink i), until a relaying owner takes
     /// them (`takeRelay`) and wakes them itself.
     relay_owed: u64 = 0,

@@ -7,6 +7,7 @@
 //! registry lock. Lock order: the registry lock, then a counter's mutex.
 
 const std = @import("std");
+const sync = @import("sync.zig");
 
 const slot_bits = 10;
 pub const slot_count = 1 << slot_bits;
@@ -16,8 +17,8 @@ const Slot = struct {
     generation: u32 = 0,
 };
 
-var mutex: std.Thread.Mutex = .{};
-var slots: [slot_count]Slot = [_]Slot{.{}} ** slot_count;
+var mutex: sync.Mutex = .{};
+var slots: [slot_count]Slot = @splat(.{});
 
 /// Adds `counter`; null when every slot is taken.
 pub fn add(counter: *anyopaque) ?f64 {

@@ -57,7 +57,7 @@ pub const Hint = enum(i32) {
     _,
 
     pub fn from(drain: bool, relay: bool) Hint {
-        return @enumFromInt(hint_base | (if (drain) hint_drain_bit else 0) | (if (relay) hint_relay_bit else 0));
+        return @fromBackingInt(hint_base | (if (drain) hint_drain_bit else 0) | (if (relay) hint_relay_bit else 0));
     }
 };
 pub const hint_base: i32 = 16;
@@ -117,9 +117,10 @@ pub const constants: []const Constant = blk: {
     @setEvalBranchQuota(100_000);
     var list: []const Constant = &.{};
     for (families) |family| {
-        for (@typeInfo(family.type).@"enum".fields) |field| {
-            const prefix = if (field.value < 0) family.error_prefix else family.prefix;
-            list = list ++ .{Constant{ .name = std.fmt.comptimePrint("{s}{s}", .{ prefix, upper(field.name) }), .value = field.value }};
+        const info = @typeInfo(family.type).@"enum";
+        for (info.field_names, info.field_values) |field_name, field_value| {
+            const prefix = if (field_value < 0) family.error_prefix else family.prefix;
+            list = list ++ .{Constant{ .name = std.fmt.comptimePrint("{s}{s}", .{ prefix, upper(field_name) }), .value = field_value }};
         }
     }
     // No value may belong to two families: that is the point of the families.
@@ -140,22 +141,22 @@ pub fn name(value: i32) [:0]const u8 {
 /// A sentence for any family's value.
 pub fn message(value: i32) [:0]const u8 {
     if (value >= 0) return switch (value) {
-        @intFromEnum(Status.ok) => "success",
-        @intFromEnum(Status.pending) => "not finished: the sink's waker is still running; call again",
-        @intFromEnum(Hint.none) => "success",
-        @intFromEnum(Hint.drain) => "success; the calling sink has tokens to drain",
-        @intFromEnum(Hint.relay) => "success; wake-less sinks are owed wakes for the caller to relay",
-        @intFromEnum(Hint.drain_relay) => "success; the calling sink has tokens to drain, and wakes to relay",
-        @intFromEnum(Registration.registered) => "the callback is registered",
-        @intFromEnum(Registration.refused) => "the callback is refused: the object is deleted, freed or already out of scope, so it would never run",
-        @intFromEnum(Removal.removed) => "the callback is removed",
-        @intFromEnum(Removal.not_removed) => "no such callback in the table: it ran, is about to run, or never was registered",
-        @intFromEnum(CounterState.open) => "the counter is open",
-        @intFromEnum(CounterState.closing) => "the counter is closing: its dispatcher runs what is queued",
-        @intFromEnum(CounterState.closed) => "the counter is closed: its dispatcher has exited",
+        @backingInt(Status.ok) => "success",
+        @backingInt(Status.pending) => "not finished: the sink's waker is still running; call again",
+        @backingInt(Hint.none) => "success",
+        @backingInt(Hint.drain) => "success; the calling sink has tokens to drain",
+        @backingInt(Hint.relay) => "success; wake-less sinks are owed wakes for the caller to relay",
+        @backingInt(Hint.drain_relay) => "success; the calling sink has tokens to drain, and wakes to relay",
+        @backingInt(Registration.registered) => "the callback is registered",
+        @backingInt(Registration.refused) => "the callback is refused: the object is deleted, freed or already out of scope, so it would never run",
+        @backingInt(Removal.removed) => "the callback is removed",
+        @backingInt(Removal.not_removed) => "no such callback in the table: it ran, is about to run, or never was registered",
+        @backingInt(CounterState.open) => "the counter is open",
+        @backingInt(CounterState.closing) => "the counter is closing: its dispatcher runs what is queued",
+        @backingInt(CounterState.closed) => "the counter is closed: its dispatcher has exited",
         else => "unknown status",
     };
-    return switch (@as(Status, @enumFromInt(value))) {
+    return switch (@as(Status, @fromBackingInt(value))) {
         .invalid_argument => "an argument is NULL or outside its domain",
         .invalid_id => "not an object id issued by this counter",
         .stale_id => "the object has been deleted (or, for a new reference, is out of scope and kept only by lineage)",

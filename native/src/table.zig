@@ -265,7 +265,7 @@ const shard_slots_max: u32 = IdParts.slot_count_max >> shard_bits;
 
 pub const Table = struct {
     allocator: std.mem.Allocator,
-    shards: [shard_count]Shard = [_]Shard{.{}} ** shard_count,
+    shards: [shard_count]Shard = @splat(.{}),
     /// Shared by every shard: callbacks move between objects and the queue. Guarded by
     /// the queue's lock, not a shard's.
     callbacks: callback.Pool = .{},
@@ -1003,7 +1003,7 @@ pub const Table = struct {
 
     const Plan = struct {
         /// Referenced objects that have no `Ext` yet, by shard.
-        exts: [shard_count]usize = [_]usize{0} ** shard_count,
+        exts: [shard_count]usize = @splat(0),
         links: usize = 0,
         depth: u32 = 0,
     };

@@ -14,6 +14,7 @@
 
 const std = @import("std");
 const builtin = @import("builtin");
+const sync = @import("sync.zig");
 
 /// What the counter layer provides: closing an abandoned sink, and telling whether a sink
 /// is still open. Both do nothing (false) for a counter or sink that no longer exists.
@@ -84,7 +85,7 @@ const PthreadSlot = struct {
 /// per fiber is per thread here. Compiled for Windows in CI, but never run there: no
 /// Windows machine runs the tests.
 const FlsSlot = struct {
-    // Not in Zig 0.15's std.os.windows.
+    // Not in Zig 0.17's std.os.windows.
     const FLS_OUT_OF_INDEXES: u32 = 0xFFFFFFFF;
     extern "kernel32" fn FlsAlloc(callback: ?*const fn (?*anyopaque) callconv(.winapi) void) callconv(.winapi) u32;
     extern "kernel32" fn FlsGetValue(index: u32) callconv(.winapi) ?*anyopaque;
@@ -118,7 +119,7 @@ const FlsSlot = struct {
     }
 };
 
-var slot_once = std.once(createSlot);
+var slot_once: sync.Once(createSlot) = .{};
 var slot_ok = false;
 
 fn createSlot() void {

@@ -22,6 +22,15 @@ extern fn refscope_abi_version() u32;
 
 const allocator = std.heap.c_allocator;
 
+/// Nanoseconds on the monotonic clock, from libc. Zig 0.17's clocks are `std.Io`'s, which
+/// take an `Io`; this library runs on threads of its own and of a JS runtime, and has none.
+fn monotonicNs() u64 {
+    var now: std.c.timespec = undefined;
+    const result = std.c.clock_gettime(.MONOTONIC, &now);
+    std.debug.assert(result == 0);
+    return @as(u64, @intCast(now.sec)) * std.time.ns_per_s + @as(u64, @intCast(now.nsec));
+}
+
 /// A native thread working through a list of ids, timing each call: releasing them (one
 /// call per `batch` ids), or handing each to a callback (the per-event baseline).
 const Job = struct {
@@ -38,7 +47,7 @@ const Job = struct {
     /// lifetimes on this thread (its objects live in its own shard).
     lifetimes: bool = false,
     /// Calls by duration: bucket i counts calls of [2^i, 2^(i+1)) ns.
-    histogram: [64]u64 = [_]u64{0} ** 64,
+    histogram: [64]u64 = @splat(0),
     thread: std.Thread,
     /// Release: `done` publishes the fields written by the thread before it.
     done: std.atomic.Value(bool) = .init(false),
@@ -47,11 +56,11 @@ const Job = struct {
     first_error: i32 = 0,
 
     fn run(job: *Job) void {
-        var timer = std.time.Timer.start() catch unreachable;
+        const start_ns = monotonicNs();
         var index: usize = 0;
         while (index < job.ids.len) {
             const count = @min(job.batch, job.ids.len - index);
-            const call_start = timer.read();
+            const call_start_ns = monotonicNs();
             const status: i32 = if (job.each) |each| blk: {
                 each(job.ids[index]);
                 break :blk 0;
@@ -67,13 +76,13 @@ const Job = struct {
                 refscope_object_release(job.counter.?, job.ids[index], sink_none)
             else
                 refscope_object_release_batch(job.counter.?, job.ids[index..].ptr, @intCast(count), sink_none);
-            const call_ns = timer.read() - call_start;
+            const call_ns = monotonicNs() - call_start_ns;
             job.call_ns_max = @max(job.call_ns_max, call_ns);
             job.histogram[std.math.log2_int(u64, @max(call_ns, 1))] += 1;
             if (status < 0 and job.first_error == 0) job.first_error = status;
             index += count;
         }
-        job.elapsed_ns = timer.read();
+        job.elapsed_ns = monotonicNs() - start_ns;
         job.done.store(true, .release);
     }
 };
@@ -178,7 +187,10 @@ export fn refscope_testkit_job_join_timed(job: ?*Job, out_call_ns_max: ?*f64, ou
 }
 
 fn sleepCallback(_: f64, context: ?*anyopaque) callconv(.c) void {
-    std.Thread.sleep(@as(u64, @intFromPtr(context)) * std.time.ns_per_ms);
+    const ms = @intFromPtr(context);
+    var duration: std.c.timespec = .{ .sec = @intCast(ms / std.time.ms_per_s), .nsec = @intCast(ms % std.time.ms_per_s * std.time.ns_per_ms) };
+    // Interrupted by a signal: sleep what remains.
+    while (std.c.errno(std.c.nanosleep(&duration, &duration)) == .INTR) {}
 }
 
 /// Keeps the counter's dispatcher thread busy for `ms` milliseconds, by sending an object

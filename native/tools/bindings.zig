@@ -82,8 +82,9 @@ fn print(comptime format: []const u8, arguments: anytype) []const u8 {
 /// A result family or enumeration as a frozen object: `NAME: value` per named value.
 fn family(comptime name: []const u8, comptime doc: []const u8, comptime Enum: type) []const u8 {
     var out: []const u8 = print("/** {s} */\nexport const {s} = {{\n", .{ doc, name });
-    for (@typeInfo(Enum).@"enum".fields) |field| {
-        out = out ++ print("  {s}: {d},\n", .{ upper(field.name), field.value });
+    const info = @typeInfo(Enum).@"enum";
+    for (info.field_names, info.field_values) |field_name, field_value| {
+        out = out ++ print("  {s}: {d},\n", .{ upper(field_name), field_value });
     }
     return out ++ "} as const;\n\n";
 }
@@ -94,8 +95,9 @@ fn layout(comptime name: []const u8, comptime c_name: []const u8, comptime Struc
         "/** `{s}`: its size in bytes, and each field's byte offset and type. */\nexport const {s} = {{\n  bytes: {d},\n",
         .{ c_name, name, @sizeOf(Struct) },
     );
-    for (@typeInfo(Struct).@"struct".fields) |field| {
-        out = out ++ print("  {s}: {{ offset: {d}, type: \"{s}\" }},\n", .{ field.name, @offsetOf(Struct, field.name), @typeName(field.type) });
+    const info = @typeInfo(Struct).@"struct";
+    for (info.field_names, info.field_types) |field_name, field_type| {
+        out = out ++ print("  {s}: {{ offset: {d}, type: \"{s}\" }},\n", .{ field_name, @offsetOf(Struct, field_name), @typeName(field_type) });
     }
     return out ++ "} as const;\n\n";
 }
@@ -111,24 +113,24 @@ fn symbols() []const u8 {
         \\export const symbols = {
         \\
     ;
-    for (@typeInfo(abi).@"struct".decls) |decl| {
-        if (!std.mem.startsWith(u8, decl.name, "refscope_")) continue;
-        const info = @typeInfo(@TypeOf(@field(abi, decl.name)));
+    for (@typeInfo(abi).@"struct".decl_names) |decl_name| {
+        if (!std.mem.startsWith(u8, decl_name, "refscope_")) continue;
+        const info = @typeInfo(@TypeOf(@field(abi, decl_name)));
         if (info != .@"fn") continue;
         var parameters: []const u8 = "";
         var signature: []const u8 = "";
-        for (info.@"fn".params, 0..) |parameter, index| {
+        for (info.@"fn".param_types, 0..) |parameter_type, index| {
             const separator = if (index == 0) "" else ", ";
-            parameters = parameters ++ print("{s}\"{s}\"", .{ separator, ffiType(parameter.type.?) });
-            signature = signature ++ separator ++ @typeName(parameter.type.?);
+            parameters = parameters ++ print("{s}\"{s}\"", .{ separator, ffiType(parameter_type.?) });
+            signature = signature ++ separator ++ @typeName(parameter_type.?);
         }
         const result = info.@"fn".return_type.?;
         out = out ++ print("  /** ({s}) {s} */\n", .{ shortNames(signature), shortNames(@typeName(result)) });
-        const line = print("  {s}: {{ parameters: [{s}], result: \"{s}\" }},\n", .{ decl.name, parameters, ffiType(result) });
+        const line = print("  {s}: {{ parameters: [{s}], result: \"{s}\" }},\n", .{ decl_name, parameters, ffiType(result) });
         // Laid out as `deno fmt` lays it out (120 columns), so that the file passes its check.
         out = out ++ if (line.len <= 121) line else print(
             "  {s}: {{\n    parameters: [{s}],\n    result: \"{s}\",\n  }},\n",
-            .{ decl.name, parameters, ffiType(result) },
+            .{ decl_name, parameters, ffiType(result) },
         );
     }
     return out ++ "} as const;\n";

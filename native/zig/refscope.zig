@@ -4,11 +4,17 @@
 //! `c` is the whole C API, translated from native/include/refscope.h, whose comments are the
 //! contract (which calls block, which threads callbacks run on). `Counter` wraps the calls
 //! native code usually makes, as the owner (`REFSCOPE_NO_SINK`), with Zig errors in place
-//! of negative statuses; anything else is a `c.refscope_*` call away, with `check`.
+//! of negative statuses; anything else is a `c.refscope_*` call away, with `check`. `sync`
+//! guards what callbacks share with the rest of the program.
 
 const std = @import("std");
 
-pub const c = @cImport(@cInclude("refscope.h"));
+pub const c = @import("refscope_h");
+
+/// The library's own mutex and condition variable (and once), on the platform's primitives
+/// and needing no `std.Io`: callbacks run on the library's threads, which belong to no `Io`
+/// of the program's, and these work on any thread.
+pub const sync = @import("sync");
 
 /// An object id: an integer-valued double, opaque (see the header).
 pub const Id = c.refscope_id;
@@ -178,7 +184,7 @@ pub const Counter = struct {
 /// the same pair always gives the same pointer (as `refscope_object_off_native` compares).
 fn Trampoline(comptime Context: type, comptime function: fn (Id, Context) void) type {
     switch (@typeInfo(Context)) {
-        .pointer => |pointer| if (pointer.size != .one or pointer.is_const) {
+        .pointer => |pointer| if (pointer.size != .one or pointer.attrs.@"const") {
             @compileError("a callback context is a single-item, mutable pointer, not " ++ @typeName(Context));
         },
         else => @compileError("a callback context is a single-item, mutable pointer, not " ++ @typeName(Context)),

@@ -35,12 +35,14 @@ const Entry = struct {
     fired: u32 = 0,
 };
 
-/// What the callbacks change, guarded by `mutex`; `changed` is signalled after each.
+/// What the callbacks change, guarded by `mutex`; `changed` is signalled after each. The
+/// callbacks run on the library's dispatcher thread, which belongs to no `std.Io`: so the
+/// lock is refscope's own (`refscope.sync`), which needs none.
 const Cache = struct {
     allocator: std.mem.Allocator,
     main_thread: std.Thread.Id,
-    mutex: std.Thread.Mutex = .{},
-    changed: std.Thread.Condition = .{},
+    mutex: refscope.sync.Mutex = .{},
+    changed: refscope.sync.Condition = .{},
     entries: [block_count + 1]Entry = undefined,
     /// Entry indexes, in the order their callbacks ran.
     order: [block_count + 1]usize = undefined,
@@ -61,14 +63,14 @@ const Cache = struct {
 
     /// Waits until `target` callbacks have run or `wait_ns` has passed (on the monotonic
     /// clock); returns how many ran.
-    fn waitForCallbacks(cache: *Cache, target: usize) !usize {
-        var timer = try std.time.Timer.start();
+    fn waitForCallbacks(cache: *Cache, io: std.Io, target: usize) usize {
+        const deadline = std.Io.Clock.awake.now(io).addDuration(.fromNanoseconds(wait_ns));
         cache.mutex.lock();
         defer cache.mutex.unlock();
         while (cache.callbacks < target) {
-            const elapsed = timer.read();
-            if (elapsed >= wait_ns) break;
-            cache.changed.timedWait(&cache.mutex, wait_ns - elapsed) catch {};
+            const remaining_ns = std.Io.Clock.awake.now(io).durationTo(deadline).nanoseconds;
+            if (remaining_ns <= 0) break;
+            cache.changed.timedWait(&cache.mutex, @intCast(remaining_ns)) catch {};
         }
         return cache.callbacks;
     }
@@ -130,11 +132,12 @@ fn expectError(expected: refscope.Error, result: anytype) void {
     }
 }
 
-pub fn main() !void {
+pub fn main(init: std.process.Init) !void {
+    const io = init.io;
     // Unbuffered: a failure exits at once, and the lines printed so far must be out by then.
     // Streaming: a positional writer would write at offset 0 of a redirected stdout, over
     // whatever the shell or the build runner wrote there before.
-    var stdout_writer = std.fs.File.stdout().writerStreaming(&.{});
+    var stdout_writer = std.Io.File.stdout().writerStreaming(io, &.{});
     const out = &stdout_writer.interface;
 
     // The header the bindings were translated from must match the library that loaded.
@@ -190,7 +193,7 @@ pub fn main() !void {
     // The last reference to the dataset: the idle blocks go out of scope first, then the
     // dataset. The call returns before any callback runs; the main thread waits.
     try counter.release(dataset.id);
-    expect(try cache.waitForCallbacks(block_count) == block_count, "the idle blocks' and the dataset's callbacks ran");
+    expect(cache.waitForCallbacks(io, block_count) == block_count, "the idle blocks' and the dataset's callbacks ran");
     {
         cache.mutex.lock();
         defer cache.mutex.unlock();
@@ -205,7 +208,7 @@ pub fn main() !void {
     worker_thread.join();
     try worker.result;
     expect(worker.checksum == (busy + 1) * block_bytes, "the worker read the busy block's bytes");
-    expect(try cache.waitForCallbacks(block_count + 1) == block_count + 1, "the busy block's callback ran");
+    expect(cache.waitForCallbacks(io, block_count + 1) == block_count + 1, "the busy block's callback ran");
     try out.print("the worker finished with block {d}: it went out of scope too\n", .{busy});
 
     // Deleted objects refuse new callbacks and references, with an error, not a crash.
