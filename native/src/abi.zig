@@ -515,6 +515,7 @@ test {
     _ = @import("lifecycle.zig");
     _ = @import("counter_test.zig");
     _ = @import("model_test.zig");
+    _ = @import("stress_test.zig");
     _ = @import("header_test.zig");
     _ = @import("status.zig");
 }

@@ -110,3 +110,55 @@ test "a latch's wait ends on its bound, or at once when aborted" {
     latch.add();
     try latch.waitFor(1); // A number reached is reached, aborted or not.
 }
+
+// --- Seeds, scales and names, for the random tests (model_test.zig, stress_test.zig) ---
+
+const table = @import("table.zig");
+
+/// An integer environment variable, or null when unset.
+pub fn envInteger(name: []const u8) !?u64 {
+    const text = std.testing.environ.getPosix(name) orelse return null;
+    return std.fmt.parseInt(u64, text, 0) catch {
+        std.debug.print("{s}={s}: not an integer\n", .{ name, text });
+        return error.BadEnvironment;
+    };
+}
+
+/// `default` times REFSCOPE_STRESS_SCALE (at least 1).
+pub fn scaledDefault(default: u64) !u64 {
+    const text = std.testing.environ.getPosix("REFSCOPE_STRESS_SCALE") orelse return default;
+    const scale = std.fmt.parseFloat(f64, text) catch 0;
+    if (!(scale > 0 and scale < 1e6)) {
+        std.debug.print("REFSCOPE_STRESS_SCALE={s}: not a positive number\n", .{text});
+        return error.BadEnvironment;
+    }
+    return @max(1, @as(u64, @intFromFloat(@round(@as(f64, @floatFromInt(default)) * scale))));
+}
+
+pub const SinkName = struct {
+    sink: table.Sink,
+
+    pub fn format(name: SinkName, writer: *std.Io.Writer) std.Io.Writer.Error!void {
+        if (name.sink == table.sink_none) return writer.writeAll("native");
+        return writer.print("sink {d}", .{name.sink});
+    }
+};
+
+pub fn sinkName(sink: table.Sink) SinkName {
+    return .{ .sink = sink };
+}
+
+// --- The model ---------------------------------------------------------------------------
+
+/// The ids of recently deleted objects, to operate on as stale ids.
+pub const Graveyard = struct {
+    ids: [32]table.Id = undefined,
+    len: usize = 0,
+    next: usize = 0,
+
+    pub fn add(graveyard: *Graveyard, id: table.Id) void {
+        graveyard.ids[graveyard.next] = id;
+        graveyard.next = (graveyard.next + 1) % graveyard.ids.len;
+        graveyard.len = @min(graveyard.len + 1, graveyard.ids.len);
+    }
+};
