@@ -16,6 +16,12 @@ pub const Index = u32;
 pub const nil: Index = std.math.maxInt(Index);
 
 /// A FIFO of nodes of one pool. `T` must have a `next: Index` field.
+///
+/// A node is in at most one list (the pool's free list included). Its `next` is `nil`
+/// whenever it is in none: `pop` and `removeFirst` unlink it before handing it on, and
+/// `push` asserts that it receives it so, which catches a node pushed twice (a cycle that
+/// would make every later walk of either list wrong) at the push, not at some later pop.
+/// `len` counts the nodes exactly: it is the bound of every loop that walks a list.
 pub const List = struct {
     head: Index = nil,
     tail: Index = nil,
@@ -23,36 +29,60 @@ pub const List = struct {
 
     pub fn push(list: *List, pool: anytype, index: Index) void {
         assert(index != nil);
-        pool.at(index).next = nil;
+        assert(index != list.tail);
+        assert(pool.at(index).next == nil);
+        assert(list.len < nil);
         if (list.tail == nil) {
-            assert(list.head == nil and list.len == 0);
+            assert(list.head == nil);
+            assert(list.len == 0);
             list.head = index;
         } else {
+            assert(list.len > 0);
+            assert(pool.at(list.tail).next == nil);
             pool.at(list.tail).next = index;
         }
         list.tail = index;
         list.len += 1;
     }
 
-    /// Removes and returns the first node, or `nil` when the list is empty.
+    /// Removes and returns the first node, unlinked, or `nil` when the list is empty.
     pub fn pop(list: *List, pool: anytype) Index {
         const index = list.head;
         if (index == nil) {
-            assert(list.len == 0 and list.tail == nil);
+            assert(list.len == 0);
+            assert(list.tail == nil);
             return nil;
         }
+        assert(list.len > 0);
         list.head = pool.at(index).next;
-        if (list.head == nil) list.tail = nil;
+        pool.at(index).next = nil;
         list.len -= 1;
+        // The chain ends exactly where `push` counted it to.
+        if (list.head == nil) {
+            assert(list.len == 0);
+            assert(list.tail == index);
+            list.tail = nil;
+        } else {
+            assert(list.len > 0);
+        }
         return index;
     }
 
     /// Moves every node of `other` to the end of `list`, leaving `other` empty.
     pub fn concat(list: *List, pool: anytype, other: *List) void {
-        if (other.head == nil) return;
+        assert(list != other);
+        if (other.head == nil) {
+            assert(other.len == 0);
+            return;
+        }
+        assert(other.len > 0);
+        assert(pool.at(other.tail).next == nil);
+        assert(@as(u64, list.len) + other.len < nil);
         if (list.tail == nil) {
+            assert(list.len == 0);
             list.* = other.*;
         } else {
+            assert(pool.at(list.tail).next == nil);
             pool.at(list.tail).next = other.head;
             list.tail = other.tail;
             list.len += other.len;
@@ -64,18 +94,21 @@ pub const List = struct {
     pub fn removeFirst(list: *List, pool: anytype, context: anytype, comptime matches: anytype) Index {
         var previous: Index = nil;
         var index = list.head;
-        while (index != nil) : (index = pool.at(index).next) {
+        // One pass per node, and one more to find the end: a longer chain is corrupt.
+        for (0..@as(usize, list.len) + 1) |_| {
+            if (index == nil) return nil;
+            const next = pool.at(index).next;
             if (!matches(context, pool.at(index))) {
                 previous = index;
+                index = next;
                 continue;
             }
-            const next = pool.at(index).next;
             if (previous == nil) list.head = next else pool.at(previous).next = next;
             if (list.tail == index) list.tail = previous;
+            pool.at(index).next = nil;
             list.len -= 1;
             return index;
-        }
-        return nil;
+        } else unreachable;
     }
 
     /// Unlinks the node `index`, which must be in the list.
