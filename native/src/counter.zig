@@ -311,7 +311,7 @@ pub const Counter = struct {
     pub fn deallocate(counter: *Counter) void {
         registry.remove(counter.key);
         assert(counter.holds == 0 and counter.destroyed);
-        counter.queue.discardAll(&counter.table.callbacks);
+        counter.queue.assertDrained();
         counter.table.deinit();
         const allocator = counter.allocator;
         allocator.destroy(counter);
