@@ -14,18 +14,20 @@
 //! - When it goes out of scope, the objects it contains are processed first (their
 //!   callbacks leave before its own), then its out-of-scope-or-freed callbacks leave, once.
 //!   It is deleted once its lineage count is also zero (Ray: `ShouldDelete`): the objects
-//!   its lineage pins are released first (recursively), then its reference-deleted
+//!   its lineage pins are released first (and theirs, in turn), then its reference-deleted
 //!   callbacks leave and the entry is erased. Out of scope but lineage-pinned, it refuses
 //!   new out-of-scope registrations and new references.
 //! - An explicit free of an owned object hands its out-of-scope callbacks over at once and
 //!   keeps the entry until its references drop.
 //!
 //! Containment and lineage always point from a newer object to older ones, so they form a
-//! DAG; processing recurses along it, and `depth_max` bounds the recursion.
+//! DAG. Settling walks it depth first, without recursion: on a fixed-size stack of
+//! `depth_max + 1` frames (`SettleStack`), enough because `create` refuses deeper chains.
 //!
 //! Callbacks that leave are appended to a caller-supplied list, which the counter routes to
 //! the queue; the table never runs one, knows nothing of threads, and never allocates on a
-//! path that releases references. The counter's mutex guards it.
+//! path that releases references. The counter's locks guard it: each shard by its own, the
+//! callback pool by the queue's, and a settle that follows links holds every shard's.
 //!
 //! Ids are integer-valued doubles (`Id`), the fast path of both JS runtimes' FFI. An id
 //! packs a slot and the slot's generation, so a stale id (its object deleted, the slot
@@ -50,7 +52,8 @@ pub const Sink = u32;
 pub const sink_none: Sink = std.math.maxInt(u32);
 pub const sink_gone: Sink = std.math.maxInt(u32) - 1;
 
-/// Nesting and lineage chains longer than this are refused: processing recurses along them.
+/// Nesting and lineage chains longer than this are refused: settling keeps one frame per
+/// level of a chain, in a stack of fixed size (`SettleStack`).
 pub const depth_max = 1000;
 
 pub const Error = error{
@@ -170,6 +173,9 @@ const Ext = struct {
     refs_lent: u32 = 0,
     refs_lineage: u32 = 0,
     contained_in_owned: u32 = 0,
+    /// The longest chain of links out of the object: 0 without links, else one more than
+    /// any linked object's (set by `create`, checked by `linkAll` and `settleLinked`), and
+    /// never more than `depth_max`.
     depth: u32 = 0,
     next: Index = nil,
 };
@@ -224,6 +230,44 @@ const Entry = struct {
 
 const Count = enum { local, submitted, lent, lineage };
 
+/// An object being settled, and how far settling it has got.
+const SettleFrame = struct {
+    slot: u32,
+    step: Step,
+
+    const Step = enum(u8) {
+        /// Out of scope: settling the objects it contains, one link at a time.
+        contained,
+        /// Out of scope and unpinned by lineage: settling its lineage dependencies, one
+        /// link at a time, before erasing it.
+        lineage,
+    };
+};
+
+/// The objects being settled, the one to go on with last: one per level of a nesting or
+/// lineage chain. Fixed-size, because a release must never allocate (it could then fail
+/// half way); `depth_max` bounds the chains, so it never overflows.
+const SettleStack = struct {
+    frames: [depth_max + 1]SettleFrame = undefined,
+    count: u32 = 0,
+
+    fn push(stack: *SettleStack, frame: SettleFrame) void {
+        assert(stack.count < stack.frames.len);
+        stack.frames[stack.count] = frame;
+        stack.count += 1;
+    }
+
+    fn top(stack: *SettleStack) ?*SettleFrame {
+        if (stack.count == 0) return null;
+        return &stack.frames[stack.count - 1];
+    }
+
+    fn pop(stack: *SettleStack) void {
+        assert(stack.count > 0);
+        stack.count -= 1;
+    }
+};
+
 /// A part of the table with its own storage and statistics. Each shard is guarded by its
 /// own mutex (held by the counter), so threads working on objects in different shards run
 /// in parallel; an object lives in the shard of the thread that created it. A slot's low
@@ -269,6 +313,10 @@ pub const Table = struct {
     /// Shared by every shard: callbacks move between objects and the queue. Guarded by
     /// the queue's lock, not a shard's.
     callbacks: callback.Pool = .{},
+    /// Scratch for `settleLinked`, kept here rather than on the call stack of each release.
+    /// Shared by every shard, and used only by a settle that follows links, which holds
+    /// every shard (`Follow.global`); empty between calls.
+    settle_stack: SettleStack = .{},
 
     pub fn init(allocator: std.mem.Allocator) Table {
         return .{ .allocator = allocator };
@@ -368,6 +416,7 @@ pub const Table = struct {
         };
         entry.setOwner(options.owner);
         if (needs_ext) {
+            assert(plan.depth + 1 <= depth_max);
             entry.ext = shard.exts.create(table.allocator, .{ .depth = plan.depth + 1 }) catch unreachable;
             table.linkAll(slot, options.contains, .contains);
             table.linkAll(slot, options.lineage, .lineage);
@@ -412,18 +461,20 @@ pub const Table = struct {
 
     fn follow(table: *Table, slot: u32) Follow {
         if (table.inScope(slot)) return .none;
+        if (table.hasLinks(slot)) return .global;
         const entry = table.entryAt(slot);
         var callbacks = entry.callbacks.len;
-        if (entry.ext != nil) {
-            const x = table.shardOf(slot).exts.at(entry.ext);
-            if (x.contains.len > 0 or x.lineage.len > 0) return .global;
-            if (table.lineageCount(slot) == 0) callbacks += x.deleted_callbacks.len;
+        if (entry.ext != nil and table.lineageCount(slot) == 0) {
+            callbacks += table.shardOf(slot).exts.at(entry.ext).deleted_callbacks.len;
         }
         return if (callbacks > 0) .callbacks else .local;
     }
 
-    /// Settles the object in `slot` (see `Follow` for the locks it needs).
+    /// Settles the object in `slot`, which has no links (`Follow.local` or
+    /// `Follow.callbacks`), for a caller that may hold just its shard.
     pub fn settleSlot(table: *Table, slot: u32, released: *List) void {
+        // What `follow` saw: so the settle touches no other shard, nor `settle_stack`.
+        assert(!table.hasLinks(slot));
         table.settle(slot, released);
     }
 
@@ -719,42 +770,125 @@ pub const Table = struct {
         return if (entry.ext == nil) 0 else table.shardOf(slot).exts.at(entry.ext).refs_lineage;
     }
 
-    /// Ray's `DeleteReferenceInternal`: if the object just went out of scope, process what
-    /// it contains (recursively), then hand over its out-of-scope callbacks; if it may now
-    /// be deleted, release its lineage dependencies (recursively), then erase it.
+    /// Ray's `DeleteReferenceInternal`: if the object just went out of scope, settle what
+    /// it contains, then hand over its out-of-scope callbacks; if it may now be deleted,
+    /// settle its lineage dependencies, then erase it. Each linked object is settled in
+    /// full, in link order, before the next link is followed: the order recursion along
+    /// the links gives, kept on `settle_stack` rather than on the call stack.
     fn settle(table: *Table, slot: u32, released: *List) void {
+        var frame = table.settleBegin(slot) orelse return;
+        if (table.hasLinks(slot)) return table.settleLinked(frame, released);
+        // Nothing to settle but this object, so no stack: the caller may hold just its
+        // shard (`Follow.local`, `Follow.callbacks`), while the stack is shared by all.
+        const linked = table.settleStep(&frame, released);
+        assert(linked == null);
+    }
+
+    /// Settles an object with links, and every object that settling it reaches, depth
+    /// first on `settle_stack`. The caller holds every shard (`Follow.global`).
+    fn settleLinked(table: *Table, root: SettleFrame, released: *List) void {
+        const stack = &table.settle_stack;
+        // Only one settle runs at a time (every shard is held), and none re-enters another.
+        assert(stack.count == 0);
+        stack.push(root);
+        // A pass either pops a link or finishes an object, and every object but the root
+        // was reached through a popped link; links are only destroyed meanwhile. So two
+        // passes per link, one for the root, and one to find the stack empty.
+        const passes_max = 2 * table.linksInUse() + 2;
+        for (0..passes_max) |_| {
+            const frame = stack.top() orelse break;
+            const linked = table.settleStep(frame, released) orelse {
+                stack.pop();
+                continue;
+            };
+            // Links point from an object to shallower ones (`create` sets the depths), so
+            // the stack holds at most one frame per level: `depth_max + 1` in all.
+            assert(table.depthOf(linked) < table.depthOf(frame.slot));
+            if (table.settleBegin(linked)) |linked_frame| stack.push(linked_frame);
+        } else unreachable;
+        assert(stack.count == 0);
+    }
+
+    /// Where settling the object in `slot` starts, or null when there is nothing to do: it
+    /// is still in scope, or out of scope but still pinned by lineage.
+    fn settleBegin(table: *Table, slot: u32) ?SettleFrame {
         const entry = table.entryAt(slot);
         assert(entry.flags.state == .live);
         if (!entry.flags.out_of_scope) {
-            if (table.inScope(slot)) return;
+            if (table.inScope(slot)) return null;
             entry.flags.out_of_scope = true;
-            if (entry.ext != nil) {
-                while (true) {
-                    const links = &table.shardOf(slot).links;
-                    const link = table.shardOf(slot).exts.at(entry.ext).contains.pop(links);
-                    if (link == nil) break;
-                    const inner = links.at(link).slot;
-                    links.destroy(link);
-                    table.ext(inner).contained_in_owned -= 1;
-                    table.settle(inner, released);
-                }
-            }
-            // `settle` never reallocates `entries`, so `entry` is still valid.
-            table.handOver(slot, &entry.callbacks, released);
+            return .{ .slot = slot, .step = .contained };
         }
-        if (table.lineageCount(slot) != 0) return;
-        if (entry.ext != nil) {
-            while (true) {
-                const links = &table.shardOf(slot).links;
-                const link = table.shardOf(slot).exts.at(entry.ext).lineage.pop(links);
-                if (link == nil) break;
-                const dependency = links.at(link).slot;
-                links.destroy(link);
-                table.ext(dependency).refs_lineage -= 1;
-                table.settle(dependency, released);
-            }
+        if (table.lineageCount(slot) != 0) return null;
+        return .{ .slot = slot, .step = .lineage };
+    }
+
+    /// Advances `frame` until it pops a link, returning the linked object (to be settled
+    /// before the frame goes on), or until its object is settled, returning null: its
+    /// out-of-scope callbacks handed over, and the object erased unless lineage pins it.
+    fn settleStep(table: *Table, frame: *SettleFrame, released: *List) ?u32 {
+        if (frame.step == .contained) {
+            if (table.popLink(frame.slot, .contains)) |inner| return inner;
+            table.handOver(frame.slot, &table.entryAt(frame.slot).callbacks, released);
+            if (table.lineageCount(frame.slot) != 0) return null;
+            frame.step = .lineage;
         }
-        table.erase(slot, released);
+        assert(frame.step == .lineage);
+        if (table.popLink(frame.slot, .lineage)) |dependency| return dependency;
+        table.erase(frame.slot, released);
+        return null;
+    }
+
+    /// Unlinks the first object in the `relation` list of the object in `slot`, and drops
+    /// the count that the link gave it (`linkAll`); null when the list is empty.
+    fn popLink(table: *Table, slot: u32, relation: Relation) ?u32 {
+        const entry = table.entryAt(slot);
+        if (entry.ext == nil) return null;
+        const shard = table.shardOf(slot);
+        const extension = shard.exts.at(entry.ext);
+        const list = switch (relation) {
+            .contains => &extension.contains,
+            .lineage => &extension.lineage,
+        };
+        const link = list.pop(&shard.links);
+        if (link == nil) return null;
+        const target = shard.links.at(link).slot;
+        shard.links.destroy(link);
+        // A link keeps its target live: erasing it waits for the count dropped here.
+        assert(table.entryAt(target).flags.state == .live);
+        const target_extension = table.ext(target);
+        switch (relation) {
+            .contains => {
+                assert(target_extension.contained_in_owned > 0);
+                target_extension.contained_in_owned -= 1;
+            },
+            .lineage => {
+                assert(target_extension.refs_lineage > 0);
+                target_extension.refs_lineage -= 1;
+            },
+        }
+        return target;
+    }
+
+    /// Links to other objects: what makes settling an object reach beyond it.
+    fn hasLinks(table: *Table, slot: u32) bool {
+        const entry = table.entryAt(slot);
+        if (entry.ext == nil) return false;
+        const extension = table.shardOf(slot).exts.at(entry.ext);
+        return extension.contains.len > 0 or extension.lineage.len > 0;
+    }
+
+    /// How long the longest chain of links from the object is (0 without links).
+    fn depthOf(table: *Table, slot: u32) u32 {
+        const entry = table.entryAt(slot);
+        return if (entry.ext == nil) 0 else table.shardOf(slot).exts.at(entry.ext).depth;
+    }
+
+    /// Links in every shard: the bound on the passes of one settle.
+    fn linksInUse(table: *Table) usize {
+        var sum: usize = 0;
+        for (&table.shards) |*shard| sum += shard.links.countInUse();
+        return sum;
     }
 
     fn settleAll(table: *Table, ids: []const Id, released: *List) void {
@@ -1062,6 +1196,8 @@ pub const Table = struct {
                 .contains => x.contained_in_owned += 1,
                 .lineage => x.refs_lineage += 1,
             }
+            // What `settleLinked` relies on to keep its stack within `depth_max + 1` frames.
+            assert(table.depthOf(target) < table.depthOf(slot));
             const links = &table.shardOf(slot).links;
             const link = links.create(table.allocator, .{ .slot = target }) catch unreachable;
             const own = table.ext(slot);
