@@ -740,11 +740,14 @@ pub const Table = struct {
             entry.refs_local = 0;
             entry.refs_submitted = 0;
             if (entry.ext == nil) continue;
-            while (true) {
-                const index = table.shardOf(slot).exts.at(entry.ext).holders.head;
+            const holders = &table.shardOf(slot).exts.at(entry.ext).holders;
+            // Each pass drops the first holder, and one more finds none left.
+            for (0..@as(usize, holders.len) + 1) |_| {
+                const index = holders.head;
                 if (index == nil) break;
                 table.dropHolder(slot, table.shardOf(slot).holders.at(index).holding.sink);
-            }
+            } else unreachable;
+            assert(holders.len == 0);
         }
         for (0..slots) |slot| {
             if (table.idAt(@intCast(slot)) != null) table.settle(@intCast(slot), released);
@@ -940,7 +943,8 @@ pub const Table = struct {
     /// order.
     fn handOverSink(table: *Table, slot: u32, list: *List, sink: Sink, released: *List) void {
         var kept: List = .{};
-        while (true) {
+        // One pass per callback, and one more to find the list empty.
+        for (0..@as(usize, list.len) + 1) |_| {
             const index = list.pop(&table.callbacks);
             if (index == nil) break;
             const to_sink = switch (table.callbacks.at(index).callback) {
@@ -953,7 +957,8 @@ pub const Table = struct {
             } else {
                 kept.push(&table.callbacks, index);
             }
-        }
+        } else unreachable;
+        assert(list.len == 0);
         list.* = kept;
     }
 
