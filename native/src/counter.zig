@@ -21,7 +21,7 @@ const std = @import("std");
 const builtin = @import("builtin");
 const assert = std.debug.assert;
 const pool_module = @import("pool.zig");
-const callback = @import("callback.zig");
+const callback_module = @import("callback.zig");
 const table_module = @import("table.zig");
 const queue_module = @import("queue.zig");
 const dispatcher = @import("dispatcher.zig");
@@ -780,20 +780,20 @@ pub const Counter = struct {
 
     /// Registers a callback; false when it could never run (see `Table.register`). A sink
     /// callback must be registered by its own sink.
-    pub fn register(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
-        try checkCallbackCaller(cb, caller);
-        return counter.inShardWithQueue(id, caller, Table.register, .{ id, caller, kind, cb });
+    pub fn register(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, callback: callback_module.Callback) Error!bool {
+        try checkCallbackCaller(callback, caller);
+        return counter.inShardWithQueue(id, caller, Table.register, .{ id, caller, kind, callback });
     }
 
-    pub fn unregister(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
-        try checkCallbackCaller(cb, caller);
-        return counter.inShardWithQueue(id, caller, Table.unregister, .{ id, caller, kind, cb });
+    pub fn unregister(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, callback: callback_module.Callback) Error!bool {
+        try checkCallbackCaller(callback, caller);
+        return counter.inShardWithQueue(id, caller, Table.unregister, .{ id, caller, kind, callback });
     }
 
     /// A sink callback is registered (or removed) by its own sink; `sink_none` is no sink,
     /// and a token addressed to it could never be delivered.
-    fn checkCallbackCaller(cb: callback.Callback, caller: Sink) Error!void {
-        switch (cb) {
+    fn checkCallbackCaller(callback: callback_module.Callback, caller: Sink) Error!void {
+        switch (callback) {
             .native => {},
             .sink => |target| if (target.sink != caller or caller == sink_none) return error.InvalidArgument,
         }

@@ -37,7 +37,7 @@
 const std = @import("std");
 const assert = std.debug.assert;
 const pool_module = @import("pool.zig");
-const callback = @import("callback.zig");
+const callback_module = @import("callback.zig");
 
 const List = pool_module.List;
 const Index = pool_module.Index;
@@ -154,8 +154,9 @@ const Holder = struct {
     next: Index = nil,
 
     fn isEmpty(holder: *const Holder) bool {
-        const h = holder.holding;
-        return h.refs_local == 0 and h.refs_submitted == 0 and h.refs_lent == 0 and h.refs_lineage == 0;
+        const holding = holder.holding;
+        return holding.refs_local == 0 and holding.refs_submitted == 0 and
+            holding.refs_lent == 0 and holding.refs_lineage == 0;
     }
 };
 
@@ -312,7 +313,7 @@ pub const Table = struct {
     shards: [shard_count]Shard = [_]Shard{.{}} ** shard_count,
     /// Shared by every shard: callbacks move between objects and the queue. Guarded by
     /// the queue's lock, not a shard's.
-    callbacks: callback.Pool = .{},
+    callbacks: callback_module.Pool = .{},
     /// Scratch for `settleLinked`, kept here rather than on the call stack of each release.
     /// Shared by every shard, and used only by a settle that follows links, which holds
     /// every shard (`Follow.global`); empty between calls.
@@ -395,12 +396,12 @@ pub const Table = struct {
         try shard.exts.reserve(table.allocator, plan.exts[options.shard] + @intFromBool(needs_ext));
         try shard.links.reserve(table.allocator, plan.links);
         if (shard.free_head == nil) {
-            const len = shard.entries.items.len;
-            if (len >= shard_slots_max) return error.Limit;
-            if (len == shard.entries.capacity) {
+            const entries_count = shard.entries.items.len;
+            if (entries_count >= shard_slots_max) return error.Limit;
+            if (entries_count == shard.entries.capacity) {
                 // Grow by an eighth, not the usual half: entries are the per-object memory,
                 // and large reallocations are remapped rather than copied.
-                const grown = @min(len + @max(len / 8, 1024), shard_slots_max);
+                const grown = @min(entries_count + @max(entries_count / 8, 1024), shard_slots_max);
                 try shard.entries.ensureTotalCapacityPrecise(table.allocator, grown);
             }
         }
@@ -557,7 +558,7 @@ pub const Table = struct {
     /// Appends a callback. Returns false, registering nothing, when it could never run: the
     /// object is deleted, or (out-of-scope callbacks) freed or already out of scope, as Ray
     /// does. Only the owner may register.
-    pub fn register(table: *Table, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
+    pub fn register(table: *Table, id: Id, caller: Sink, kind: CallbackKind, callback: callback_module.Callback) Error!bool {
         const slot = table.lookupSlot(id) catch |err| switch (err) {
             error.StaleId => return false,
             else => return err,
@@ -565,7 +566,7 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         if (!isOwner(entry, caller)) return error.NotOwned;
         if (kind == .out_of_scope and (entry.flags.freed or entry.flags.out_of_scope)) return false;
-        const index = try table.callbacks.create(table.allocator, .{ .callback = cb, .object_id = id });
+        const index = try table.callbacks.create(table.allocator, .{ .callback = callback, .object_id = id });
         const list = switch (kind) {
             .out_of_scope => &table.entryAt(slot).callbacks,
             .deleted => &(table.ensureExt(slot) catch {
@@ -578,9 +579,9 @@ pub const Table = struct {
         return true;
     }
 
-    /// Removes the first registered callback equal to `cb`. Returns whether one was
+    /// Removes the first registered callback equal to `callback`. Returns whether one was
     /// removed: false when it already left the table (it will run, or ran) or never was.
-    pub fn unregister(table: *Table, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
+    pub fn unregister(table: *Table, id: Id, caller: Sink, kind: CallbackKind, callback: callback_module.Callback) Error!bool {
         const slot = table.lookupSlot(id) catch |err| switch (err) {
             error.StaleId => return false,
             else => return err,
@@ -588,7 +589,7 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         if (!isOwner(entry, caller)) return error.NotOwned;
         const list = table.callbackList(slot, kind) orelse return false;
-        const index = list.removeFirst(&table.callbacks, cb, matchesCallback);
+        const index = list.removeFirst(&table.callbacks, callback, matchesCallback);
         if (index == nil) return false;
         table.callbacks.destroy(index);
         return true;
@@ -642,16 +643,17 @@ pub const Table = struct {
             .size_bytes = entry.size_bytes,
         };
         if (entry.ext != nil) {
-            const x = table.shardOf(slot).exts.at(entry.ext);
-            result.refs_borrowed = x.refs_borrowed;
-            result.refs_lent = x.refs_lent;
-            result.refs_lineage = x.refs_lineage;
-            result.contained_in_owned = x.contained_in_owned;
-            result.deleted_callbacks_pending = x.deleted_callbacks.len;
-            var index = x.holders.head;
+            const extension = table.shardOf(slot).exts.at(entry.ext);
+            result.refs_borrowed = extension.refs_borrowed;
+            result.refs_lent = extension.refs_lent;
+            result.refs_lineage = extension.refs_lineage;
+            result.contained_in_owned = extension.contained_in_owned;
+            result.deleted_callbacks_pending = extension.deleted_callbacks.len;
+            var index = extension.holders.head;
             while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
-                const h = table.shardOf(slot).holders.at(index).holding;
-                if (h.sink != entry.ownerSink() and (h.refs_local != 0 or h.refs_submitted != 0)) result.borrowers += 1;
+                const holding = table.shardOf(slot).holders.at(index).holding;
+                const borrows = holding.refs_local != 0 or holding.refs_submitted != 0;
+                if (holding.sink != entry.ownerSink() and borrows) result.borrowers += 1;
             }
         }
         return result;
@@ -690,7 +692,7 @@ pub const Table = struct {
 
     /// Bytes the table has allocated (capacity, not use): entries and every pool.
     pub fn memoryBytes(table: *const Table) u64 {
-        var sum: u64 = table.callbacks.nodes.capacity * @sizeOf(callback.Node);
+        var sum: u64 = table.callbacks.nodes.capacity * @sizeOf(callback_module.Node);
         for (&table.shards) |*shard| {
             sum += shard.entries.capacity * @sizeOf(Entry) +
                 shard.exts.nodes.capacity * @sizeOf(Ext) +
@@ -762,10 +764,10 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         if (entry.refs_local != 0 or entry.refs_submitted != 0) return true;
         if (entry.ext == nil) return false;
-        const x = table.shardOf(slot).exts.at(entry.ext);
-        if (x.refs_borrowed != 0 or x.refs_lent != 0 or x.contained_in_owned != 0) return true;
+        const extension = table.shardOf(slot).exts.at(entry.ext);
+        if (extension.refs_borrowed != 0 or extension.refs_lent != 0 or extension.contained_in_owned != 0) return true;
         // Lineage keeps in scope only what could not be rebuilt from it (Ray: OutOfScope).
-        return !entry.flags.reconstructable and x.refs_lineage != 0;
+        return !entry.flags.reconstructable and extension.refs_lineage != 0;
     }
 
     fn lineageCount(table: *Table, slot: u32) u32 {
@@ -911,11 +913,15 @@ pub const Table = struct {
         assert(entry.flags.state == .live and entry.flags.out_of_scope);
         assert(entry.callbacks.len == 0);
         if (entry.ext != nil) {
-            const x = table.shardOf(slot).exts.at(entry.ext);
-            assert(x.holders.len == 0 and x.contains.len == 0 and x.lineage.len == 0);
-            assert(x.refs_borrowed == 0 and x.refs_lent == 0 and x.refs_lineage == 0);
-            assert(x.contained_in_owned == 0);
-            table.handOver(slot, &x.deleted_callbacks, released);
+            const extension = table.shardOf(slot).exts.at(entry.ext);
+            assert(extension.holders.len == 0);
+            assert(extension.contains.len == 0);
+            assert(extension.lineage.len == 0);
+            assert(extension.refs_borrowed == 0);
+            assert(extension.refs_lent == 0);
+            assert(extension.refs_lineage == 0);
+            assert(extension.contained_in_owned == 0);
+            table.handOver(slot, &extension.deleted_callbacks, released);
             table.shardOf(slot).exts.destroy(entry.ext);
         }
         const shard = table.shardOf(slot);
@@ -975,25 +981,25 @@ pub const Table = struct {
         if (owner and kind == .local) return &entry.refs_local;
         if (owner and kind == .submitted) return &entry.refs_submitted;
         const holder = table.findHolder(slot, if (owner) entry.ownerSink() else caller) orelse return null;
-        const h = &table.shardOf(slot).holders.at(holder).holding;
+        const holding = &table.shardOf(slot).holders.at(holder).holding;
         return switch (kind) {
-            .local => &h.refs_local,
-            .submitted => &h.refs_submitted,
-            .lent => &h.refs_lent,
-            .lineage => &h.refs_lineage,
+            .local => &holding.refs_local,
+            .submitted => &holding.refs_submitted,
+            .lent => &holding.refs_lent,
+            .lineage => &holding.refs_lineage,
         };
     }
 
     /// The per-object sum that a holder count of `kind` feeds, for a holder of `sink`.
     fn totalOf(table: *Table, slot: u32, sink: Sink, kind: Count) *u32 {
-        const x = table.ext(slot);
+        const extension = table.ext(slot);
         return switch (kind) {
             .local, .submitted => blk: {
                 assert(sink != table.entryAt(slot).ownerSink());
-                break :blk &x.refs_borrowed;
+                break :blk &extension.refs_borrowed;
             },
-            .lent => &x.refs_lent,
-            .lineage => &x.refs_lineage,
+            .lent => &extension.refs_lent,
+            .lineage => &extension.refs_lineage,
         };
     }
 
@@ -1007,12 +1013,12 @@ pub const Table = struct {
         }
         const sink = if (owner) entry.ownerSink() else caller;
         const holder = try table.holderFor(slot, sink);
-        const h = &table.shardOf(slot).holders.at(holder).holding;
+        const holding = &table.shardOf(slot).holders.at(holder).holding;
         const count = switch (kind) {
-            .local => &h.refs_local,
-            .submitted => &h.refs_submitted,
-            .lent => &h.refs_lent,
-            .lineage => &h.refs_lineage,
+            .local => &holding.refs_local,
+            .submitted => &holding.refs_submitted,
+            .lent => &holding.refs_lent,
+            .lineage => &holding.refs_lineage,
         };
         const total = table.totalOf(slot, sink, kind);
         if (count.* == std.math.maxInt(u32) or total.* == std.math.maxInt(u32)) {
@@ -1108,9 +1114,9 @@ pub const Table = struct {
     fn holderFor(table: *Table, slot: u32, sink: Sink) error{OutOfMemory}!Index {
         if (table.findHolder(slot, sink)) |index| return index;
         try table.shardOf(slot).holders.reserve(table.allocator, 1);
-        const x = try table.ensureExt(slot);
+        const extension = try table.ensureExt(slot);
         const index = table.shardOf(slot).holders.create(table.allocator, .{ .holding = .{ .sink = sink } }) catch unreachable;
-        x.holders.push(&table.shardOf(slot).holders, index);
+        extension.holders.push(&table.shardOf(slot).holders, index);
         return index;
     }
 
@@ -1122,13 +1128,13 @@ pub const Table = struct {
 
     /// Removes `sink`'s holder record and everything it counted.
     fn dropHolder(table: *Table, slot: u32, sink: Sink) void {
-        const x = table.ext(slot);
-        const index = x.holders.removeFirst(&table.shardOf(slot).holders, sink, holderOf);
+        const extension = table.ext(slot);
+        const index = extension.holders.removeFirst(&table.shardOf(slot).holders, sink, holderOf);
         if (index == nil) return;
-        const h = table.shardOf(slot).holders.at(index).holding;
-        if (sink != table.entryAt(slot).ownerSink()) x.refs_borrowed -= h.refs_local + h.refs_submitted;
-        x.refs_lent -= h.refs_lent;
-        x.refs_lineage -= h.refs_lineage;
+        const holding = table.shardOf(slot).holders.at(index).holding;
+        if (sink != table.entryAt(slot).ownerSink()) extension.refs_borrowed -= holding.refs_local + holding.refs_submitted;
+        extension.refs_lent -= holding.refs_lent;
+        extension.refs_lineage -= holding.refs_lineage;
         table.shardOf(slot).holders.destroy(index);
     }
 
@@ -1136,8 +1142,8 @@ pub const Table = struct {
         return node.holding.sink == sink;
     }
 
-    fn matchesCallback(cb: callback.Callback, node: *const callback.Node) bool {
-        return cb.eql(node.callback);
+    fn matchesCallback(callback: callback_module.Callback, node: *const callback_module.Node) bool {
+        return callback.eql(node.callback);
     }
 
     const Plan = struct {
@@ -1165,13 +1171,13 @@ pub const Table = struct {
                 plan.exts[shardIndexOf(slot)] += 1;
                 continue;
             }
-            const x = table.shardOf(slot).exts.at(entry.ext);
+            const extension = table.shardOf(slot).exts.at(entry.ext);
             const count = switch (relation) {
-                .contains => x.contained_in_owned,
-                .lineage => x.refs_lineage,
+                .contains => extension.contained_in_owned,
+                .lineage => extension.refs_lineage,
             };
             if (count == std.math.maxInt(u32)) return error.Limit;
-            plan.depth = @max(plan.depth, x.depth);
+            plan.depth = @max(plan.depth, extension.depth);
         }
         for (ids) |id| table.entryAt(table.lookupInScope(id) catch unreachable).flags.marked = false;
         if (plan.links > 0 and plan.depth + 1 > depth_max) return error.Limit;
@@ -1196,10 +1202,10 @@ pub const Table = struct {
             const entry = table.entryAt(target);
             if (entry.flags.marked) continue;
             entry.flags.marked = true;
-            const x = table.ensureExt(target) catch unreachable;
+            const extension = table.ensureExt(target) catch unreachable;
             switch (relation) {
-                .contains => x.contained_in_owned += 1,
-                .lineage => x.refs_lineage += 1,
+                .contains => extension.contained_in_owned += 1,
+                .lineage => extension.refs_lineage += 1,
             }
             // What `settleLinked` relies on to keep its stack within `depth_max + 1` frames.
             assert(table.depthOf(target) < table.depthOf(slot));
