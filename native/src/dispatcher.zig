@@ -79,6 +79,8 @@ pub fn main(counter: *Counter) void {
 pub fn waker(counter: *Counter, record: *queue_module.Waker) void {
     counter_module.on_library_thread = true;
     counter.lock();
+    // The waker's event loop, so it has no fixed bound: it ends when its slot lets it go.
+    // Each pass makes at most one wake.
     while (!record.let_go) {
         // A wake is taken only right before it is made: until then, a drain or the sink's
         // close can still cancel it.

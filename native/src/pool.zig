@@ -125,6 +125,31 @@ pub const List = struct {
     pub fn clear(list: *List, pool: anytype) void {
         pool.free_list.concat(pool, list);
     }
+
+    /// Walks the nodes in order, without changing the list (which must not change during
+    /// the walk): `while (nodes.next(pool)) |index|`.
+    pub fn iterate(list: *const List) Iterator {
+        return .{ .index = list.head, .remaining = list.len };
+    }
+
+    pub const Iterator = struct {
+        index: Index,
+        /// Nodes still to come, by `len`: the walk's bound.
+        remaining: u32,
+
+        pub fn next(iterator: *Iterator, pool: anytype) ?Index {
+            const index = iterator.index;
+            if (index == nil) {
+                // The chain ended where `len` said it would.
+                assert(iterator.remaining == 0);
+                return null;
+            }
+            assert(iterator.remaining > 0);
+            iterator.remaining -= 1;
+            iterator.index = pool.at(index).next;
+            return index;
+        }
+    };
 };
 
 /// Storage for nodes of type `T`: a growable array plus a free list.

@@ -604,8 +604,8 @@ pub const Table = struct {
         };
         const list = table.callbackList(slot, kind) orelse return 0;
         var count: usize = 0;
-        var index = list.head;
-        while (index != nil) : (index = table.callbacks.at(index).next) {
+        var nodes = list.iterate();
+        while (nodes.next(&table.callbacks)) |index| {
             switch (table.callbacks.at(index).callback) {
                 .sink => |target| if (target.sink == sink) {
                     if (count < tokens.len) tokens[count] = target.token;
@@ -649,8 +649,8 @@ pub const Table = struct {
             result.refs_lineage = extension.refs_lineage;
             result.contained_in_owned = extension.contained_in_owned;
             result.deleted_callbacks_pending = extension.deleted_callbacks.len;
-            var index = extension.holders.head;
-            while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
+            var nodes = extension.holders.iterate();
+            while (nodes.next(&table.shardOf(slot).holders)) |index| {
                 const holding = table.shardOf(slot).holders.at(index).holding;
                 const borrows = holding.refs_local != 0 or holding.refs_submitted != 0;
                 if (holding.sink != entry.ownerSink() and borrows) result.borrowers += 1;
@@ -666,8 +666,8 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         if (entry.ext == nil) return 0;
         var count: usize = 0;
-        var index = table.shardOf(slot).exts.at(entry.ext).holders.head;
-        while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
+        var nodes = table.shardOf(slot).exts.at(entry.ext).holders.iterate();
+        while (nodes.next(&table.shardOf(slot).holders)) |index| {
             if (count < out.len) out[count] = table.shardOf(slot).holders.at(index).holding;
             count += 1;
         }
@@ -1104,8 +1104,8 @@ pub const Table = struct {
     fn findHolder(table: *Table, slot: u32, sink: Sink) ?Index {
         const entry = table.entryAt(slot);
         if (entry.ext == nil) return null;
-        var index = table.shardOf(slot).exts.at(entry.ext).holders.head;
-        while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
+        var nodes = table.shardOf(slot).exts.at(entry.ext).holders.iterate();
+        while (nodes.next(&table.shardOf(slot).holders)) |index| {
             if (table.shardOf(slot).holders.at(index).holding.sink == sink) return index;
         }
         return null;
