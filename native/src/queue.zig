@@ -110,7 +110,11 @@ pub const Queue = struct {
     pub fn sinkOpen(queue: *Queue, wake: ?WakeFunction, wake_context: ?*anyopaque, relays: bool) error{ParticipantLimit}!u32 {
         for (&queue.sinks, 0..) |*sink, index| {
             if (sink.state != .free) continue;
-            assert(sink.outbox.len == 0 and !sink.armed and !sink.wake_requested and sink.waker == null);
+            // What `sinkStop` and `sinkFree` left.
+            assert(sink.outbox.len == 0);
+            assert(!sink.armed);
+            assert(!sink.wake_requested);
+            assert(sink.waker == null);
             assert(queue.relay_owed & bit(@intCast(index)) == 0);
             lifecycle.transition(SinkState, &sink.state, .open);
             sink.generation +%= 1;
@@ -300,7 +304,11 @@ pub const Queue = struct {
     /// Frees the slot for a later `sinkOpen`. Its waker, if any, must have been let go.
     pub fn sinkFree(queue: *Queue, sink_index: u32) void {
         const sink = &queue.sinks[sink_index];
-        assert(sink.waker == null and sink.outbox.len == 0 and !sink.armed);
+        assert(sink.waker == null);
+        assert(sink.outbox.len == 0);
+        assert(!sink.armed);
+        assert(!sink.wake_requested);
+        assert(queue.relay_owed & bit(sink_index) == 0);
         lifecycle.transition(SinkState, &sink.state, .free);
         sink.wake = null;
         sink.wake_context = null;

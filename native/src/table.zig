@@ -87,7 +87,8 @@ pub const IdParts = struct {
 
     pub fn encode(parts: IdParts) Id {
         assert(parts.slot < slot_count_max);
-        assert(parts.generation >= 1 and parts.generation <= generation_max);
+        assert(parts.generation >= 1);
+        assert(parts.generation <= generation_max);
         const value = (@as(u64, parts.generation) << slot_bits) | parts.slot;
         return @floatFromInt(value);
     }
@@ -709,7 +710,8 @@ pub const Table = struct {
     /// scope or is deleted. Objects others still reference stay live. The caller holds
     /// every shard.
     pub fn sinkRelease(table: *Table, sink: Sink, released: *List) void {
-        assert(sink != sink_none and sink != sink_gone);
+        assert(sink != sink_none);
+        assert(sink != sink_gone);
         const slots = table.slotCount();
         for (0..slots) |slot_usize| {
             const slot: u32 = @intCast(slot_usize);
@@ -910,7 +912,8 @@ pub const Table = struct {
 
     fn erase(table: *Table, slot: u32, released: *List) void {
         const entry = table.entryAt(slot);
-        assert(entry.flags.state == .live and entry.flags.out_of_scope);
+        assert(entry.flags.state == .live);
+        assert(entry.flags.out_of_scope);
         assert(entry.callbacks.len == 0);
         if (entry.ext != nil) {
             const extension = table.shardOf(slot).exts.at(entry.ext);
