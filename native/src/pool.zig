@@ -6,7 +6,7 @@
 //! run without allocation and so never fail half way. Indexes stay valid when a pool grows;
 //! pointers into it do not, so nobody keeps a `*T` across an allocation.
 //!
-//! Nothing here is thread-safe; the counter's mutex guards every pool.
+//! Nothing here is thread-safe; the counter's locks guard every pool (see `table.zig`).
 
 const std = @import("std");
 const assert = std.debug.assert;
@@ -19,9 +19,10 @@ pub const nil: Index = std.math.maxInt(Index);
 ///
 /// A node is in at most one list (the pool's free list included). Its `next` is `nil`
 /// whenever it is in none: `pop` and `removeFirst` unlink it before handing it on, and
-/// `push` asserts that it receives it so, which catches a node pushed twice (a cycle that
-/// would make every later walk of either list wrong) at the push, not at some later pop.
-/// `len` counts the nodes exactly: it is the bound of every loop that walks a list.
+/// `push` asserts that it receives it so. That catches a node pushed while still in a list
+/// (unless it is another list's tail), which would corrupt both lists, at the push rather
+/// than at some later walk. `len` counts the nodes exactly: every loop that walks a list
+/// is bounded by it.
 pub const List = struct {
     head: Index = nil,
     tail: Index = nil,
