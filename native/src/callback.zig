@@ -18,10 +18,12 @@ pub const Callback = union(enum) {
     /// Hand `token` to a sink's outbox; the sink's owner (a JS thread) drains it.
     sink: struct { sink: u32, token: u32 },
 
-    pub fn eql(a: Callback, b: Callback) bool {
-        return switch (a) {
-            .native => |x| b == .native and x.function == b.native.function and x.context == b.native.context,
-            .sink => |x| b == .sink and x.sink == b.sink.sink and x.token == b.sink.token,
+    pub fn eql(callback: Callback, other: Callback) bool {
+        return switch (callback) {
+            .native => |native| other == .native and
+                native.function == other.native.function and native.context == other.native.context,
+            .sink => |target| other == .sink and
+                target.sink == other.sink.sink and target.token == other.sink.token,
         };
     }
 };

@@ -14,13 +14,14 @@
 //! shutdown included), refuses all later mutations, and lets the dispatcher finish the
 //! queue and exit, which moves the state to `closed`. `destroy` joins the dispatcher and
 //! drops the opener's hold; each sink holds the counter too, until `sinkClose` (or its
-//! thread's exit, see `thread_exit.zig`). The last hold to go frees the memory.
+//! thread's exit, see `thread_exit.zig`), and so does each waker thread until it exits.
+//! The last hold to go frees the memory (see `lifecycle.zig` for when it may go).
 
 const std = @import("std");
 const builtin = @import("builtin");
 const assert = std.debug.assert;
 const pool_module = @import("pool.zig");
-const callback = @import("callback.zig");
+const callback_module = @import("callback.zig");
 const table_module = @import("table.zig");
 const queue_module = @import("queue.zig");
 const dispatcher = @import("dispatcher.zig");
@@ -151,8 +152,10 @@ pub const Counter = struct {
     wakers_live: u64 = 0,
     /// The registry key other threads attach with.
     key: f64 = 0,
-    /// Holds on the counter's memory: the opener's (until `destroy`), one per open sink, and
-    /// one per running waker thread.
+    /// Holds on the counter's memory: the opener's (until `destroy`), one per sink slot in
+    /// use (open, or closing while its waker is in a wake), and one per waker thread that
+    /// has not exited. `holdsAccounted` counts what should be there; `takeHold` and
+    /// `dropHold` check each other against it.
     holds: u32 = 1,
     /// `destroy` has begun (called, or claimed by the opening thread's exit hook).
     destroy_claimed: bool = false,
@@ -166,6 +169,9 @@ pub const Counter = struct {
         const counter = try allocator.create(Counter);
         errdefer allocator.destroy(counter);
         counter.* = .{ .allocator = allocator, .table = Table.init(allocator) };
+        // The opener's hold, which `destroyClaimed` drops.
+        assert(counter.holds == 1);
+        assert(counter.holds == counter.holdsAccounted());
         counter.key = registry.add(counter) orelse return error.CounterLimit;
         errdefer registry.remove(counter.key);
         counter.thread = std.Thread.spawn(.{}, dispatcher.main, .{counter}) catch
@@ -234,7 +240,8 @@ pub const Counter = struct {
 
     fn destroyClaimed(counter: *Counter) void {
         counter.lockAll();
-        assert(counter.destroy_claimed and !counter.destroyed);
+        assert(counter.destroy_claimed);
+        assert(!counter.destroyed);
         if (counter.state == .open) _ = counter.closeLocked(sink_none);
         counter.unlockAll();
 
@@ -244,7 +251,9 @@ pub const Counter = struct {
         // Every lock, as for every hold dropped: a thread that dropped another hold may still
         // be inside its own every-lock section, and the memory must outlive that.
         counter.lockAll();
-        assert(counter.state == .closed and counter.queue.native.len == 0);
+        assert(counter.state == .closed);
+        assert(counter.queue.native.len == 0);
+        // The opener's hold stops being accounted for, then goes.
         counter.destroyed = true;
         const last = counter.dropHold();
         counter.unlockAll();
@@ -303,20 +312,55 @@ pub const Counter = struct {
         return thread_shard;
     }
 
+    /// The holds the counter's state accounts for, which `holds` must equal whenever no
+    /// hold is changing hands: the opener's until `destroy` sets `destroyed`, one per sink
+    /// slot not free, one per waker thread not yet exited. Every lock held.
+    fn holdsAccounted(counter: *const Counter) u32 {
+        var sinks_in_use: u32 = 0;
+        for (&counter.queue.sinks) |*sink| sinks_in_use += @intFromBool(sink.state != .free);
+        const wakers_live: u32 = @intCast(counter.wakers_live);
+        return @intFromBool(!counter.destroyed) + sinks_in_use + wakers_live;
+    }
+
+    /// Takes a hold for a holder the state has just begun to account for (a sink just
+    /// opened, a waker just started). Called with every lock held, like `dropHold`.
+    fn takeHold(counter: *Counter) void {
+        // Holds are taken only while open, and the opener's hold outlives `open`: so a hold
+        // is never taken on a counter whose holds have reached zero, which `dropHold`
+        // relies on to free the memory exactly once.
+        assert(counter.state == .open);
+        assert(!counter.destroyed);
+        assert(counter.holds > 0);
+        assert(counter.holds + 1 == counter.holdsAccounted());
+        counter.holds += 1;
+    }
+
     /// Drops one hold; true if it was the last, when the caller must `deallocate` once it
-    /// has let go of every lock. Called with every lock held (`lockAll`): the memory must
-    /// outlive any other thread's every-lock section, which may have just dropped a hold.
+    /// has let go of every lock. The caller has just stopped the state accounting for it
+    /// (freed the sink's slot, counted its waker out, or set `destroyed`). Called with
+    /// every lock held (`lockAll`): the memory must outlive any other thread's every-lock
+    /// section, which may have just dropped a hold.
     pub fn dropHold(counter: *Counter) bool {
+        assert(counter.holds > 0);
+        assert(counter.holds == counter.holdsAccounted() + 1);
         counter.holds -= 1;
-        return counter.holds == 0;
+        if (counter.holds > 0) return false;
+        // The last hold goes once the lifecycle has ended, and only once: the opener's is
+        // dropped only when `closed`, and no hold is taken after `open` (`takeHold`).
+        assert(counter.state == .closed);
+        assert(counter.destroyed);
+        return true;
     }
 
     /// Frees everything. Only once no hold remains: nobody can reach the counter but
     /// through the registry, which `remove` serialises against.
     pub fn deallocate(counter: *Counter) void {
         registry.remove(counter.key);
-        assert(counter.holds == 0 and counter.destroyed);
-        counter.queue.discardAll(&counter.table.callbacks);
+        assert(counter.holds == 0);
+        assert(counter.destroyed);
+        assert(counter.holdsAccounted() == 0);
+        assert(counter.wakers_blocked == 0);
+        counter.queue.assertDrained();
         counter.table.deinit();
         const allocator = counter.allocator;
         allocator.destroy(counter);
@@ -345,14 +389,18 @@ pub const Counter = struct {
         defer counter.unlockAll();
         try counter.checkOpen(sink_none);
         const sink = try counter.queue.sinkOpen(wake, wake_context, relays);
+        // The sink's hold, which `freeSink` drops.
+        counter.takeHold();
         if (wake != null) {
             counter.startWaker(sink) catch |err| {
                 _ = counter.queue.sinkStop(&counter.table.callbacks, sink);
                 counter.queue.sinkFree(sink);
+                // Never the last: the counter is open, so the opener's hold remains.
+                const last = counter.dropHold();
+                assert(!last);
                 return err;
             };
         }
-        counter.holds += 1; // The sink's.
         if (relays and wake != null and counter.queue.relay_owed != 0) {
             // Wakes owed to wake-less sinks found no relay until now.
             var routed: queue_module.Routed = .{};
@@ -373,9 +421,11 @@ pub const Counter = struct {
         // Still alive: it waits for the lock this thread holds.
         nameThread(thread, "refscope-wake");
         thread.detach();
+        assert(counter.queue.sinks[sink].waker == null);
         counter.queue.sinks[sink].waker = waker;
+        // The waker's hold, which the waker drops as it exits (`dispatcher.waker`).
         counter.wakers_live += 1;
-        counter.holds += 1; // The waker's.
+        counter.takeHold();
     }
 
     /// Lets a sink's waker go: it exits at its next look, touching no slot, and frees its
@@ -383,8 +433,13 @@ pub const Counter = struct {
     fn letWakerGo(counter: *Counter, sink: u32) void {
         const waker = counter.queue.sinks[sink].waker orelse return;
         counter.queue.sinks[sink].waker = null;
+        // Let go once: the slot forgets it here, and only the slot could let it go.
+        assert(!waker.let_go);
+        assert(waker.sink == sink);
         waker.let_go = true;
+        // Counted blocked until the call returns; the waker uncounts it then.
         if (waker.calling) counter.wakers_blocked += 1;
+        assert(counter.wakers_blocked <= counter.wakers_live);
         waker.condition.signal();
     }
 
@@ -471,7 +526,8 @@ pub const Counter = struct {
         _ = counter.route(&released, table_module.sink_none);
     }
 
-    /// Lets the waker go, frees the slot and drops its hold; true if that was the last.
+    /// Lets the waker go, frees the slot and drops its hold (the one `openSink` took);
+    /// true if that was the last.
     fn freeSink(counter: *Counter, sink: u32) bool {
         counter.letWakerGo(sink);
         counter.queue.sinkFree(sink);
@@ -729,20 +785,20 @@ pub const Counter = struct {
 
     /// Registers a callback; false when it could never run (see `Table.register`). A sink
     /// callback must be registered by its own sink.
-    pub fn register(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
-        try checkCallbackCaller(cb, caller);
-        return counter.inShardWithQueue(id, caller, Table.register, .{ id, caller, kind, cb });
+    pub fn register(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, callback: callback_module.Callback) Error!bool {
+        try checkCallbackCaller(callback, caller);
+        return counter.inShardWithQueue(id, caller, Table.register, .{ id, caller, kind, callback });
     }
 
-    pub fn unregister(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
-        try checkCallbackCaller(cb, caller);
-        return counter.inShardWithQueue(id, caller, Table.unregister, .{ id, caller, kind, cb });
+    pub fn unregister(counter: *Counter, id: Id, caller: Sink, kind: CallbackKind, callback: callback_module.Callback) Error!bool {
+        try checkCallbackCaller(callback, caller);
+        return counter.inShardWithQueue(id, caller, Table.unregister, .{ id, caller, kind, callback });
     }
 
     /// A sink callback is registered (or removed) by its own sink; `sink_none` is no sink,
     /// and a token addressed to it could never be delivered.
-    fn checkCallbackCaller(cb: callback.Callback, caller: Sink) Error!void {
-        switch (cb) {
+    fn checkCallbackCaller(callback: callback_module.Callback, caller: Sink) Error!void {
+        switch (callback) {
             .native => {},
             .sink => |target| if (target.sink != caller or caller == sink_none) return error.InvalidArgument,
         }
@@ -811,6 +867,9 @@ pub const Counter = struct {
     }
 
     fn route(counter: *Counter, released: *List, caller: Sink) Outcome {
+        // Once `closed` the dispatcher has exited, and the table is empty (`dispatcher.main`
+        // asserts it): nothing may leave it for the queue.
+        if (counter.state == .closed) assert(released.len == 0);
         const routed = counter.queue.route(&counter.table.callbacks, released, caller);
         counter.tokens_discarded += routed.discarded;
         if (routed.signal_dispatcher) counter.condition.signal();

@@ -38,6 +38,9 @@ pub fn main(counter: *Counter) void {
 
     var jobs: [batch_max]queue_module.Job = undefined;
     counter.lock();
+    // The counter's event loop, so it has no fixed bound: it ends once the counter is
+    // closing and the queue is empty, which the break below asserts. Each pass is bounded
+    // (`batch_max` callbacks).
     while (true) {
         while (counter.queue.isIdle() and counter.state == .open) {
             counter.condition.wait(&counter.mutex);
@@ -58,6 +61,10 @@ pub fn main(counter: *Counter) void {
     // written with every lock held, taken in the usual order.
     counter.mutex.unlock();
     counter.lockAll();
+    // `close` deleted every object and nothing creates one after it, so no callback can
+    // leave the table for the queue from now on (`Counter.route` asserts the other side).
+    assert(counter.queue.isIdle());
+    assert(counter.table.objectsLive() == 0);
     lifecycle.transition(lifecycle.CounterState, &counter.state, .closed);
     // A thread created after this one exits may reuse its id; it must not be mistaken
     // for the dispatcher by `Counter.destroy`.
@@ -72,6 +79,8 @@ pub fn main(counter: *Counter) void {
 pub fn waker(counter: *Counter, record: *queue_module.Waker) void {
     counter_module.on_library_thread = true;
     counter.lock();
+    // The waker's event loop, so it has no fixed bound: it ends when its slot lets it go.
+    // Each pass makes at most one wake.
     while (!record.let_go) {
         // A wake is taken only right before it is made: until then, a drain or the sink's
         // close can still cancel it.
@@ -87,18 +96,26 @@ pub fn waker(counter: *Counter, record: *queue_module.Waker) void {
         wake.function(wake.context);
         counter.lock();
         record.calling = false;
-        // Let go during the call: it was counted as blocked until now.
-        if (record.let_go) counter.wakers_blocked -= 1;
+        // Let go during the call: it was counted as blocked until now (`letWakerGo`).
+        if (record.let_go) {
+            assert(counter.wakers_blocked > 0);
+            counter.wakers_blocked -= 1;
+        }
     }
     // Every lock, as for every hold dropped: a thread that has just let this waker go may
     // still be inside its own every-lock section (unlocking the shards), and the memory
     // must outlive that.
     counter.mutex.unlock();
     counter.lockAll();
-    // Nothing else refers to the record once the waker is let go. Freed before the hold is
-    // dropped: once it is, another thread may free the counter, allocator field included,
-    // and a test's leak check may run.
+    // Let go by its slot (`Counter.letWakerGo`), which no longer names it, and out of any
+    // wake call: nothing else refers to the record. Freed before the hold is dropped: once
+    // it is, another thread may free the counter, allocator field included, and a test's
+    // leak check may run.
+    assert(record.let_go);
+    assert(!record.calling);
     counter.allocator.destroy(record);
+    // The hold `Counter.startWaker` took for this thread stops being accounted for, then goes.
+    assert(counter.wakers_live > 0);
     counter.wakers_live -= 1;
     const last = counter.dropHold();
     counter.unlockAll();

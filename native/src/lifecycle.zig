@@ -13,7 +13,8 @@
 //!   dispatcher runs what is queued. Sinks still drain.
 //! - `closed`: the dispatcher has exited; `destroy` joins it (never from the dispatcher
 //!   itself, never by the thread being joined) and drops the opener's hold. The memory goes
-//!   with the last hold: the opener's, one per open sink, one per live waker thread.
+//!   with the last hold: the opener's, one per sink slot in use (open or closing), one per
+//!   waker thread that has not exited.
 //!
 //! Participant (one slot of the queue's sink table; `generation` tells a slot's successive
 //! participants apart):
@@ -44,6 +45,11 @@
 //! The counter's memory is freed by whoever drops its last hold (`Counter.dropHold`, with
 //! every lock held, then `Counter.deallocate` with none): the opener's `destroy`, a sink's
 //! close or its thread's exit (`Counter.closeAbandoned`), or a waker that was let go.
+//! Holds are taken only while the counter is `open` (`Counter.takeHold`: a sink's as its
+//! slot opens, its waker's as the thread starts), so never on a counter whose holds have
+//! reached zero; the opener's is dropped only once it is `closed`, so the last hold goes
+//! only then, and once. Each take and drop checks `holds` against what the state accounts
+//! for (`Counter.holdsAccounted`).
 //!
 //! Which participants have a waker at all: only those opened with a wake function, and
 //! refscope's JS side gives one only to a runtime's main thread, whose end is the process's

@@ -6,7 +6,7 @@
 //! run without allocation and so never fail half way. Indexes stay valid when a pool grows;
 //! pointers into it do not, so nobody keeps a `*T` across an allocation.
 //!
-//! Nothing here is thread-safe; the counter's mutex guards every pool.
+//! Nothing here is thread-safe; the counter's locks guard every pool (see `table.zig`).
 
 const std = @import("std");
 const assert = std.debug.assert;
@@ -16,6 +16,13 @@ pub const Index = u32;
 pub const nil: Index = std.math.maxInt(Index);
 
 /// A FIFO of nodes of one pool. `T` must have a `next: Index` field.
+///
+/// A node is in at most one list (the pool's free list included). Its `next` is `nil`
+/// whenever it is in none: `pop` and `removeFirst` unlink it before handing it on, and
+/// `push` asserts that it receives it so. That catches a node pushed while still in a list
+/// (unless it is another list's tail), which would corrupt both lists, at the push rather
+/// than at some later walk. `len` counts the nodes exactly: every loop that walks a list
+/// is bounded by it.
 pub const List = struct {
     head: Index = nil,
     tail: Index = nil,
@@ -23,36 +30,60 @@ pub const List = struct {
 
     pub fn push(list: *List, pool: anytype, index: Index) void {
         assert(index != nil);
-        pool.at(index).next = nil;
+        assert(index != list.tail);
+        assert(pool.at(index).next == nil);
+        assert(list.len < nil);
         if (list.tail == nil) {
-            assert(list.head == nil and list.len == 0);
+            assert(list.head == nil);
+            assert(list.len == 0);
             list.head = index;
         } else {
+            assert(list.len > 0);
+            assert(pool.at(list.tail).next == nil);
             pool.at(list.tail).next = index;
         }
         list.tail = index;
         list.len += 1;
     }
 
-    /// Removes and returns the first node, or `nil` when the list is empty.
+    /// Removes and returns the first node, unlinked, or `nil` when the list is empty.
     pub fn pop(list: *List, pool: anytype) Index {
         const index = list.head;
         if (index == nil) {
-            assert(list.len == 0 and list.tail == nil);
+            assert(list.len == 0);
+            assert(list.tail == nil);
             return nil;
         }
+        assert(list.len > 0);
         list.head = pool.at(index).next;
-        if (list.head == nil) list.tail = nil;
+        pool.at(index).next = nil;
         list.len -= 1;
+        // The chain ends exactly where `push` counted it to.
+        if (list.head == nil) {
+            assert(list.len == 0);
+            assert(list.tail == index);
+            list.tail = nil;
+        } else {
+            assert(list.len > 0);
+        }
         return index;
     }
 
     /// Moves every node of `other` to the end of `list`, leaving `other` empty.
     pub fn concat(list: *List, pool: anytype, other: *List) void {
-        if (other.head == nil) return;
+        assert(list != other);
+        if (other.head == nil) {
+            assert(other.len == 0);
+            return;
+        }
+        assert(other.len > 0);
+        assert(pool.at(other.tail).next == nil);
+        assert(@as(u64, list.len) + other.len < nil);
         if (list.tail == nil) {
+            assert(list.len == 0);
             list.* = other.*;
         } else {
+            assert(pool.at(list.tail).next == nil);
             pool.at(list.tail).next = other.head;
             list.tail = other.tail;
             list.len += other.len;
@@ -64,18 +95,21 @@ pub const List = struct {
     pub fn removeFirst(list: *List, pool: anytype, context: anytype, comptime matches: anytype) Index {
         var previous: Index = nil;
         var index = list.head;
-        while (index != nil) : (index = pool.at(index).next) {
+        // One pass per node, and one more to find the end: a longer chain is corrupt.
+        for (0..@as(usize, list.len) + 1) |_| {
+            if (index == nil) return nil;
+            const next = pool.at(index).next;
             if (!matches(context, pool.at(index))) {
                 previous = index;
+                index = next;
                 continue;
             }
-            const next = pool.at(index).next;
             if (previous == nil) list.head = next else pool.at(previous).next = next;
             if (list.tail == index) list.tail = previous;
+            pool.at(index).next = nil;
             list.len -= 1;
             return index;
-        }
-        return nil;
+        } else unreachable;
     }
 
     /// Unlinks the node `index`, which must be in the list.
@@ -92,6 +126,31 @@ pub const List = struct {
     pub fn clear(list: *List, pool: anytype) void {
         pool.free_list.concat(pool, list);
     }
+
+    /// Walks the nodes in order, without changing the list (which must not change during
+    /// the walk): `while (nodes.next(pool)) |index|`.
+    pub fn iterate(list: *const List) Iterator {
+        return .{ .index = list.head, .remaining = list.len };
+    }
+
+    pub const Iterator = struct {
+        index: Index,
+        /// Nodes still to come, by `len`: the walk's bound.
+        remaining: u32,
+
+        pub fn next(iterator: *Iterator, pool: anytype) ?Index {
+            const index = iterator.index;
+            if (index == nil) {
+                // The chain ended where `len` said it would.
+                assert(iterator.remaining == 0);
+                return null;
+            }
+            assert(iterator.remaining > 0);
+            iterator.remaining -= 1;
+            iterator.index = pool.at(index).next;
+            return index;
+        }
+    };
 };
 
 /// Storage for nodes of type `T`: a growable array plus a free list.

@@ -47,7 +47,9 @@ pub const Sink = struct {
     waker: ?*Waker = null,
     outbox: callback.List = .{},
     /// A drain is due: a wake was requested or the owner was told to drain. Cleared only
-    /// by a drain that finds the outbox empty.
+    /// by a drain that finds the outbox empty. Invariant: `outbox.len > 0 => armed`, so
+    /// that no token waits without a drain due (`route` asserts it as it pushes, `drain`
+    /// as it pops).
     armed: bool = false,
     /// The waker owes this sink a wake call. Invariant: `wake_requested => armed`.
     wake_requested: bool = false,
@@ -109,7 +111,11 @@ pub const Queue = struct {
     pub fn sinkOpen(queue: *Queue, wake: ?WakeFunction, wake_context: ?*anyopaque, relays: bool) error{ParticipantLimit}!u32 {
         for (&queue.sinks, 0..) |*sink, index| {
             if (sink.state != .free) continue;
-            assert(sink.outbox.len == 0 and !sink.armed and !sink.wake_requested and sink.waker == null);
+            // What `sinkStop` and `sinkFree` left.
+            assert(sink.outbox.len == 0);
+            assert(!sink.armed);
+            assert(!sink.wake_requested);
+            assert(sink.waker == null);
             assert(queue.relay_owed & bit(@intCast(index)) == 0);
             lifecycle.transition(SinkState, &sink.state, .open);
             sink.generation +%= 1;
@@ -145,7 +151,8 @@ pub const Queue = struct {
     pub fn route(queue: *Queue, pool: *callback.Pool, released: *callback.List, caller_sink: u32) Routed {
         var routed: Routed = .{};
         var relay_added = false;
-        while (true) {
+        // One pass per callback, and one more to find the list empty.
+        for (0..@as(usize, released.len) + 1) |_| {
             const index = released.pop(pool);
             if (index == callback.nil) break;
             switch (pool.at(index).callback) {
@@ -163,6 +170,8 @@ pub const Queue = struct {
                     const sink = &queue.sinks[target.sink];
                     sink.outbox.push(pool, index);
                     if (sink.armed) continue;
+                    // Not armed, so it had nothing waiting: this token is the first of a batch.
+                    assert(sink.outbox.len == 1);
                     sink.armed = true;
                     if (target.sink == caller_sink) {
                         routed.drain_caller = true;
@@ -176,7 +185,7 @@ pub const Queue = struct {
                     }
                 },
             }
-        }
+        } else unreachable;
         assert(released.len == 0);
         if (relay_added) {
             if (queue.isSink(caller_sink) and queue.sinks[caller_sink].relays) {
@@ -226,6 +235,8 @@ pub const Queue = struct {
             const index = queue.native.pop(pool);
             if (index == callback.nil) break;
             const node = pool.at(index);
+            // `route` pushes only native callbacks here.
+            assert(node.callback == .native);
             jobs[count] = .{
                 .function = node.callback.native.function,
                 .context = node.callback.native.context,
@@ -252,11 +263,17 @@ pub const Queue = struct {
     pub fn drain(queue: *Queue, pool: *callback.Pool, sink_index: u32, tokens: []u32) usize {
         assert(queue.isSink(sink_index));
         const sink = &queue.sinks[sink_index];
+        // What `route` left: every waiting token has a drain due.
+        if (sink.outbox.len > 0) assert(sink.armed);
+        if (sink.wake_requested) assert(sink.armed);
         var count: usize = 0;
         while (count < tokens.len) : (count += 1) {
             const index = sink.outbox.pop(pool);
             if (index == callback.nil) break;
-            tokens[count] = pool.at(index).callback.sink.token;
+            // `route` pushes here only this sink's tokens.
+            const target = pool.at(index).callback.sink;
+            assert(target.sink == sink_index);
+            tokens[count] = target.token;
             pool.destroy(index);
         }
         if (count == 0 and tokens.len > 0) {
@@ -288,26 +305,30 @@ pub const Queue = struct {
     /// Frees the slot for a later `sinkOpen`. Its waker, if any, must have been let go.
     pub fn sinkFree(queue: *Queue, sink_index: u32) void {
         const sink = &queue.sinks[sink_index];
-        assert(sink.waker == null and sink.outbox.len == 0 and !sink.armed);
+        assert(sink.waker == null);
+        assert(sink.outbox.len == 0);
+        assert(!sink.armed);
+        assert(!sink.wake_requested);
+        assert(queue.relay_owed & bit(sink_index) == 0);
         lifecycle.transition(SinkState, &sink.state, .free);
         sink.wake = null;
         sink.wake_context = null;
     }
 
-    /// Returns every queued node to the pool, for teardown after the dispatcher has exited
-    /// and sinks were abandoned with tokens in them.
-    pub fn discardAll(queue: *Queue, pool: *callback.Pool) void {
+    /// Asserts, before the counter's memory goes, that nothing is left to discard: the
+    /// dispatcher ran every native callback before the counter became `closed`, and every
+    /// sink was stopped (its outbox emptied, its owed relay cancelled) and freed before its
+    /// hold on the counter was dropped.
+    pub fn assertDrained(queue: *const Queue) void {
         assert(queue.native.len == 0);
+        assert(queue.relay_owed == 0);
         for (&queue.sinks) |*sink| {
-            while (true) {
-                const index = sink.outbox.pop(pool);
-                if (index == callback.nil) break;
-                pool.destroy(index);
-            }
-            const generation = sink.generation;
-            sink.* = .{ .generation = generation };
+            assert(sink.state == .free);
+            assert(sink.outbox.len == 0);
+            assert(!sink.armed);
+            assert(!sink.wake_requested);
+            assert(sink.waker == null);
         }
-        queue.relay_owed = 0;
     }
 };
 
@@ -322,7 +343,9 @@ fn noopCallback(_: f64, _: ?*anyopaque) callconv(.c) void {}
 
 fn releasedList(pool: *callback.Pool, callbacks: []const callback.Callback) !callback.List {
     var list: callback.List = .{};
-    for (callbacks) |cb| list.push(pool, try pool.create(testing.allocator, .{ .callback = cb, .object_id = 0 }));
+    for (callbacks) |released_callback| {
+        list.push(pool, try pool.create(testing.allocator, .{ .callback = released_callback, .object_id = 0 }));
+    }
     return list;
 }
 

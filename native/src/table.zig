@@ -14,18 +14,20 @@
 //! - When it goes out of scope, the objects it contains are processed first (their
 //!   callbacks leave before its own), then its out-of-scope-or-freed callbacks leave, once.
 //!   It is deleted once its lineage count is also zero (Ray: `ShouldDelete`): the objects
-//!   its lineage pins are released first (recursively), then its reference-deleted
+//!   its lineage pins are released first (and theirs, in turn), then its reference-deleted
 //!   callbacks leave and the entry is erased. Out of scope but lineage-pinned, it refuses
 //!   new out-of-scope registrations and new references.
 //! - An explicit free of an owned object hands its out-of-scope callbacks over at once and
 //!   keeps the entry until its references drop.
 //!
 //! Containment and lineage always point from a newer object to older ones, so they form a
-//! DAG; processing recurses along it, and `depth_max` bounds the recursion.
+//! DAG. Settling walks it depth first, without recursion: on a fixed-size stack of
+//! `depth_max + 1` frames (`SettleStack`), enough because `create` refuses deeper chains.
 //!
 //! Callbacks that leave are appended to a caller-supplied list, which the counter routes to
 //! the queue; the table never runs one, knows nothing of threads, and never allocates on a
-//! path that releases references. The counter's mutex guards it.
+//! path that releases references. The counter's locks guard it: each shard by its own, the
+//! callback pool by the queue's, and a settle that follows links holds every shard's.
 //!
 //! Ids are integer-valued doubles (`Id`), the fast path of both JS runtimes' FFI. An id
 //! packs a slot and the slot's generation, so a stale id (its object deleted, the slot
@@ -35,7 +37,7 @@
 const std = @import("std");
 const assert = std.debug.assert;
 const pool_module = @import("pool.zig");
-const callback = @import("callback.zig");
+const callback_module = @import("callback.zig");
 
 const List = pool_module.List;
 const Index = pool_module.Index;
@@ -50,7 +52,8 @@ pub const Sink = u32;
 pub const sink_none: Sink = std.math.maxInt(u32);
 pub const sink_gone: Sink = std.math.maxInt(u32) - 1;
 
-/// Nesting and lineage chains longer than this are refused: processing recurses along them.
+/// Nesting and lineage chains longer than this are refused: settling keeps one frame per
+/// level of a chain, in a stack of fixed size (`SettleStack`).
 pub const depth_max = 1000;
 
 pub const Error = error{
@@ -84,7 +87,8 @@ pub const IdParts = struct {
 
     pub fn encode(parts: IdParts) Id {
         assert(parts.slot < slot_count_max);
-        assert(parts.generation >= 1 and parts.generation <= generation_max);
+        assert(parts.generation >= 1);
+        assert(parts.generation <= generation_max);
         const value = (@as(u64, parts.generation) << slot_bits) | parts.slot;
         return @floatFromInt(value);
     }
@@ -151,8 +155,9 @@ const Holder = struct {
     next: Index = nil,
 
     fn isEmpty(holder: *const Holder) bool {
-        const h = holder.holding;
-        return h.refs_local == 0 and h.refs_submitted == 0 and h.refs_lent == 0 and h.refs_lineage == 0;
+        const holding = holder.holding;
+        return holding.refs_local == 0 and holding.refs_submitted == 0 and
+            holding.refs_lent == 0 and holding.refs_lineage == 0;
     }
 };
 
@@ -170,6 +175,9 @@ const Ext = struct {
     refs_lent: u32 = 0,
     refs_lineage: u32 = 0,
     contained_in_owned: u32 = 0,
+    /// The longest chain of links out of the object: 0 without links, else one more than
+    /// any linked object's (set by `create`, checked by `linkAll` and `settleLinked`), and
+    /// never more than `depth_max`.
     depth: u32 = 0,
     next: Index = nil,
 };
@@ -224,6 +232,44 @@ const Entry = struct {
 
 const Count = enum { local, submitted, lent, lineage };
 
+/// An object being settled, and how far settling it has got.
+const SettleFrame = struct {
+    slot: u32,
+    step: Step,
+
+    const Step = enum(u8) {
+        /// Out of scope: settling the objects it contains, one link at a time.
+        contained,
+        /// Out of scope and unpinned by lineage: settling its lineage dependencies, one
+        /// link at a time, before erasing it.
+        lineage,
+    };
+};
+
+/// The objects being settled, the one to go on with last: one per level of a nesting or
+/// lineage chain. Fixed-size, because a release must never allocate (it could then fail
+/// half way); `depth_max` bounds the chains, so it never overflows.
+const SettleStack = struct {
+    frames: [depth_max + 1]SettleFrame = undefined,
+    count: u32 = 0,
+
+    fn push(stack: *SettleStack, frame: SettleFrame) void {
+        assert(stack.count < stack.frames.len);
+        stack.frames[stack.count] = frame;
+        stack.count += 1;
+    }
+
+    fn top(stack: *SettleStack) ?*SettleFrame {
+        if (stack.count == 0) return null;
+        return &stack.frames[stack.count - 1];
+    }
+
+    fn pop(stack: *SettleStack) void {
+        assert(stack.count > 0);
+        stack.count -= 1;
+    }
+};
+
 /// A part of the table with its own storage and statistics. Each shard is guarded by its
 /// own mutex (held by the counter), so threads working on objects in different shards run
 /// in parallel; an object lives in the shard of the thread that created it. A slot's low
@@ -268,7 +314,11 @@ pub const Table = struct {
     shards: [shard_count]Shard = @splat(.{}),
     /// Shared by every shard: callbacks move between objects and the queue. Guarded by
     /// the queue's lock, not a shard's.
-    callbacks: callback.Pool = .{},
+    callbacks: callback_module.Pool = .{},
+    /// Scratch for `settleLinked`, kept here rather than on the call stack of each release.
+    /// Shared by every shard, and used only by a settle that follows links, which holds
+    /// every shard (`Follow.global`); empty between calls.
+    settle_stack: SettleStack = .{},
 
     pub fn init(allocator: std.mem.Allocator) Table {
         return .{ .allocator = allocator };
@@ -347,12 +397,12 @@ pub const Table = struct {
         try shard.exts.reserve(table.allocator, plan.exts[options.shard] + @intFromBool(needs_ext));
         try shard.links.reserve(table.allocator, plan.links);
         if (shard.free_head == nil) {
-            const len = shard.entries.items.len;
-            if (len >= shard_slots_max) return error.Limit;
-            if (len == shard.entries.capacity) {
+            const entries_count = shard.entries.items.len;
+            if (entries_count >= shard_slots_max) return error.Limit;
+            if (entries_count == shard.entries.capacity) {
                 // Grow by an eighth, not the usual half: entries are the per-object memory,
                 // and large reallocations are remapped rather than copied.
-                const grown = @min(len + @max(len / 8, 1024), shard_slots_max);
+                const grown = @min(entries_count + @max(entries_count / 8, 1024), shard_slots_max);
                 try shard.entries.ensureTotalCapacityPrecise(table.allocator, grown);
             }
         }
@@ -368,6 +418,7 @@ pub const Table = struct {
         };
         entry.setOwner(options.owner);
         if (needs_ext) {
+            assert(plan.depth + 1 <= depth_max);
             entry.ext = shard.exts.create(table.allocator, .{ .depth = plan.depth + 1 }) catch unreachable;
             table.linkAll(slot, options.contains, .contains);
             table.linkAll(slot, options.lineage, .lineage);
@@ -412,18 +463,20 @@ pub const Table = struct {
 
     fn follow(table: *Table, slot: u32) Follow {
         if (table.inScope(slot)) return .none;
+        if (table.hasLinks(slot)) return .global;
         const entry = table.entryAt(slot);
         var callbacks = entry.callbacks.len;
-        if (entry.ext != nil) {
-            const x = table.shardOf(slot).exts.at(entry.ext);
-            if (x.contains.len > 0 or x.lineage.len > 0) return .global;
-            if (table.lineageCount(slot) == 0) callbacks += x.deleted_callbacks.len;
+        if (entry.ext != nil and table.lineageCount(slot) == 0) {
+            callbacks += table.shardOf(slot).exts.at(entry.ext).deleted_callbacks.len;
         }
         return if (callbacks > 0) .callbacks else .local;
     }
 
-    /// Settles the object in `slot` (see `Follow` for the locks it needs).
+    /// Settles the object in `slot`, which has no links (`Follow.local` or
+    /// `Follow.callbacks`), for a caller that may hold just its shard.
     pub fn settleSlot(table: *Table, slot: u32, released: *List) void {
+        // What `follow` saw: so the settle touches no other shard, nor `settle_stack`.
+        assert(!table.hasLinks(slot));
         table.settle(slot, released);
     }
 
@@ -506,7 +559,7 @@ pub const Table = struct {
     /// Appends a callback. Returns false, registering nothing, when it could never run: the
     /// object is deleted, or (out-of-scope callbacks) freed or already out of scope, as Ray
     /// does. Only the owner may register.
-    pub fn register(table: *Table, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
+    pub fn register(table: *Table, id: Id, caller: Sink, kind: CallbackKind, callback: callback_module.Callback) Error!bool {
         const slot = table.lookupSlot(id) catch |err| switch (err) {
             error.StaleId => return false,
             else => return err,
@@ -514,7 +567,7 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         if (!isOwner(entry, caller)) return error.NotOwned;
         if (kind == .out_of_scope and (entry.flags.freed or entry.flags.out_of_scope)) return false;
-        const index = try table.callbacks.create(table.allocator, .{ .callback = cb, .object_id = id });
+        const index = try table.callbacks.create(table.allocator, .{ .callback = callback, .object_id = id });
         const list = switch (kind) {
             .out_of_scope => &table.entryAt(slot).callbacks,
             .deleted => &(table.ensureExt(slot) catch {
@@ -527,9 +580,9 @@ pub const Table = struct {
         return true;
     }
 
-    /// Removes the first registered callback equal to `cb`. Returns whether one was
+    /// Removes the first registered callback equal to `callback`. Returns whether one was
     /// removed: false when it already left the table (it will run, or ran) or never was.
-    pub fn unregister(table: *Table, id: Id, caller: Sink, kind: CallbackKind, cb: callback.Callback) Error!bool {
+    pub fn unregister(table: *Table, id: Id, caller: Sink, kind: CallbackKind, callback: callback_module.Callback) Error!bool {
         const slot = table.lookupSlot(id) catch |err| switch (err) {
             error.StaleId => return false,
             else => return err,
@@ -537,7 +590,7 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         if (!isOwner(entry, caller)) return error.NotOwned;
         const list = table.callbackList(slot, kind) orelse return false;
-        const index = list.removeFirst(&table.callbacks, cb, matchesCallback);
+        const index = list.removeFirst(&table.callbacks, callback, matchesCallback);
         if (index == nil) return false;
         table.callbacks.destroy(index);
         return true;
@@ -552,8 +605,8 @@ pub const Table = struct {
         };
         const list = table.callbackList(slot, kind) orelse return 0;
         var count: usize = 0;
-        var index = list.head;
-        while (index != nil) : (index = table.callbacks.at(index).next) {
+        var nodes = list.iterate();
+        while (nodes.next(&table.callbacks)) |index| {
             switch (table.callbacks.at(index).callback) {
                 .sink => |target| if (target.sink == sink) {
                     if (count < tokens.len) tokens[count] = target.token;
@@ -591,16 +644,17 @@ pub const Table = struct {
             .size_bytes = entry.size_bytes,
         };
         if (entry.ext != nil) {
-            const x = table.shardOf(slot).exts.at(entry.ext);
-            result.refs_borrowed = x.refs_borrowed;
-            result.refs_lent = x.refs_lent;
-            result.refs_lineage = x.refs_lineage;
-            result.contained_in_owned = x.contained_in_owned;
-            result.deleted_callbacks_pending = x.deleted_callbacks.len;
-            var index = x.holders.head;
-            while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
-                const h = table.shardOf(slot).holders.at(index).holding;
-                if (h.sink != entry.ownerSink() and (h.refs_local != 0 or h.refs_submitted != 0)) result.borrowers += 1;
+            const extension = table.shardOf(slot).exts.at(entry.ext);
+            result.refs_borrowed = extension.refs_borrowed;
+            result.refs_lent = extension.refs_lent;
+            result.refs_lineage = extension.refs_lineage;
+            result.contained_in_owned = extension.contained_in_owned;
+            result.deleted_callbacks_pending = extension.deleted_callbacks.len;
+            var nodes = extension.holders.iterate();
+            while (nodes.next(&table.shardOf(slot).holders)) |index| {
+                const holding = table.shardOf(slot).holders.at(index).holding;
+                const borrows = holding.refs_local != 0 or holding.refs_submitted != 0;
+                if (holding.sink != entry.ownerSink() and borrows) result.borrowers += 1;
             }
         }
         return result;
@@ -613,8 +667,8 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         if (entry.ext == nil) return 0;
         var count: usize = 0;
-        var index = table.shardOf(slot).exts.at(entry.ext).holders.head;
-        while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
+        var nodes = table.shardOf(slot).exts.at(entry.ext).holders.iterate();
+        while (nodes.next(&table.shardOf(slot).holders)) |index| {
             if (count < out.len) out[count] = table.shardOf(slot).holders.at(index).holding;
             count += 1;
         }
@@ -639,7 +693,7 @@ pub const Table = struct {
 
     /// Bytes the table has allocated (capacity, not use): entries and every pool.
     pub fn memoryBytes(table: *const Table) u64 {
-        var sum: u64 = table.callbacks.nodes.capacity * @sizeOf(callback.Node);
+        var sum: u64 = table.callbacks.nodes.capacity * @sizeOf(callback_module.Node);
         for (&table.shards) |*shard| {
             sum += shard.entries.capacity * @sizeOf(Entry) +
                 shard.exts.nodes.capacity * @sizeOf(Ext) +
@@ -656,7 +710,8 @@ pub const Table = struct {
     /// scope or is deleted. Objects others still reference stay live. The caller holds
     /// every shard.
     pub fn sinkRelease(table: *Table, sink: Sink, released: *List) void {
-        assert(sink != sink_none and sink != sink_gone);
+        assert(sink != sink_none);
+        assert(sink != sink_gone);
         const slots = table.slotCount();
         for (0..slots) |slot_usize| {
             const slot: u32 = @intCast(slot_usize);
@@ -689,11 +744,14 @@ pub const Table = struct {
             entry.refs_local = 0;
             entry.refs_submitted = 0;
             if (entry.ext == nil) continue;
-            while (true) {
-                const index = table.shardOf(slot).exts.at(entry.ext).holders.head;
+            const holders = &table.shardOf(slot).exts.at(entry.ext).holders;
+            // Each pass drops the first holder, and one more finds none left.
+            for (0..@as(usize, holders.len) + 1) |_| {
+                const index = holders.head;
                 if (index == nil) break;
                 table.dropHolder(slot, table.shardOf(slot).holders.at(index).holding.sink);
-            }
+            } else unreachable;
+            assert(holders.len == 0);
         }
         for (0..slots) |slot| {
             if (table.idAt(@intCast(slot)) != null) table.settle(@intCast(slot), released);
@@ -708,10 +766,10 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         if (entry.refs_local != 0 or entry.refs_submitted != 0) return true;
         if (entry.ext == nil) return false;
-        const x = table.shardOf(slot).exts.at(entry.ext);
-        if (x.refs_borrowed != 0 or x.refs_lent != 0 or x.contained_in_owned != 0) return true;
+        const extension = table.shardOf(slot).exts.at(entry.ext);
+        if (extension.refs_borrowed != 0 or extension.refs_lent != 0 or extension.contained_in_owned != 0) return true;
         // Lineage keeps in scope only what could not be rebuilt from it (Ray: OutOfScope).
-        return !entry.flags.reconstructable and x.refs_lineage != 0;
+        return !entry.flags.reconstructable and extension.refs_lineage != 0;
     }
 
     fn lineageCount(table: *Table, slot: u32) u32 {
@@ -719,42 +777,135 @@ pub const Table = struct {
         return if (entry.ext == nil) 0 else table.shardOf(slot).exts.at(entry.ext).refs_lineage;
     }
 
-    /// Ray's `DeleteReferenceInternal`: if the object just went out of scope, process what
-    /// it contains (recursively), then hand over its out-of-scope callbacks; if it may now
-    /// be deleted, release its lineage dependencies (recursively), then erase it.
+    /// Ray's `DeleteReferenceInternal`: if the object just went out of scope, settle what
+    /// it contains, then hand over its out-of-scope callbacks; if it may now be deleted,
+    /// settle its lineage dependencies, then erase it. Each linked object is settled in
+    /// full, in link order, before the next link is followed: the order recursion along
+    /// the links gives, kept on `settle_stack` rather than on the call stack.
+    ///
+    /// Its helpers are `inline`: every release that sends an object out of scope runs
+    /// them, and as calls they made such a release about a tenth slower (ReleaseSafe).
     fn settle(table: *Table, slot: u32, released: *List) void {
+        const step = table.settleBegin(slot) orelse return;
+        var frame: SettleFrame = .{ .slot = slot, .step = step };
+        if (table.hasLinks(slot)) return table.settleLinked(frame, released);
+        // Nothing to settle but this object, so no stack: the caller may hold just its
+        // shard (`Follow.local`, `Follow.callbacks`), while the stack is shared by all.
+        const linked = table.settleStep(&frame, released);
+        assert(linked == null);
+    }
+
+    /// Settles an object with links, and every object that settling it reaches, depth
+    /// first on `settle_stack`. The caller holds every shard (`Follow.global`).
+    fn settleLinked(table: *Table, root: SettleFrame, released: *List) void {
+        const stack = &table.settle_stack;
+        // Only one settle runs at a time (every shard is held), and none re-enters another.
+        assert(stack.count == 0);
+        stack.push(root);
+        // A pass either pops a link or finishes an object, and every object but the root
+        // was reached through a popped link; links are only destroyed meanwhile. So two
+        // passes per link, one for the root, and one to find the stack empty.
+        const passes_max = 2 * table.linksInUse() + 2;
+        for (0..passes_max) |_| {
+            const frame = stack.top() orelse break;
+            const linked = table.settleStep(frame, released) orelse {
+                stack.pop();
+                continue;
+            };
+            // Links point from an object to shallower ones (`create` sets the depths), so
+            // the stack holds at most one frame per level: `depth_max + 1` in all.
+            assert(table.depthOf(linked) < table.depthOf(frame.slot));
+            if (table.settleBegin(linked)) |step| stack.push(.{ .slot = linked, .step = step });
+        } else unreachable;
+        assert(stack.count == 0);
+    }
+
+    /// The step settling the object in `slot` starts with, or null when there is nothing
+    /// to do: it is still in scope, or out of scope but still pinned by lineage.
+    inline fn settleBegin(table: *Table, slot: u32) ?SettleFrame.Step {
         const entry = table.entryAt(slot);
         assert(entry.flags.state == .live);
         if (!entry.flags.out_of_scope) {
-            if (table.inScope(slot)) return;
+            if (table.inScope(slot)) return null;
             entry.flags.out_of_scope = true;
+            return .contained;
+        }
+        if (table.lineageCount(slot) != 0) return null;
+        return .lineage;
+    }
+
+    /// Advances `frame` until it pops a link, returning the linked object (to be settled
+    /// before the frame goes on), or until its object is settled, returning null: its
+    /// out-of-scope callbacks handed over, and the object erased unless lineage pins it.
+    inline fn settleStep(table: *Table, frame: *SettleFrame, released: *List) ?u32 {
+        // Most objects have no `Ext`, so no links: they skip the lookups in `popLink`.
+        const entry = table.entryAt(frame.slot);
+        if (frame.step == .contained) {
             if (entry.ext != nil) {
-                while (true) {
-                    const links = &table.shardOf(slot).links;
-                    const link = table.shardOf(slot).exts.at(entry.ext).contains.pop(links);
-                    if (link == nil) break;
-                    const inner = links.at(link).slot;
-                    links.destroy(link);
-                    table.ext(inner).contained_in_owned -= 1;
-                    table.settle(inner, released);
-                }
+                if (table.popLink(frame.slot, .contains)) |inner| return inner;
             }
-            // `settle` never reallocates `entries`, so `entry` is still valid.
-            table.handOver(slot, &entry.callbacks, released);
+            table.handOver(frame.slot, &entry.callbacks, released);
+            if (table.lineageCount(frame.slot) != 0) return null;
+            frame.step = .lineage;
         }
-        if (table.lineageCount(slot) != 0) return;
+        assert(frame.step == .lineage);
         if (entry.ext != nil) {
-            while (true) {
-                const links = &table.shardOf(slot).links;
-                const link = table.shardOf(slot).exts.at(entry.ext).lineage.pop(links);
-                if (link == nil) break;
-                const dependency = links.at(link).slot;
-                links.destroy(link);
-                table.ext(dependency).refs_lineage -= 1;
-                table.settle(dependency, released);
-            }
+            if (table.popLink(frame.slot, .lineage)) |dependency| return dependency;
         }
-        table.erase(slot, released);
+        table.erase(frame.slot, released);
+        return null;
+    }
+
+    /// Unlinks the first object in the `relation` list of the object in `slot`, and drops
+    /// the count that the link gave it (`linkAll`); null when the list is empty.
+    fn popLink(table: *Table, slot: u32, relation: Relation) ?u32 {
+        const entry = table.entryAt(slot);
+        assert(entry.ext != nil);
+        const shard = table.shardOf(slot);
+        const extension = shard.exts.at(entry.ext);
+        const list = switch (relation) {
+            .contains => &extension.contains,
+            .lineage => &extension.lineage,
+        };
+        const link = list.pop(&shard.links);
+        if (link == nil) return null;
+        const target = shard.links.at(link).slot;
+        shard.links.destroy(link);
+        // A link keeps its target live: erasing it waits for the count dropped here.
+        assert(table.entryAt(target).flags.state == .live);
+        const target_extension = table.ext(target);
+        switch (relation) {
+            .contains => {
+                assert(target_extension.contained_in_owned > 0);
+                target_extension.contained_in_owned -= 1;
+            },
+            .lineage => {
+                assert(target_extension.refs_lineage > 0);
+                target_extension.refs_lineage -= 1;
+            },
+        }
+        return target;
+    }
+
+    /// Links to other objects: what makes settling an object reach beyond it.
+    inline fn hasLinks(table: *Table, slot: u32) bool {
+        const entry = table.entryAt(slot);
+        if (entry.ext == nil) return false;
+        const extension = table.shardOf(slot).exts.at(entry.ext);
+        return extension.contains.len > 0 or extension.lineage.len > 0;
+    }
+
+    /// How long the longest chain of links from the object is (0 without links).
+    fn depthOf(table: *Table, slot: u32) u32 {
+        const entry = table.entryAt(slot);
+        return if (entry.ext == nil) 0 else table.shardOf(slot).exts.at(entry.ext).depth;
+    }
+
+    /// Links in every shard: the bound on the passes of one settle.
+    fn linksInUse(table: *Table) usize {
+        var sum: usize = 0;
+        for (&table.shards) |*shard| sum += shard.links.countInUse();
+        return sum;
     }
 
     fn settleAll(table: *Table, ids: []const Id, released: *List) void {
@@ -771,14 +922,19 @@ pub const Table = struct {
 
     fn erase(table: *Table, slot: u32, released: *List) void {
         const entry = table.entryAt(slot);
-        assert(entry.flags.state == .live and entry.flags.out_of_scope);
+        assert(entry.flags.state == .live);
+        assert(entry.flags.out_of_scope);
         assert(entry.callbacks.len == 0);
         if (entry.ext != nil) {
-            const x = table.shardOf(slot).exts.at(entry.ext);
-            assert(x.holders.len == 0 and x.contains.len == 0 and x.lineage.len == 0);
-            assert(x.refs_borrowed == 0 and x.refs_lent == 0 and x.refs_lineage == 0);
-            assert(x.contained_in_owned == 0);
-            table.handOver(slot, &x.deleted_callbacks, released);
+            const extension = table.shardOf(slot).exts.at(entry.ext);
+            assert(extension.holders.len == 0);
+            assert(extension.contains.len == 0);
+            assert(extension.lineage.len == 0);
+            assert(extension.refs_borrowed == 0);
+            assert(extension.refs_lent == 0);
+            assert(extension.refs_lineage == 0);
+            assert(extension.contained_in_owned == 0);
+            table.handOver(slot, &extension.deleted_callbacks, released);
             table.shardOf(slot).exts.destroy(entry.ext);
         }
         const shard = table.shardOf(slot);
@@ -806,7 +962,8 @@ pub const Table = struct {
     /// order.
     fn handOverSink(table: *Table, slot: u32, list: *List, sink: Sink, released: *List) void {
         var kept: List = .{};
-        while (true) {
+        // One pass per callback, and one more to find the list empty.
+        for (0..@as(usize, list.len) + 1) |_| {
             const index = list.pop(&table.callbacks);
             if (index == nil) break;
             const to_sink = switch (table.callbacks.at(index).callback) {
@@ -819,7 +976,8 @@ pub const Table = struct {
             } else {
                 kept.push(&table.callbacks, index);
             }
-        }
+        } else unreachable;
+        assert(list.len == 0);
         list.* = kept;
     }
 
@@ -836,25 +994,25 @@ pub const Table = struct {
         if (owner and kind == .local) return &entry.refs_local;
         if (owner and kind == .submitted) return &entry.refs_submitted;
         const holder = table.findHolder(slot, if (owner) entry.ownerSink() else caller) orelse return null;
-        const h = &table.shardOf(slot).holders.at(holder).holding;
+        const holding = &table.shardOf(slot).holders.at(holder).holding;
         return switch (kind) {
-            .local => &h.refs_local,
-            .submitted => &h.refs_submitted,
-            .lent => &h.refs_lent,
-            .lineage => &h.refs_lineage,
+            .local => &holding.refs_local,
+            .submitted => &holding.refs_submitted,
+            .lent => &holding.refs_lent,
+            .lineage => &holding.refs_lineage,
         };
     }
 
     /// The per-object sum that a holder count of `kind` feeds, for a holder of `sink`.
     fn totalOf(table: *Table, slot: u32, sink: Sink, kind: Count) *u32 {
-        const x = table.ext(slot);
+        const extension = table.ext(slot);
         return switch (kind) {
             .local, .submitted => blk: {
                 assert(sink != table.entryAt(slot).ownerSink());
-                break :blk &x.refs_borrowed;
+                break :blk &extension.refs_borrowed;
             },
-            .lent => &x.refs_lent,
-            .lineage => &x.refs_lineage,
+            .lent => &extension.refs_lent,
+            .lineage => &extension.refs_lineage,
         };
     }
 
@@ -868,12 +1026,12 @@ pub const Table = struct {
         }
         const sink = if (owner) entry.ownerSink() else caller;
         const holder = try table.holderFor(slot, sink);
-        const h = &table.shardOf(slot).holders.at(holder).holding;
+        const holding = &table.shardOf(slot).holders.at(holder).holding;
         const count = switch (kind) {
-            .local => &h.refs_local,
-            .submitted => &h.refs_submitted,
-            .lent => &h.refs_lent,
-            .lineage => &h.refs_lineage,
+            .local => &holding.refs_local,
+            .submitted => &holding.refs_submitted,
+            .lent => &holding.refs_lent,
+            .lineage => &holding.refs_lineage,
         };
         const total = table.totalOf(slot, sink, kind);
         if (count.* == std.math.maxInt(u32) or total.* == std.math.maxInt(u32)) {
@@ -959,8 +1117,8 @@ pub const Table = struct {
     fn findHolder(table: *Table, slot: u32, sink: Sink) ?Index {
         const entry = table.entryAt(slot);
         if (entry.ext == nil) return null;
-        var index = table.shardOf(slot).exts.at(entry.ext).holders.head;
-        while (index != nil) : (index = table.shardOf(slot).holders.at(index).next) {
+        var nodes = table.shardOf(slot).exts.at(entry.ext).holders.iterate();
+        while (nodes.next(&table.shardOf(slot).holders)) |index| {
             if (table.shardOf(slot).holders.at(index).holding.sink == sink) return index;
         }
         return null;
@@ -969,9 +1127,9 @@ pub const Table = struct {
     fn holderFor(table: *Table, slot: u32, sink: Sink) error{OutOfMemory}!Index {
         if (table.findHolder(slot, sink)) |index| return index;
         try table.shardOf(slot).holders.reserve(table.allocator, 1);
-        const x = try table.ensureExt(slot);
+        const extension = try table.ensureExt(slot);
         const index = table.shardOf(slot).holders.create(table.allocator, .{ .holding = .{ .sink = sink } }) catch unreachable;
-        x.holders.push(&table.shardOf(slot).holders, index);
+        extension.holders.push(&table.shardOf(slot).holders, index);
         return index;
     }
 
@@ -983,13 +1141,13 @@ pub const Table = struct {
 
     /// Removes `sink`'s holder record and everything it counted.
     fn dropHolder(table: *Table, slot: u32, sink: Sink) void {
-        const x = table.ext(slot);
-        const index = x.holders.removeFirst(&table.shardOf(slot).holders, sink, holderOf);
+        const extension = table.ext(slot);
+        const index = extension.holders.removeFirst(&table.shardOf(slot).holders, sink, holderOf);
         if (index == nil) return;
-        const h = table.shardOf(slot).holders.at(index).holding;
-        if (sink != table.entryAt(slot).ownerSink()) x.refs_borrowed -= h.refs_local + h.refs_submitted;
-        x.refs_lent -= h.refs_lent;
-        x.refs_lineage -= h.refs_lineage;
+        const holding = table.shardOf(slot).holders.at(index).holding;
+        if (sink != table.entryAt(slot).ownerSink()) extension.refs_borrowed -= holding.refs_local + holding.refs_submitted;
+        extension.refs_lent -= holding.refs_lent;
+        extension.refs_lineage -= holding.refs_lineage;
         table.shardOf(slot).holders.destroy(index);
     }
 
@@ -997,8 +1155,8 @@ pub const Table = struct {
         return node.holding.sink == sink;
     }
 
-    fn matchesCallback(cb: callback.Callback, node: *const callback.Node) bool {
-        return cb.eql(node.callback);
+    fn matchesCallback(callback: callback_module.Callback, node: *const callback_module.Node) bool {
+        return callback.eql(node.callback);
     }
 
     const Plan = struct {
@@ -1026,13 +1184,13 @@ pub const Table = struct {
                 plan.exts[shardIndexOf(slot)] += 1;
                 continue;
             }
-            const x = table.shardOf(slot).exts.at(entry.ext);
+            const extension = table.shardOf(slot).exts.at(entry.ext);
             const count = switch (relation) {
-                .contains => x.contained_in_owned,
-                .lineage => x.refs_lineage,
+                .contains => extension.contained_in_owned,
+                .lineage => extension.refs_lineage,
             };
             if (count == std.math.maxInt(u32)) return error.Limit;
-            plan.depth = @max(plan.depth, x.depth);
+            plan.depth = @max(plan.depth, extension.depth);
         }
         for (ids) |id| table.entryAt(table.lookupInScope(id) catch unreachable).flags.marked = false;
         if (plan.links > 0 and plan.depth + 1 > depth_max) return error.Limit;
@@ -1057,11 +1215,13 @@ pub const Table = struct {
             const entry = table.entryAt(target);
             if (entry.flags.marked) continue;
             entry.flags.marked = true;
-            const x = table.ensureExt(target) catch unreachable;
+            const extension = table.ensureExt(target) catch unreachable;
             switch (relation) {
-                .contains => x.contained_in_owned += 1,
-                .lineage => x.refs_lineage += 1,
+                .contains => extension.contained_in_owned += 1,
+                .lineage => extension.refs_lineage += 1,
             }
+            // What `settleLinked` relies on to keep its stack within `depth_max + 1` frames.
+            assert(table.depthOf(target) < table.depthOf(slot));
             const links = &table.shardOf(slot).links;
             const link = links.create(table.allocator, .{ .slot = target }) catch unreachable;
             const own = table.ext(slot);
