@@ -58,10 +58,11 @@ fn abiFunctions() []const []const u8 {
     }
 }
 
-/// The largest library and the largest JSON file this reads, far above any real one: a
-/// bound, so that a wrong path (a device, say) fails instead of filling memory.
+/// The largest library and the largest text file (JSON, README.md, LICENSE) this reads, far
+/// above any real one: a bound, so that a wrong path (a device, say) fails instead of filling
+/// memory.
 const library_bytes_max = 256 << 20;
-const json_bytes_max = 1 << 20;
+const text_bytes_max = 1 << 20;
 
 pub fn main(init: std.process.Init) !u8 {
     const arena = init.arena.allocator();
@@ -106,7 +107,7 @@ const Context = struct {
     }
 
     fn readJsonObject(context: *const Context, path: []const u8) !std.json.ObjectMap {
-        const bytes = try context.readFile(path, json_bytes_max);
+        const bytes = try context.readFile(path, text_bytes_max);
         const value = try std.json.parseFromSliceLeaky(std.json.Value, context.arena, bytes, .{});
         if (value != .object) return error.NotAJsonObject;
         return value.object;
@@ -177,7 +178,7 @@ fn checkAll(context: *Context, platforms_path: []const u8, package_path: []const
         try problems.add("{s}: {t}", .{ package_path, err });
     }
     const license_path = try std.fs.path.join(context.arena, &.{ std.fs.path.dirname(package_path) orelse ".", "LICENSE" });
-    if (context.readFile(license_path, json_bytes_max)) |license| context.license = license else |err| {
+    if (context.readFile(license_path, text_bytes_max)) |license| context.license = license else |err| {
         try problems.add("{s}: {t}", .{ license_path, err });
     }
     if (problems.list.items.len != 0) {
@@ -194,12 +195,12 @@ fn checkAll(context: *Context, platforms_path: []const u8, package_path: []const
 }
 
 fn loadPlatforms(context: *const Context, path: []const u8) ![]const Platform {
-    const bytes = try context.readFile(path, json_bytes_max);
+    const bytes = try context.readFile(path, text_bytes_max);
     return std.json.parseFromSliceLeaky([]const Platform, context.arena, bytes, .{ .ignore_unknown_fields = true });
 }
 
 fn loadVersion(context: *const Context, path: []const u8) ![]const u8 {
-    const bytes = try context.readFile(path, json_bytes_max);
+    const bytes = try context.readFile(path, text_bytes_max);
     const manifest = try std.json.parseFromSliceLeaky(struct { version: []const u8 }, context.arena, bytes, .{ .ignore_unknown_fields = true });
     return manifest.version;
 }
@@ -230,10 +231,10 @@ fn checkFiles(context: *Context, platform: Platform) !void {
         if (directory.statFile(io, platform.file, .{})) |stat| {
             if (stat.kind == .file and stat.size == 0) try problems.add("{s} is empty", .{platform.file});
         } else |_| {} // Reported as missing above.
-        if (context.readFile(try context.distPath(&.{ platform.name, "LICENSE" }), json_bytes_max)) |license| {
+        if (context.readFile(try context.distPath(&.{ platform.name, "LICENSE" }), text_bytes_max)) |license| {
             if (!std.mem.eql(u8, license, context.license)) try problems.add("LICENSE differs from the repository's", .{});
         } else |_| {}
-        if (context.readFile(try context.distPath(&.{ platform.name, "README.md" }), json_bytes_max)) |readme| {
+        if (context.readFile(try context.distPath(&.{ platform.name, "README.md" }), text_bytes_max)) |readme| {
             const package_name = try std.fmt.allocPrint(context.arena, "@refscope/{s}", .{platform.name});
             if (std.mem.find(u8, readme, package_name) == null) try problems.add("README.md does not name the package", .{});
         } else |_| {}
@@ -976,4 +977,142 @@ fn jsonEqual(a: std.json.Value, b: std.json.Value) bool {
             return true;
         },
     };
+}
+
+// --- Tests ----------------------------------------------------------------------------------
+
+const testing = std.testing;
+
+test "the functions are exactly abi.zig's pub declarations that are refscope_* functions" {
+    inline for (@typeInfo(abi).@"struct".decl_names) |name| {
+        const is_function = @typeInfo(@TypeOf(@field(abi, name))) == .@"fn";
+        try testing.expectEqual(std.mem.startsWith(u8, name, "refscope_") and is_function, contains(functions, name));
+    }
+    try testing.expect(functions.len != 0);
+}
+
+test "glibcVersion reads GLIBC_x.y[.z], orders by version, and skips other names" {
+    const old = glibcVersion("GLIBC_2.2.5").?;
+    const new = glibcVersion("GLIBC_2.17").?;
+    try testing.expectEqualStrings("2.17", new.text);
+    try testing.expectEqual(std.math.Order.lt, old.version.order(new.version));
+    try testing.expectEqual(std.math.Order.gt, glibcVersion("GLIBC_2.18").?.version.order(new.version));
+    try testing.expect(glibcVersion("GLIBC_PRIVATE") == null);
+    try testing.expect(glibcVersion("GCC_3.0") == null);
+    const text = try shortVersion(testing.allocator, new.version);
+    defer testing.allocator.free(text);
+    try testing.expectEqualStrings("2.17", text);
+}
+
+test "Expected.of takes format, machine, C library and version floors from the triple" {
+    const gnu: Expected = .of(&try resolveTarget(testing.io, "x86_64-linux-gnu.2.17"));
+    try testing.expectEqual(std.Target.ObjectFormat.elf, gnu.format);
+    try testing.expectEqual(@as(?u32, 62), gnu.machine); // EM_X86_64
+    try testing.expectEqualStrings("libc.so.6", gnu.libc.?);
+    try testing.expectEqual(std.math.Order.eq, gnu.glibc_max.?.order(.{ .major = 2, .minor = 17, .patch = 0 }));
+    try testing.expect(gnu.macos_min == null);
+
+    const musl: Expected = .of(&try resolveTarget(testing.io, "aarch64-linux-musl"));
+    try testing.expectEqual(@as(?u32, 183), musl.machine); // EM_AARCH64
+    try testing.expectEqualStrings("libc.so", musl.libc.?);
+    try testing.expect(musl.glibc_max == null);
+
+    const macos: Expected = .of(&try resolveTarget(testing.io, "aarch64-macos.11.0"));
+    try testing.expectEqual(std.Target.ObjectFormat.macho, macos.format);
+    try testing.expectEqual(@as(?u32, 0x0100000C), macos.machine); // CPU_TYPE_ARM64
+    try testing.expectEqualStrings("/usr/lib/libSystem.B.dylib", macos.libc.?);
+    try testing.expectEqual(std.math.Order.eq, macos.macos_min.?.order(.{ .major = 11, .minor = 0, .patch = 0 }));
+
+    const windows: Expected = .of(&try resolveTarget(testing.io, "x86_64-windows-gnu"));
+    try testing.expectEqual(std.Target.ObjectFormat.coff, windows.format);
+    try testing.expectEqual(@as(?u32, 0x8664), windows.machine); // IMAGE_FILE_MACHINE_AMD64
+    try testing.expect(windows.libc == null and windows.glibc_max == null);
+
+    try testing.expectError(error.UnknownOperatingSystem, resolveTarget(testing.io, "x86_64-windoze-gnu"));
+    try testing.expectError(error.TargetNotExplicit, resolveTarget(testing.io, "native"));
+}
+
+test "npmNames gives Node's names for each kind of target, and none for an unknown one" {
+    const cases = [_]struct { []const u8, []const u8, []const u8, ?[]const u8 }{
+        .{ "x86_64-linux-gnu.2.17", "linux", "x64", "glibc" },
+        .{ "aarch64-linux-musl", "linux", "arm64", "musl" },
+        .{ "x86_64-macos.11.0", "darwin", "x64", null },
+        .{ "x86_64-windows-gnu", "win32", "x64", null },
+    };
+    for (cases) |case| {
+        const names = npmNames(&try resolveTarget(testing.io, case[0])).?;
+        try testing.expectEqualStrings(case[1], names.os);
+        try testing.expectEqualStrings(case[2], names.cpu);
+        if (case[3]) |libc| try testing.expectEqualStrings(libc, names.libc.?) else try testing.expect(names.libc == null);
+    }
+    try testing.expect(npmNames(&try resolveTarget(testing.io, "riscv64-linux-gnu")) == null);
+}
+
+test "isSystemLibrary allows each platform its own libraries only" {
+    const gnu = try resolveTarget(testing.io, "x86_64-linux-gnu.2.17");
+    try testing.expect(isSystemLibrary(&gnu, "libc.so.6"));
+    try testing.expect(isSystemLibrary(&gnu, "ld-linux-x86-64.so.2"));
+    try testing.expect(!isSystemLibrary(&gnu, "ld-linux-aarch64.so.1"));
+    try testing.expect(!isSystemLibrary(&gnu, "libc.so"));
+    const musl = try resolveTarget(testing.io, "x86_64-linux-musl");
+    try testing.expect(isSystemLibrary(&musl, "libc.so"));
+    try testing.expect(!isSystemLibrary(&musl, "libc.so.6"));
+    const macos = try resolveTarget(testing.io, "x86_64-macos.11.0");
+    try testing.expect(isSystemLibrary(&macos, "/usr/lib/libSystem.B.dylib"));
+    try testing.expect(!isSystemLibrary(&macos, "/usr/local/lib/libz.dylib"));
+    const windows = try resolveTarget(testing.io, "x86_64-windows-gnu");
+    try testing.expect(isSystemLibrary(&windows, "KERNEL32.dll"));
+    try testing.expect(isSystemLibrary(&windows, "api-ms-win-crt-heap-l1-1-0.dll"));
+    try testing.expect(!isSystemLibrary(&windows, "msvcrt.dll"));
+    try testing.expect(!isSystemLibrary(&windows, "api-ms-win-crt-heap-l1-1-0.so"));
+}
+
+test "exportTrieNames reads every terminal of a trie, and refuses one that loops" {
+    var arena_state: std.heap.ArenaAllocator = .init(testing.allocator);
+    defer arena_state.deinit();
+    const arena = arena_state.allocator();
+    // Root (no terminal) -"_a"-> node 6 (terminal) -"b"-> node 15, -"c"-> node 18 (terminals).
+    const trie = "\x00\x01_a\x00\x06" ++ "\x01\x00\x02b\x00\x0fc\x00\x12" ++ "\x01\x00\x00" ++ "\x01\x00\x00";
+    const names = try namesNotIn(arena, try exportTrieNames(arena, trie), &.{});
+    try testing.expectEqual(@as(usize, 3), names.len);
+    for ([_][]const u8{ "_a", "_ab", "_ac" }, names) |expected, name| try testing.expectEqualStrings(expected, name);
+    try testing.expectError(error.ExportTrieLoopsOrOverruns, exportTrieNames(arena, "\x00\x01x\x00\x00"));
+    try testing.expectError(error.ExportTrieLoopsOrOverruns, exportTrieNames(arena, "\x00\x01x\x00\x7f"));
+}
+
+test "machOVersion unpacks LC_BUILD_VERSION's xxxx.yy.zz" {
+    try testing.expectEqual(std.math.Order.eq, machOVersion(0x000B0000).order(.{ .major = 11, .minor = 0, .patch = 0 }));
+    try testing.expectEqual(std.math.Order.eq, machOVersion(0x000A0F02).order(.{ .major = 10, .minor = 15, .patch = 2 }));
+}
+
+test "readBinary refuses short and unknown files with an error, not a panic" {
+    var arena_state: std.heap.ArenaAllocator = .init(testing.allocator);
+    defer arena_state.deinit();
+    const arena = arena_state.allocator();
+    try testing.expectError(error.NotElfMachO64OrPe, readBinary(arena, ""));
+    try testing.expectError(error.NotElfMachO64OrPe, readBinary(arena, "#!/bin/sh\n"));
+    try testing.expectError(error.EndOfStream, readBinary(arena, elf.MAGIC ++ "\x02\x01\x01"));
+    try testing.expectError(error.EndOfStream, readBinary(arena, "\xcf\xfa\xed\xfe"));
+    try testing.expectError(error.PastTheEndOfTheFile, readBinary(arena, "MZ"));
+    var pe: [0x40]u8 = @splat(0);
+    pe[0] = 'M';
+    pe[1] = 'Z';
+    pe[coff.pe_pointer_offset] = 0x40; // The PE signature would be just past the end.
+    try testing.expectError(error.PastTheEndOfTheFile, readBinary(arena, &pe));
+}
+
+test "namesNotIn gives the sorted difference, each name once; jsonEqual ignores key order" {
+    var arena_state: std.heap.ArenaAllocator = .init(testing.allocator);
+    defer arena_state.deinit();
+    const arena = arena_state.allocator();
+    const difference = try namesNotIn(arena, &.{ "c", "a", "b", "c" }, &.{"b"});
+    try testing.expectEqual(@as(usize, 2), difference.len);
+    try testing.expectEqualStrings("a", difference[0]);
+    try testing.expectEqualStrings("c", difference[1]);
+
+    const a = try std.json.parseFromSliceLeaky(std.json.Value, arena, "{\"x\": [1, \"y\"], \"z\": null}", .{});
+    const b = try std.json.parseFromSliceLeaky(std.json.Value, arena, "{\"z\": null, \"x\": [1, \"y\"]}", .{});
+    const c = try std.json.parseFromSliceLeaky(std.json.Value, arena, "{\"z\": null, \"x\": [\"y\", 1]}", .{});
+    try testing.expect(jsonEqual(a, b));
+    try testing.expect(!jsonEqual(a, c));
 }
