@@ -26,10 +26,13 @@
 //! `# ...`; last `# dist: N passed, M failed`. Exits 1 if any check failed, 2 on bad arguments.
 //!
 //! The libraries are read with std.elf, std.macho and std.coff, so the check needs nothing
-//! but Zig on any host (Debian's objdump, say, reads ELF and PE but not Mach-O). Three parts
-//! are hand-written because std has no reader for them: the Mach-O export trie, mapping a PE
-//! address to a file offset, and walking the PE export and import tables (std.coff has their
-//! record types); each says so where it is.
+//! but Zig on any host (Debian's objdump, say, reads ELF and PE but not Mach-O). Where std has
+//! the record types but no reader, this walks them itself, and says so there: the ELF version
+//! needs, the Mach-O export trie, a PE address's file offset, and the PE export and import
+//! tables.
+//!
+//! build.zig builds it for the host with the native core as its "abi" import; `zig test`
+//! with the same import runs the unit tests at the bottom of this file.
 
 const std = @import("std");
 const abi = @import("abi");
@@ -192,6 +195,9 @@ fn checkAll(context: *Context, platforms_path: []const u8, package_path: []const
         try checkLibrary(context, platform, target);
     }
     if (platforms.len != 0) try checkResolver(context, platforms);
+    // Every platform reports its four checks whatever fails, so the plan never varies with
+    // the dist: a package that breaks cannot hide the checks after it.
+    std.debug.assert(tap.passed + tap.failed == 1 + 4 * platforms.len + @intFromBool(platforms.len != 0));
 }
 
 fn loadPlatforms(context: *const Context, path: []const u8) ![]const Platform {
@@ -373,6 +379,7 @@ fn failUnread(context: *Context, platform: Platform, label: []const u8, problem:
 
 const exports_description = "{s}: {s} exports exactly the {d} refscope_* functions of abi.zig";
 
+/// What is wrong with a library that was read, against what its target says it must be.
 fn binaryProblems(problems: *Problems, target: *const std.Target, expected: Expected, binary: Binary) !void {
     const machine = expected.machine orelse {
         return problems.add("check_dist.zig knows no {t} machine for {t}: teach expectedMachine", .{ target.ofmt, target.cpu.arch });
@@ -405,6 +412,8 @@ fn binaryProblems(problems: *Problems, target: *const std.Target, expected: Expe
     }
 }
 
+/// The library exports every one of abi.zig's functions, no other refscope_* function, and
+/// nothing else but what the linker adds to every library of its format.
 fn checkExports(context: *Context, platform: Platform, binary: Binary) !void {
     const arena = context.arena;
     var exported: std.ArrayList([]const u8) = .empty;
@@ -464,7 +473,8 @@ fn checkResolver(context: *Context, platforms: []const Platform) !void {
     try files.append(arena, "package.json");
     for (files.items) |file| {
         const stat = Io.Dir.cwd().statFile(context.io, try context.distPath(&.{ "native", file }), .{});
-        if (if (stat) |found| found.kind != .file else |_| true) try problems.add("{s} is missing", .{file});
+        const is_file = if (stat) |found| found.kind == .file else |_| false;
+        if (!is_file) try problems.add("{s} is missing", .{file});
     }
     try context.tap.check(problems.list.items, description, arguments);
 }
