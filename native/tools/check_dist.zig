@@ -659,23 +659,27 @@ fn readElf(arena: Allocator, data: []const u8) !Binary {
     var exports: std.ArrayList(Symbol) = .empty;
     var needed: std.ArrayList([]const u8) = .empty;
     var glibc_newest: ?GlibcVersion = null;
-    for (sections) |section| {
-        const bytes = if (section.sh_type == @backingInt(elf.SHT.NOBITS)) &.{} else try bytesAt(data, section.sh_offset, section.sh_size);
-        const strings = if (section.sh_link < sections.len) try bytesAt(data, sections[section.sh_link].sh_offset, sections[section.sh_link].sh_size) else &.{};
-        switch (section.sh_type) {
-            @backingInt(elf.SHT.DYNSYM) => try elfExports(arena, header.endian, bytes, strings, &exports),
-            @backingInt(elf.SHT.DYNAMIC) => {
-                var entries = header.iterateDynamicSectionBuffer(data, section.sh_offset, section.sh_size);
-                while (try entries.next()) |entry| switch (entry.d_tag) {
-                    elf.DT_NULL => break,
-                    elf.DT_NEEDED => try needed.append(arena, try stringAt(strings, entry.d_val)),
-                    else => {},
-                };
-            },
-            @backingInt(elf.SHT.GNU_VERNEED) => glibc_newest = try elfGlibcNewest(header.endian, bytes, section.sh_info, strings),
-            else => {},
-        }
-    }
+    for (sections) |section| switch (section.sh_type) {
+        @backingInt(elf.SHT.DYNSYM) => {
+            const strings = try linkedSectionBytes(data, sections, section);
+            try elfExports(arena, header.endian, try sectionBytes(data, section), strings, &exports);
+        },
+        @backingInt(elf.SHT.DYNAMIC) => {
+            const strings = try linkedSectionBytes(data, sections, section);
+            _ = try sectionBytes(data, section); // The iterator slices without checking.
+            var entries = header.iterateDynamicSectionBuffer(data, section.sh_offset, section.sh_size);
+            while (try entries.next()) |entry| switch (entry.d_tag) {
+                elf.DT_NULL => break,
+                elf.DT_NEEDED => try needed.append(arena, try stringAt(strings, entry.d_val)),
+                else => {},
+            };
+        },
+        @backingInt(elf.SHT.GNU_VERNEED) => {
+            const strings = try linkedSectionBytes(data, sections, section);
+            glibc_newest = try elfGlibcNewest(header.endian, try sectionBytes(data, section), section.sh_info, strings);
+        },
+        else => {},
+    };
     return .{
         .format = .elf,
         .description = try std.fmt.allocPrint(arena, "ELF64 e_type {d} e_machine {d}", .{ @backingInt(header.type), @backingInt(header.machine) }),
@@ -685,6 +689,19 @@ fn readElf(arena: Allocator, data: []const u8) !Binary {
         .needed = needed.items,
         .glibc_newest = glibc_newest,
     };
+}
+
+/// A section's bytes in the file (an SHT_NOBITS section has none there).
+fn sectionBytes(data: []const u8, section: elf.Elf64_Shdr) ![]const u8 {
+    if (section.sh_type == @backingInt(elf.SHT.NOBITS)) return &.{};
+    return bytesAt(data, section.sh_offset, section.sh_size);
+}
+
+/// The bytes of the section that `section.sh_link` names: the strings of a symbol table, a
+/// dynamic section or version needs.
+fn linkedSectionBytes(data: []const u8, sections: []const elf.Elf64_Shdr, section: elf.Elf64_Shdr) ![]const u8 {
+    if (section.sh_link >= sections.len) return error.SectionLinkPastTheTable;
+    return sectionBytes(data, sections[section.sh_link]);
 }
 
 /// The dynamic symbols that dlsym finds: defined, global or weak, of default or protected
