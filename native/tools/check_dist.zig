@@ -757,6 +757,7 @@ fn glibcVersion(name: []const u8) ?GlibcVersion {
 fn readMachO(arena: Allocator, data: []const u8) !Binary {
     var reader: Io.Reader = .fixed(data);
     const header = try reader.takeStruct(macho.mach_header_64, .little);
+    std.debug.assert(header.magic == macho.MH_MAGIC_64); // readBinary looked.
     var commands = try macho.LoadCommandIterator.init(&header, data[@sizeOf(macho.mach_header_64)..]);
     var trie: []const u8 = &.{};
     var symbol_table: ?macho.symtab_command = null;
@@ -853,6 +854,10 @@ fn symbolTableNames(arena: Allocator, data: []const u8, table: macho.symtab_comm
 }
 
 fn readPe(arena: Allocator, data: []const u8) !Binary {
+    // std.coff reads headers in the host's byte order, which is PE's on every little-endian
+    // host: a big-endian one would misread them, so it does not build there.
+    comptime std.debug.assert(@import("builtin").cpu.arch.endian() == .little);
+    std.debug.assert(std.mem.startsWith(u8, data, "MZ")); // readBinary looked.
     const image = try peImage(data);
     const header = image.getHeader();
     const sections = image.getSectionHeaders();
