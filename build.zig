@@ -7,6 +7,8 @@
 //!   zig build test -Dsanitize-thread   the same, built with ThreadSanitizer
 //!   zig build test -Dvalgrind          the same, run under valgrind memcheck
 //!   zig build dist                the npm platform packages, in zig-out/dist/npm/
+//!   zig build check-dist          the same, then each package checked (native/tools/check_dist.zig)
+//!   zig build bindings            regenerate lib/ffi/abi.gen.ts from the native source
 //!   zig build musl-tests          the C tests against the musl library (.ci/check-musl)
 
 const std = @import("std");
@@ -110,7 +112,9 @@ pub fn build(b: *std.Build) void {
         for (memcheck, 0..) |arg, index| run.argv.insert(b.allocator, index, .{ .bytes = b.dupe(arg) }) catch @panic("OOM");
     };
 
-    addMuslTests(b, addDist(b));
+    const dist = addDist(b);
+    addMuslTests(b, dist.libraries);
+    addCheckDist(b, dist.step, test_step);
 }
 
 /// `zig build bindings`: lib/ffi/abi.gen.ts, every fact the TypeScript side uses about the
@@ -222,27 +226,30 @@ const PlatformManifest = struct {
 
 const DistLibrary = struct { platform: Platform, library: *std.Build.Step.Compile };
 
+/// What `addDist` makes: the `dist` step, and the library it builds for each platform.
+const Dist = struct { step: *std.Build.Step, libraries: []const DistLibrary };
+
 /// `zig build dist`: librefscope for each platform of native/npm/platforms.json (ReleaseSafe,
 /// like the native `--release=safe` build), installed as its npm package in
 /// zig-out/dist/npm/<name>/ with package.json, README.md and LICENSE, and the resolver
 /// package that depends on them all in zig-out/dist/npm/native/; the version is the root
 /// package.json's. A broken platforms.json or package.json fails this step alone.
-fn addDist(b: *std.Build) []const DistLibrary {
+fn addDist(b: *std.Build) Dist {
     const dist_step = b.step("dist", "Build the npm platform packages of librefscope, and their resolver, into zig-out/dist/npm/");
     const platforms = readJson([]const Platform, b, "native/npm/platforms.json") catch |err| {
         dist_step.dependOn(&b.addFail(b.fmt("native/npm/platforms.json: {t}", .{err})).step);
-        return &.{};
+        return .{ .step = dist_step, .libraries = &.{} };
     };
     const version = (readJson(struct { version: []const u8 }, b, "package.json") catch |err| {
         dist_step.dependOn(&b.addFail(b.fmt("package.json: {t}", .{err})).step);
-        return &.{};
+        return .{ .step = dist_step, .libraries = &.{} };
     }).version;
 
     const libraries = b.allocator.alloc(DistLibrary, platforms.len) catch @panic("OOM");
     for (platforms, libraries) |platform, *dist_library| {
         const query = std.Target.Query.parse(.{ .arch_os_abi = platform.zig }) catch |err| {
             dist_step.dependOn(&b.addFail(b.fmt("native/npm/platforms.json: {s}: target {s}: {t}", .{ platform.name, platform.zig, err })).step);
-            return &.{};
+            return .{ .step = dist_step, .libraries = &.{} };
         };
         const library = addLibrary(b, b.resolveTargetQuery(query), .ReleaseSafe, false);
         dist_library.* = .{ .platform = platform, .library = library };
@@ -295,7 +302,7 @@ fn addDist(b: *std.Build) []const DistLibrary {
     addResolverPackage(b, dist_step, platforms, version) catch |err| {
         dist_step.dependOn(&b.addFail(b.fmt("native/npm/package.json: {t}", .{err})).step);
     };
-    return libraries;
+    return .{ .step = dist_step, .libraries = libraries };
 }
 
 /// The resolver package @refscope/native, in zig-out/dist/npm/native/: native/npm/ as it is,
@@ -348,6 +355,38 @@ fn readPackageFile(b: *std.Build, sub_path: []const u8) ![]u8 {
     b.dependOnFileContents(b.path(sub_path));
     const path = try b.root.join(b.allocator, sub_path);
     return path.root_dir.handle.readFileAlloc(b.graph.io, path.sub_path, b.allocator, .limited(1 << 20));
+}
+
+/// `zig build check-dist`: native/tools/check_dist.zig, built for the host with the core as
+/// its "abi" import, run over the packages that `zig build dist` installs to
+/// <prefix>/dist/npm/. It prints TAP and fails the step on any failed check. The list of
+/// functions comes from the core by reflection, and each library's expected format,
+/// machine and C library from its platform's Zig target: no second copy of either.
+fn addCheckDist(b: *std.Build, dist_step: *std.Build.Step, test_step: *std.Build.Step) void {
+    const host = b.graph.host;
+    const checker_module = b.createModule(.{
+        .root_source_file = b.path("native/tools/check_dist.zig"),
+        .target = host,
+        .optimize = .Debug,
+        .link_libc = true,
+    });
+    checker_module.addImport("abi", coreModule(b, host, .Debug, false));
+    const checker = b.addExecutable(.{ .name = "check_dist", .use_llvm = true, .root_module = checker_module });
+    const run = b.addRunArtifact(checker);
+    run.addDirectoryArg2(b.graph.path(.install_prefix, "dist/npm"), .{});
+    run.addFileArg(b.path("native/npm/platforms.json"));
+    run.addFileArg(b.path("package.json"));
+    // Every package's LICENSE must equal this one, which the checker finds beside package.json.
+    run.addFileInput(b.path("LICENSE"));
+    // After every install step of `zig build dist`: the checker reads what they installed.
+    run.step.dependOn(dist_step);
+    // The packages may have changed although no input of the run did: always run it.
+    run.has_side_effects = true;
+    b.step("check-dist", "Build the npm packages (zig build dist) and check each one").dependOn(&run.step);
+
+    // Its unit tests (the readers and the expectations; no dist needed) run with the others.
+    const checker_tests = b.addTest(.{ .name = "check_dist", .use_llvm = true, .root_module = checker_module });
+    test_step.dependOn(&b.addRunArtifact(checker_tests).step);
 }
 
 /// `zig build musl-tests`: the C tests, built for x86_64-linux-musl and linked dynamically
