@@ -56,7 +56,7 @@ fn statusFromError(err: counter_module.Error) Status {
         error.WrongThread => .wrong_thread,
         error.SystemResources => .system_resources,
         error.NotOwned => .not_owned,
-        error.ParticipantLimit => .limit_sinks,
+        error.SinkLimit => .limit_sinks,
         error.ThreadLimit => .limit_thread,
         error.CounterLimit => .limit_counters,
     };

@@ -48,8 +48,8 @@ pub const Error = table_module.Error || error{
     WrongThread,
     /// The operating system refused a resource (the dispatcher thread).
     SystemResources,
-    /// The counter has its maximum of participants (`queue.sink_count_max`).
-    ParticipantLimit,
+    /// The counter has its maximum of sinks (`queue.sink_count_max`).
+    SinkLimit,
     /// The calling thread takes part in its maximum of counters (`thread_exit`).
     ThreadLimit,
     /// The process has its maximum of open counters (`registry.slot_count`).
@@ -452,7 +452,7 @@ pub const Counter = struct {
         thread_exit.record(counter.key, sink, generation);
     }
 
-    /// The sink's generation, which tells it apart from the slot's earlier participants.
+    /// The sink's generation, which tells it apart from the slot's earlier sinks.
     pub fn sinkGeneration(counter: *Counter, sink: u32) Error!u32 {
         counter.lock();
         defer counter.mutex.unlock();
@@ -751,8 +751,8 @@ pub const Counter = struct {
     }
 
     /// Claims a reference that `lender`, in its `generation`, lent: `NoReference` when the
-    /// slot's participant is no longer that one (it ended, and its lends were released),
-    /// so that a stale claim can never take a later participant's lend. A native lender
+    /// slot's sink is no longer that one (it ended, and its lends were released),
+    /// so that a stale claim can never take a later sink's lend. A native lender
     /// (`sink_none`) has no generation.
     pub fn borrowFrom(counter: *Counter, id: Id, lender: Sink, generation: u32, caller: Sink) Error!void {
         if (lender == sink_none) return counter.borrow(id, lender, caller);

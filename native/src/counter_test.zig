@@ -545,13 +545,13 @@ test "a thread at its registration limit is refused with ThreadLimit, and nothin
     for (counters) |counter| try testing.expectEqual(@as(u64, 0), counter.stats().sinks_open);
 }
 
-test "a counter full of participants refuses one more with ParticipantLimit" {
+test "a counter full of sinks refuses one more with SinkLimit" {
     const counter = try Counter.open(testing.allocator);
     defer counter.destroy() catch unreachable;
     var sinks: [64]u32 = undefined;
     for (&sinks) |*sink| sink.* = try counter.sinkOpen(null, null, false);
-    try testing.expectError(error.ParticipantLimit, counter.sinkOpen(null, null, false));
-    try testing.expectError(error.ParticipantLimit, Counter.attach(counter.key, null, null, false));
+    try testing.expectError(error.SinkLimit, counter.sinkOpen(null, null, false));
+    try testing.expectError(error.SinkLimit, Counter.attach(counter.key, null, null, false));
     for (sinks) |sink| try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(sink));
 }
 

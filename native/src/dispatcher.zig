@@ -75,7 +75,7 @@ pub fn main(counter: *Counter) void {
 /// A sink's waker: makes each wake its sink is owed, until the sink lets it go. Holds the
 /// counter (one hold) while it runs, and owns `waker`, which it frees as it exits. It reads
 /// its sink's slot only while not let go: once let go, the slot may belong to another
-/// participant.
+/// sink.
 pub fn waker(counter: *Counter, record: *queue_module.Waker) void {
     counter_module.on_library_thread = true;
     counter.lock();

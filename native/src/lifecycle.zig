@@ -1,4 +1,4 @@
-//! The lifecycles of a counter and of a participant (a sink), as state machines: every
+//! The lifecycles of a counter and of a sink (one thread's part in it), as state machines: every
 //! state, every legal transition, and the rule each transition carries. The README's
 //! "Closing" and "Workers" sections are these two tables in prose.
 //!
@@ -17,11 +17,11 @@
 //!   waker thread that has not exited.
 //!
 //! Participant (one slot of the queue's sink table; `generation` tells a slot's successive
-//! participants apart):
+//! sinks apart):
 //!
 //!   free ──open──▶ open ──close, or its thread exited──▶ closing ──its waker is out of any wake──▶ free
 //!
-//! - `open`: the participant holds references, owns objects, receives tokens.
+//! - `open`: the sink holds references, owns objects, receives tokens.
 //! - `closing`: it has ended: it released, on its behalf, every reference, borrow and lend
 //!   it held (the objects it owned lost their owner), its undelivered tokens were dropped,
 //!   and it receives none. It stays `closing` only while its owner closed it and its waker
@@ -51,12 +51,12 @@
 //! only then, and once. Each take and drop checks `holds` against what the state accounts
 //! for (`Counter.holdsAccounted`).
 //!
-//! Which participants have a waker at all: only those opened with a wake function, and
+//! Which sinks have a waker at all: only those opened with a wake function, and
 //! refscope's JS side gives one only to a runtime's main thread, whose end is the process's
 //! end. A Worker's sink has no wake function: native code never calls into a Worker's
 //! isolate, which its runtime may free at any moment, with no event that native code could
 //! see first. Its owner is told to drain by the JS threads that routed it tokens (through a
-//! `BroadcastChannel`), or by a main-thread participant relaying wakes that native threads
+//! `BroadcastChannel`), or by a main-thread sink relaying wakes that native threads
 //! caused (`Queue.relay_owed`).
 
 const std = @import("std");

@@ -36,7 +36,7 @@ pub const Sink = struct {
     /// See `lifecycle.zig`. Written with every lock held: calls holding just a table
     /// shard's lock read it (`isSink`).
     state: SinkState = .free,
-    /// Bumped at each open, so that a slot's successive participants are told apart (by
+    /// Bumped at each open, so that a slot's successive sinks are told apart (by
     /// the thread-exit hook, and by a borrow naming its lender).
     generation: u32 = 0,
     wake: ?WakeFunction = null,
@@ -56,7 +56,7 @@ pub const Sink = struct {
 };
 
 /// A waker thread's own record, apart from the slot, so that the slot can be freed and
-/// reused while the waker is still inside a wake call (its participant's thread exited,
+/// reused while the waker is still inside a wake call (its sink's thread exited,
 /// and the runtime never returns from that call). Allocated by whoever starts the waker;
 /// freed by the waker itself as it exits. Guarded by the counter's mutex.
 pub const Waker = struct {
@@ -108,7 +108,7 @@ pub const Queue = struct {
         assert(sink_count_max <= @bitSizeOf(@FieldType(Routed, "wake_sinks")));
     }
 
-    pub fn sinkOpen(queue: *Queue, wake: ?WakeFunction, wake_context: ?*anyopaque, relays: bool) error{ParticipantLimit}!u32 {
+    pub fn sinkOpen(queue: *Queue, wake: ?WakeFunction, wake_context: ?*anyopaque, relays: bool) error{SinkLimit}!u32 {
         for (&queue.sinks, 0..) |*sink, index| {
             if (sink.state != .free) continue;
             // What `sinkStop` and `sinkFree` left.
@@ -124,7 +124,7 @@ pub const Queue = struct {
             sink.relays = relays;
             return @intCast(index);
         }
-        return error.ParticipantLimit;
+        return error.SinkLimit;
     }
 
     /// An open sink: it holds references and receives tokens.

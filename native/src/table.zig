@@ -1,7 +1,7 @@
 //! The reference table: one entry per object, its reference counts, and its callbacks.
 //!
 //! Semantics follow Ray's `ReferenceCounter` (`reference_counter.cc`), with the table shared
-//! by every participant (sink) of a counter instead of one table per worker:
+//! by every sink of a counter instead of one table per worker:
 //!
 //! - An object is *owned* by the sink that created it. The owner's local and submitted-task
 //!   counts live in the entry; any other sink that holds references is a *borrower* with a
@@ -46,7 +46,7 @@ const nil = pool_module.nil;
 /// An object id: an integer-valued double in [2^24, 2^53). See `IdParts` for the layout.
 pub const Id = f64;
 
-/// A participant: a sink index, `sink_none` (native code, acting for the owner), or
+/// A sink index, `sink_none` (native code, acting for the owner), or
 /// `sink_gone` (the owner of an object whose owning sink has closed).
 pub const Sink = u32;
 pub const sink_none: Sink = std.math.maxInt(u32);
