@@ -117,13 +117,20 @@ pub fn build(b: *std.Build) void {
     addCheckDist(b, dist.step, test_step);
 }
 
+/// The build's own programs (native/tools/) run on this machine, built for its baseline CPU:
+/// code for the native CPU may use AVX-512, which valgrind (whose stage runs their tests
+/// too) cannot run.
+fn toolTarget(b: *std.Build) std.Build.ResolvedTarget {
+    return b.resolveTargetQuery(.{ .cpu_model = .baseline });
+}
+
 /// `zig build bindings`: lib/ffi/abi.gen.ts, every fact the TypeScript side uses about the
 /// C ABI, generated from the core by native/tools/bindings.zig and checked in (the runtimes
 /// load TypeScript, not build outputs). `zig build test` compares the checked-in file with
 /// what the core generates, so a stale one fails the tests.
 fn addBindings(b: *std.Build, test_step: *std.Build.Step, test_llvm: ?bool) void {
     const generated_path = "lib/ffi/abi.gen.ts";
-    const host = b.graph.host;
+    const host = toolTarget(b);
     const generator_module = b.createModule(.{
         .root_source_file = b.path("native/tools/bindings.zig"),
         .target = host,
@@ -363,7 +370,7 @@ fn readPackageFile(b: *std.Build, sub_path: []const u8) ![]u8 {
 /// functions comes from the core by reflection, and each library's expected format,
 /// machine and C library from its platform's Zig target: no second copy of either.
 fn addCheckDist(b: *std.Build, dist_step: *std.Build.Step, test_step: *std.Build.Step) void {
-    const host = b.graph.host;
+    const host = toolTarget(b);
     const checker_module = b.createModule(.{
         .root_source_file = b.path("native/tools/check_dist.zig"),
         .target = host,
