@@ -6,6 +6,7 @@
  */
 
 import { Status } from "./ffi/abi.gen.ts";
+import type { ObjectId } from "./types.ts";
 
 /**
  * Native status codes (`refscope_status` in `native/include/refscope.h`, generated from the
@@ -22,8 +23,6 @@ export type NativeErrorCode = Exclude<keyof typeof Status, "OK" | "PENDING" | `L
  * (`LIBRARY_NOT_FOUND`, `ABI_MISMATCH`).
  */
 export type ErrorCode = NativeErrorCode | "UNKNOWN" | "LIBRARY_NOT_FOUND" | "ABI_MISMATCH";
-
-import type { ObjectId } from "./types.ts";
 
 export type { ObjectId };
 
