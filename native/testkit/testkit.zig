@@ -182,7 +182,7 @@ export fn refscope_testkit_job_join_timed(job: ?*Job, out_call_ns_max: ?*f64, ou
     if (out_elapsed_ns) |out| out.* = @floatFromInt(running.elapsed_ns);
     if (out_first_error) |out| out.* = running.first_error;
     allocator.free(running.ids);
-    allocator.destroy(j);
+    allocator.destroy(running);
     return 0;
 }
 
