@@ -166,9 +166,12 @@ fn addLibrary(
     // libc is not optional: without it std.Thread spawns threads with raw clone() instead
     // of pthread_create, and Deno crashes when such a thread calls a JS callback.
     //
-    // LLVM is not optional either: Zig 0.15's own x86_64 backend (the default for Debug)
-    // emits a library that crashes in its first futex wait once loaded with dlopen, which
-    // is exactly how Deno and Bun load it.
+    // LLVM for every build of it, Debug included (where Zig's own x86_64 backend is the
+    // default): ThreadSanitizer and valgrind need LLVM's output (see the tests below), and one
+    // backend keeps the library the JS tests load in Debug like the one that ships. (Zig
+    // 0.15's own backend also emitted a library that crashed in its first futex wait once
+    // loaded with dlopen, as Deno and Bun load it; with 0.17 and the pthread locks of
+    // sync.zig, its Debug library passed the JS suites tried on it.)
     return b.addLibrary(.{
         .name = "refscope",
         .linkage = .dynamic,
