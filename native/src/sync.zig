@@ -100,8 +100,8 @@ pub const Condition = struct {
     }
 };
 
-/// Runs `function` once per process, however many threads call `call` at once; every
-/// caller returns after it has run, and sees what it did.
+/// Runs `function` once per `Once` value (so once per process for a global), however many
+/// threads call `call` at once; every caller returns after it has run, and sees what it did.
 pub fn Once(comptime function: fn () void) type {
     return struct {
         done: std.atomic.Value(bool) = .init(false),
