@@ -200,21 +200,7 @@ fn coreModule(
     });
 }
 
-/// A platform with a prebuilt library on npm: one entry of native/npm/platforms.json, the
-/// list that the resolver package (@refscope/native) and .ci/dist.mjs read too.
-const Platform = struct {
-    /// The package is @refscope/<name>.
-    name: []const u8,
-    /// The Zig target triple.
-    zig: []const u8,
-    /// npm's `os` and `cpu` (Node's process.platform and process.arch) and, on Linux only,
-    /// `libc` ("glibc" or "musl").
-    os: []const u8,
-    cpu: []const u8,
-    libc: ?[]const u8,
-    /// The library's file name in the package.
-    file: []const u8,
-};
+const Platform = @import("native/npm/platform.zig").Platform;
 
 /// A platform package's package.json. No main or exports: the resolver require.resolve()s
 /// "@refscope/<name>/package.json" and joins `file` to its directory.
@@ -381,6 +367,7 @@ fn addCheckDist(b: *std.Build, dist_step: *std.Build.Step, test_step: *std.Build
         .link_libc = true,
     });
     checker_module.addImport("abi", coreModule(b, host, .Debug, false));
+    checker_module.addAnonymousImport("platform", .{ .root_source_file = b.path("native/npm/platform.zig") });
     const checker = b.addExecutable(.{ .name = "check_dist", .use_llvm = true, .root_module = checker_module });
     const run = b.addRunArtifact(checker);
     run.addDirectoryArg2(b.graph.path(.install_prefix, "dist/npm"), .{});

@@ -114,16 +114,9 @@ fn expectedConstants() []const Constant {
     }
     const callback_kind = @typeInfo(abi.CallbackKind).@"enum";
     for (callback_kind.field_names, callback_kind.field_values) |name, value| {
-        constants = constants ++ .{Constant{ .name = "REFSCOPE_ON_" ++ upper(name), .value = value }};
+        constants = constants ++ .{Constant{ .name = "REFSCOPE_ON_" ++ status.upper(name), .value = value }};
     }
     return constants;
-}
-
-fn upper(comptime name: []const u8) []const u8 {
-    var buffer: [name.len]u8 = undefined;
-    _ = std.ascii.upperString(&buffer, name);
-    const result = buffer;
-    return &result;
 }
 
 fn mismatch(comptime where: []const u8, comptime what: []const u8, comptime C: type, comptime Z: type) noreturn {

@@ -174,7 +174,8 @@ pub fn message(value: i32) [:0]const u8 {
     };
 }
 
-fn upper(comptime text: []const u8) []const u8 {
+/// `name` in capitals, as the header's constants spell it (`stale_id` is `STALE_ID`).
+pub fn upper(comptime text: []const u8) []const u8 {
     var buffer: [text.len]u8 = undefined;
     _ = std.ascii.upperString(&buffer, text);
     const result = buffer;

@@ -84,7 +84,7 @@ fn family(comptime name: []const u8, comptime doc: []const u8, comptime Enum: ty
     var out: []const u8 = print("/** {s} */\nexport const {s} = {{\n", .{ doc, name });
     const info = @typeInfo(Enum).@"enum";
     for (info.field_names, info.field_values) |field_name, field_value| {
-        out = out ++ print("  {s}: {d},\n", .{ upper(field_name), field_value });
+        out = out ++ print("  {s}: {d},\n", .{ results.upper(field_name), field_value });
     }
     return out ++ "} as const;\n\n";
 }
@@ -175,13 +175,6 @@ fn shortNames(comptime name: []const u8) []const u8 {
         }
     }
     return out ++ name[word_start..];
-}
-
-fn upper(comptime name: []const u8) []const u8 {
-    var buffer: [name.len]u8 = undefined;
-    _ = std.ascii.upperString(&buffer, name);
-    const result = buffer;
-    return &result;
 }
 
 /// Writes the module to standard output (the build step copies it into lib/ffi/).

@@ -117,19 +117,8 @@ const Context = struct {
     }
 };
 
-/// One entry of native/npm/platforms.json (build.zig reads the same fields).
-const Platform = struct {
-    /// The package is @refscope/<name>.
-    name: []const u8,
-    /// The Zig target triple: where every expectation about the library comes from.
-    zig: []const u8,
-    /// npm's `os`, `cpu` and (Linux only) `libc`: what package.json must say.
-    os: []const u8,
-    cpu: []const u8,
-    libc: ?[]const u8,
-    /// The library's file name in the package.
-    file: []const u8,
-};
+/// One entry of native/npm/platforms.json, as build.zig reads it too.
+const Platform = @import("platform").Platform;
 
 /// The TAP stream: numbers the checks and counts them.
 const Tap = struct {
