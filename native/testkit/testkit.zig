@@ -22,13 +22,16 @@ extern fn refscope_abi_version() u32;
 
 const allocator = std.heap.c_allocator;
 
-/// Nanoseconds on the monotonic clock, from libc. Zig 0.17's clocks are `std.Io`'s, which
-/// take an `Io`; this library runs on threads of its own and of a JS runtime, and has none.
+/// The clock the jobs time their calls with, and the sleep of a stalling callback: Zig
+/// 0.17 has them only in `std.Io`. Nobody hands this library an `Io` (a JS runtime loads
+/// it, and it runs on threads of its own and the dispatcher's), so it uses std's
+/// process-wide single-threaded instance, which neither reads of the monotonic clock nor a
+/// sleep on a thread that is not its own changes. (librefscope itself needs no clock.)
+const io = std.Io.Threaded.global_single_threaded.io();
+
+/// Nanoseconds on the monotonic clock.
 fn monotonicNs() u64 {
-    var now: std.c.timespec = undefined;
-    const result = std.c.clock_gettime(.MONOTONIC, &now);
-    std.debug.assert(result == 0);
-    return @as(u64, @intCast(now.sec)) * std.time.ns_per_s + @as(u64, @intCast(now.nsec));
+    return @intCast(std.Io.Clock.awake.now(io).nanoseconds);
 }
 
 /// A native thread working through a list of ids, timing each call: releasing them (one
@@ -187,10 +190,9 @@ export fn refscope_testkit_job_join_timed(job: ?*Job, out_call_ns_max: ?*f64, ou
 }
 
 fn sleepCallback(_: f64, context: ?*anyopaque) callconv(.c) void {
-    const ms = @intFromPtr(context);
-    var duration: std.c.timespec = .{ .sec = @intCast(ms / std.time.ms_per_s), .nsec = @intCast(ms % std.time.ms_per_s * std.time.ns_per_ms) };
-    // Interrupted by a signal: sleep what remains.
-    while (std.c.errno(std.c.nanosleep(&duration, &duration)) == .INTR) {}
+    const ms: i64 = @intCast(@intFromPtr(context));
+    // Canceled only by a cancel request, which the single-threaded instance never makes.
+    io.sleep(.fromMilliseconds(ms), .awake) catch unreachable;
 }
 
 /// Keeps the counter's dispatcher thread busy for `ms` milliseconds, by sending an object
