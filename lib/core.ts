@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Delivery, HandlerKind } from "./delivery.ts";
+import { type CallbackKind, Delivery } from "./delivery.ts";
 import { RefscopeError, typeName } from "./errors.ts";
 import {
   CounterState,
@@ -178,9 +178,9 @@ export class Core {
     const call = kind === "submitted"
       ? (add ? symbols.refscope_submitted_add : symbols.refscope_submitted_remove)
       : (add ? symbols.refscope_lineage_add : symbols.refscope_lineage_remove);
-    // Adding returns a status, removing a hint: each is settled by its own success value.
-    const status = call(this.pointer, this.batch(ids), ids.length, this.sink);
-    if (status !== Status.OK && status !== Hint.NONE) this.settle(status, what);
+    // Adding answers a status (OK), removing a hint: `settle` reads either, since OK has no
+    // hint bits.
+    this.settle(call(this.pointer, this.batch(ids), ids.length, this.sink), what);
   }
 
   lend(id: ObjectId): void {
@@ -201,13 +201,13 @@ export class Core {
     if (status !== Hint.NONE) this.settle(status, "free", id);
   }
 
-  register(kind: HandlerKind, id: ObjectId, handler: OutOfScopeHandler, what: string): boolean {
+  register(kind: CallbackKind, id: ObjectId, handler: OutOfScopeHandler, what: string): boolean {
     this.checkOpen(what);
     checkHandler(handler, what);
     return this.delivery.register(kind, id, handler);
   }
 
-  unregister(kind: HandlerKind, id: ObjectId, handler: OutOfScopeHandler, what: string): boolean {
+  unregister(kind: CallbackKind, id: ObjectId, handler: OutOfScopeHandler, what: string): boolean {
     this.checkOpen(what);
     checkHandler(handler, what);
     return this.delivery.unregister(kind, id, handler);
@@ -383,5 +383,3 @@ function checkHandler(handler: unknown, what: string): asserts handler is OutOfS
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-
-export { HandlerKind };

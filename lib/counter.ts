@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { Core, HandlerKind } from "./core.ts";
+import { Core } from "./core.ts";
 import { type HandlerError, RefscopeError, typeName } from "./errors.ts";
-import { sinkNone } from "./ffi/abi.gen.ts";
+import { CallbackKind, sinkNone } from "./ffi/abi.gen.ts";
 import { type ObjectRecord, type Snapshot, takeSnapshot } from "./snapshot.ts";
 import type { CounterStats, Holding, ObjectId, ObjectInfo, OutOfScopeHandler, Sink } from "./types.ts";
 
@@ -344,12 +344,17 @@ export class Counter implements AsyncDisposable {
    * scope but kept by lineage (as Ray does). Only the owner may register (`NOT_OWNED`).
    */
   onOutOfScope(target: Target, handler: OutOfScopeHandler): boolean {
-    return this.#core.register(HandlerKind.OutOfScope, this.#idOf(target, "onOutOfScope"), handler, "onOutOfScope");
+    return this.#core.register(CallbackKind.OUT_OF_SCOPE, this.#idOf(target, "onOutOfScope"), handler, "onOutOfScope");
   }
 
   /** Removes the first registration of `handler`; true if it was removed before it fired. */
   offOutOfScope(target: Target, handler: OutOfScopeHandler): boolean {
-    return this.#core.unregister(HandlerKind.OutOfScope, this.#idOf(target, "offOutOfScope"), handler, "offOutOfScope");
+    return this.#core.unregister(
+      CallbackKind.OUT_OF_SCOPE,
+      this.#idOf(target, "offOutOfScope"),
+      handler,
+      "offOutOfScope",
+    );
   }
 
   /**
@@ -357,12 +362,12 @@ export class Counter implements AsyncDisposable {
    * lineage reference left. False only when the object is already deleted. Owner only.
    */
   onDeleted(target: Target, handler: OutOfScopeHandler): boolean {
-    return this.#core.register(HandlerKind.Deleted, this.#idOf(target, "onDeleted"), handler, "onDeleted");
+    return this.#core.register(CallbackKind.DELETED, this.#idOf(target, "onDeleted"), handler, "onDeleted");
   }
 
   /** Removes the first `onDeleted` registration of `handler`; true if removed before it fired. */
   offDeleted(target: Target, handler: OutOfScopeHandler): boolean {
-    return this.#core.unregister(HandlerKind.Deleted, this.#idOf(target, "offDeleted"), handler, "offDeleted");
+    return this.#core.unregister(CallbackKind.DELETED, this.#idOf(target, "offDeleted"), handler, "offDeleted");
   }
 
   /**

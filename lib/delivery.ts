@@ -29,9 +29,9 @@
  */
 import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
-import { HandlerError, RefscopeError } from "./errors.ts";
+import { HandlerError } from "./errors.ts";
 import type { ObjectId, OutOfScopeHandler } from "./types.ts";
-import { CallbackKind, Registration, Removal, SinkFlag, sinksMax } from "./ffi/abi.gen.ts";
+import { type CallbackKind, Registration, Removal, SinkFlag, sinksMax } from "./ffi/abi.gen.ts";
 import { backend, type Channel, errorFromStatus, native, type Pointer, type Wake } from "./ffi/mod.ts";
 
 /** Tokens copied per FFI call. */
@@ -87,9 +87,8 @@ function wakeRelayed(relayed: Relayed): void {
   }
 }
 
-/** Which handlers: out-of-scope-or-freed, or reference-deleted (`REFSCOPE_ON_*`). */
-export type HandlerKind = typeof CallbackKind[keyof typeof CallbackKind];
-export const HandlerKind = { OutOfScope: CallbackKind.OUT_OF_SCOPE, Deleted: CallbackKind.DELETED } as const;
+/** Which callbacks: out-of-scope-or-freed, or reference-deleted (`REFSCOPE_ON_*`). */
+export type CallbackKind = typeof CallbackKind[keyof typeof CallbackKind];
 
 export class Delivery {
   readonly sink: number;
@@ -166,7 +165,7 @@ export class Delivery {
   }
 
   /** Registers `handler`; true when it can still run (see `Counter.onOutOfScope`). */
-  register(kind: HandlerKind, id: ObjectId, handler: OutOfScopeHandler): boolean {
+  register(kind: CallbackKind, id: ObjectId, handler: OutOfScopeHandler): boolean {
     const token = this.#freeTokens.length > 0 ? this.#freeTokens.pop()! : this.#handlers.length;
     const status = native().symbols.refscope_object_on_sink(this.#counter, id, this.sink, kind, token);
     if (status !== Registration.REGISTERED) {
@@ -181,7 +180,7 @@ export class Delivery {
   }
 
   /** Removes the first registration of `handler` on the object; true if it had not fired. */
-  unregister(kind: HandlerKind, id: ObjectId, handler: OutOfScopeHandler): boolean {
+  unregister(kind: CallbackKind, id: ObjectId, handler: OutOfScopeHandler): boolean {
     const symbols = native().symbols;
     let tokens = new Uint32Array(16);
     let count = symbols.refscope_object_sink_tokens(this.#counter, id, this.sink, kind, tokens, tokens.length);
@@ -287,7 +286,7 @@ export class Delivery {
     if (this.#closed) return false; // The native counter may already be destroyed.
     const count = native().symbols.refscope_sink_drain(this.#counter, this.sink, this.#tokens, batchSize);
     if (count <= 0) {
-      if (count < 0) throw new RefscopeError("INVALID_ARGUMENT", `draining sink ${this.sink} failed (${count})`);
+      if (count < 0) throw errorFromStatus(count, `draining sink ${this.sink}`);
       // Empty, and disarmed: a sink with a wake (the main thread's) may have been woken to
       // relay. A wake-less one never is: native code arms only sinks with a wake.
       if (this.#wake !== undefined) this.relay();

@@ -58,7 +58,7 @@ const codeByStatus = new Map<number, NativeErrorCode>(
  * The error for a negative native status, explaining it in terms of `what` was attempted;
  * `message` is the library's own sentence for it (`refscope_status_message`).
  */
-export function errorFromStatus(status: number, what: string, message: string): RefscopeError {
+export function nativeError(status: number, what: string, message: string): RefscopeError {
   const code = codeByStatus.get(status) ?? "UNKNOWN";
   return new RefscopeError(code, `${what}: ${message}`, { status });
 }

@@ -18,7 +18,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { libraryCandidates, runningLibc } from "@refscope/native";
-import { errorFromStatus as errorWithMessage, RefscopeError } from "../errors.ts";
+import { nativeError, RefscopeError } from "../errors.ts";
 import { abiVersion } from "./abi.gen.ts";
 import { backend as bunBackend } from "./bun.ts";
 import { backend as denoBackend } from "./deno.ts";
@@ -157,5 +157,5 @@ export function nativeLibrary(): { readonly path: string; readonly abiVersion: n
 export function errorFromStatus(status: number, what: string): RefscopeError {
   const loaded = native();
   const message = loaded.symbols.refscope_status_message(status);
-  return errorWithMessage(status, what, message === null ? "unknown status" : backend.cString(message));
+  return nativeError(status, what, message === null ? "unknown status" : backend.cString(message));
 }

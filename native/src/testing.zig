@@ -4,9 +4,14 @@
 //!
 //! Every wait in the tests is bounded, so that a lost wake-up or callback fails its test
 //! instead of hanging the run.
+//!
+//! The random tests (model_test.zig, stress_test.zig) also share their seed and scale
+//! settings, sink names for messages, and a ring of recently deleted ids from here.
 
 const std = @import("std");
 const sync = @import("sync.zig");
+const table = @import("table.zig");
+const testing = std.testing;
 
 /// The bound on a wait when a test names none: far above what any wait here takes, even
 /// under valgrind, which runs one thread at a time.
@@ -86,34 +91,7 @@ pub const Latch = struct {
     }
 };
 
-const testing = std.testing;
-
-fn addTimes(latch: *Latch, times: u32) void {
-    for (0..times) |_| latch.add();
-}
-
-test "a latch's wait returns once every add it waits for has happened" {
-    var latch: Latch = .{};
-    var threads: [4]std.Thread = undefined;
-    for (&threads) |*thread| thread.* = try std.Thread.spawn(.{}, addTimes, .{ &latch, 100 });
-    defer for (threads) |thread| thread.join();
-    try latch.waitFor(400);
-    try testing.expectEqual(@as(u64, 400), latch.get());
-}
-
-test "a latch's wait ends on its bound, or at once when aborted" {
-    var latch: Latch = .{ .timeout_ns = 20 * std.time.ns_per_ms };
-    try testing.expectError(error.Timeout, latch.waitFor(1));
-    try testing.expect(latch.abort());
-    try testing.expect(!latch.abort());
-    try testing.expectError(error.Aborted, latch.waitFor(1));
-    latch.add();
-    try latch.waitFor(1); // A number reached is reached, aborted or not.
-}
-
 // --- Seeds, scales and names, for the random tests (model_test.zig, stress_test.zig) ---
-
-const table = @import("table.zig");
 
 /// An integer environment variable, or null when unset.
 pub fn envInteger(name: []const u8) !?u64 {
@@ -148,8 +126,6 @@ pub fn sinkName(sink: table.Sink) SinkName {
     return .{ .sink = sink };
 }
 
-// --- The model ---------------------------------------------------------------------------
-
 /// The ids of recently deleted objects, to operate on as stale ids.
 pub const Graveyard = struct {
     ids: [32]table.Id = undefined,
@@ -162,3 +138,26 @@ pub const Graveyard = struct {
         graveyard.len = @min(graveyard.len + 1, graveyard.ids.len);
     }
 };
+
+fn addTimes(latch: *Latch, times: u32) void {
+    for (0..times) |_| latch.add();
+}
+
+test "a latch's wait returns once every add it waits for has happened" {
+    var latch: Latch = .{};
+    var threads: [4]std.Thread = undefined;
+    for (&threads) |*thread| thread.* = try std.Thread.spawn(.{}, addTimes, .{ &latch, 100 });
+    defer for (threads) |thread| thread.join();
+    try latch.waitFor(400);
+    try testing.expectEqual(@as(u64, 400), latch.get());
+}
+
+test "a latch's wait ends on its bound, or at once when aborted" {
+    var latch: Latch = .{ .timeout_ns = 20 * std.time.ns_per_ms };
+    try testing.expectError(error.Timeout, latch.waitFor(1));
+    try testing.expect(latch.abort());
+    try testing.expect(!latch.abort());
+    try testing.expectError(error.Aborted, latch.waitFor(1));
+    latch.add();
+    try latch.waitFor(1); // A number reached is reached, aborted or not.
+}
