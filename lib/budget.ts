@@ -96,7 +96,11 @@ class Account {
   waits = 0;
   waitedMs = 0;
 
-  constructor(readonly limitBytes: number) {}
+  readonly limitBytes: number;
+
+  constructor(limitBytes: number) {
+    this.limitBytes = limitBytes;
+  }
 
   fits(bytes: number): boolean {
     return this.usedBytes + this.reservedBytes + bytes <= this.limitBytes;
@@ -140,11 +144,12 @@ class Ledger {
   /** One handler for every charged object: it finds the charge by id. */
   readonly released = (id: ObjectId) => this.release(id);
 
-  constructor(
-    readonly counter: Counter,
-    limitBytes: number,
-    readonly onRelease: ((release: BudgetRelease) => void) | undefined,
-  ) {
+  readonly counter: Counter;
+  readonly onRelease: ((release: BudgetRelease) => void) | undefined;
+
+  constructor(counter: Counter, limitBytes: number, onRelease: ((release: BudgetRelease) => void) | undefined) {
+    this.counter = counter;
+    this.onRelease = onRelease;
     this.total = new Account(limitBytes);
   }
 

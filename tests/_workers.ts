@@ -5,8 +5,11 @@
 import { within } from "./_harness.ts";
 
 export class RemoteError extends Error {
-  constructor(readonly code: string | undefined, message: string) {
+  readonly code: string | undefined;
+
+  constructor(code: string | undefined, message: string) {
     super(message);
+    this.code = code;
   }
 }
 

@@ -47,7 +47,10 @@ export class Model {
   readonly deletedIds = new Set<number>();
   readonly fired: string[][];
 
-  constructor(readonly participants: number) {
+  readonly participants: number;
+
+  constructor(participants: number) {
+    this.participants = participants;
     this.fired = Array.from({ length: participants }, () => []);
   }
 

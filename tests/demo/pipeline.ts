@@ -186,12 +186,16 @@ class Display {
   #lines = 0;
   readonly #scale: number;
 
-  constructor(
-    readonly limitBytes: number,
-    readonly sizes: readonly number[],
-    readonly live: boolean,
-    readonly print: (text: string) => void,
-  ) {
+  readonly limitBytes: number;
+  readonly sizes: readonly number[];
+  readonly live: boolean;
+  readonly print: (text: string) => void;
+
+  constructor(limitBytes: number, sizes: readonly number[], live: boolean, print: (text: string) => void) {
+    this.limitBytes = limitBytes;
+    this.sizes = sizes;
+    this.live = live;
+    this.print = print;
     // Without a budget, memory is drawn against everything the producer will make.
     this.#scale = Number.isFinite(limitBytes) ? limitBytes : sizes.reduce((total, size) => total + size, 0);
   }
