@@ -8,7 +8,7 @@
  */
 
 /** `REFSCOPE_ABI_VERSION`: the library must report the same. */
-export const abiVersion = 5;
+export const abiVersion = 6;
 
 /** `refscope_status`: calls that succeed or fail, and every error (negative) of every family. */
 export const Status = {
@@ -170,6 +170,12 @@ export const symbols = {
   refscope_sink_drain: { parameters: ["pointer", "u32", "buffer", "u32"], result: "i32" },
   /** (?*Counter, u32) i32 */
   refscope_sink_pending: { parameters: ["pointer", "u32"], result: "i32" },
+  /** (?*const fn (?*anyopaque) callconv(c) c_int, u32, ?*?*Async, ?*?*anyopaque) Status */
+  refscope_async_open: { parameters: ["pointer", "u32", "buffer", "buffer"], result: "i32" },
+  /** (?*anyopaque) void */
+  refscope_async_wake: { parameters: ["pointer"], result: "void" },
+  /** (?*Async) void */
+  refscope_async_free: { parameters: ["pointer"], result: "void" },
   /** (?*Counter, f64, u32, ?*f64) Status */
   refscope_object_create: { parameters: ["pointer", "f64", "u32", "buffer"], result: "i32" },
   /** (?*Counter, f64, u32, ?[*]const f64, u32, ?[*]const f64, u32, u32, ?*f64) Status */

@@ -58,7 +58,7 @@
 extern "C" {
 #endif
 
-#define REFSCOPE_ABI_VERSION 5u
+#define REFSCOPE_ABI_VERSION 6u
 
 typedef double refscope_id;
 typedef struct refscope_counter refscope_counter;
@@ -317,6 +317,30 @@ int32_t refscope_sink_drain(refscope_counter *counter, refscope_sink sink, uint3
 
 /* Tokens waiting in the sink. Threads: any. Does not block. */
 int32_t refscope_sink_pending(refscope_counter *counter, refscope_sink sink);
+
+/* --- Event-loop wakes ------------------------------------------------------------------ */
+/* For a runtime whose FFI makes no callback a foreign thread may call (Node's node:ffi),
+ * but whose event loop a foreign thread can signal through `int send(void *handle)`
+ * (libuv's uv_async_send). Pass refscope_async_wake as a sink's wake and a refscope_async
+ * as its context: each wake calls send(handle), from the sink's waker thread. */
+typedef int (*refscope_async_send_fn)(void *handle);
+typedef struct refscope_async refscope_async;
+
+/* Allocates a refscope_async with room for a handle of handle_size bytes (1 to 65536;
+ * zeroed, 16-byte aligned), sets *out_handle to the handle for the caller to initialise on
+ * its loop's thread (uv_async_init), and *out_async to the record. The memory is the
+ * library's: it stays valid while a runtime tears its heap down at exit, with a wake in
+ * progress. Threads: any. Does not block. */
+refscope_status refscope_async_open(refscope_async_send_fn send, uint32_t handle_size, refscope_async **out_async,
+                                    void **out_handle);
+
+/* A refscope_wake_fn: calls the record's send with its handle. */
+void refscope_async_wake(void *async);
+
+/* Frees the record (NULL is a no-op), once no wake can run any more (refscope_sink_close
+ * returned REFSCOPE_OK) and the loop has let go of the handle (uv_close's callback ran).
+ * Threads: any. Does not block. */
+void refscope_async_free(refscope_async *async);
 
 /* --- Objects -------------------------------------------------------------------------- */
 /* `caller` is the calling sink, or REFSCOPE_NO_SINK for native code acting for the owner.

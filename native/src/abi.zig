@@ -11,6 +11,7 @@
 //! (native/tools/bindings.zig) can compare and describe it.
 
 const std = @import("std");
+const async_module = @import("async.zig");
 const callback = @import("callback.zig");
 const counter_module = @import("counter.zig");
 const queue_module = @import("queue.zig");
@@ -22,7 +23,7 @@ const Counter = counter_module.Counter;
 const allocator = std.heap.c_allocator;
 
 /// Bumped whenever a signature, struct layout or result value changes.
-pub const abi_version: u32 = 5;
+pub const abi_version: u32 = 6;
 
 /// Every fact the C header and the generated TypeScript bindings state, besides the
 /// exports: the result families (status.zig), the special sinks, the limits, the flags and
@@ -344,6 +345,35 @@ pub export fn refscope_sink_pending(counter: ?*Counter, sink: u32) i32 {
     return @intCast(@min(pending, count_max));
 }
 
+pub export fn refscope_async_open(
+    send: ?async_module.SendFunction,
+    handle_size: u32,
+    out_async: ?*?*async_module.Async,
+    out_handle: ?*?*anyopaque,
+) Status {
+    if (out_async) |out| out.* = null;
+    if (out_handle) |out| out.* = null;
+    const out = out_async orelse return .invalid_argument;
+    const out_h = out_handle orelse return .invalid_argument;
+    const function = send orelse return .invalid_argument;
+    const created = async_module.Async.create(allocator, function, handle_size) catch |err| return switch (err) {
+        error.InvalidArgument => .invalid_argument,
+        error.OutOfMemory => .out_of_memory,
+    };
+    out.* = created;
+    out_h.* = created.handle();
+    return .ok;
+}
+
+/// A `refscope_wake_fn` whose context is a `refscope_async`.
+pub export fn refscope_async_wake(context: ?*anyopaque) void {
+    async_module.Async.wake(context);
+}
+
+pub export fn refscope_async_free(async_wake: ?*async_module.Async) void {
+    (async_wake orelse return).destroy(allocator);
+}
+
 pub export fn refscope_object_create(counter: ?*Counter, size_bytes: f64, caller: u32, out_id: ?*f64) Status {
     return refscope_object_create_ex(counter, size_bytes, 0, null, 0, null, 0, caller, out_id);
 }
@@ -507,6 +537,7 @@ pub export fn refscope_object_holdings(counter: ?*Counter, id: f64, out_holdings
 }
 
 test {
+    _ = @import("async.zig");
     _ = @import("pool.zig");
     _ = @import("table.zig");
     _ = @import("table_test.zig");

@@ -650,6 +650,53 @@ static void closed_phase(struct fixture *f) {
     }
 }
 
+/* Event-loop wakes: no counter involved. Each refusal sets the out-parameters to NULL. */
+static int async_sends = 0;
+static void *async_sent_handle = NULL;
+static int async_send(void *handle) {
+    async_sends++;
+    async_sent_handle = handle;
+    return 0;
+}
+
+static void async_phase(void) {
+    struct {
+        const char *name;
+        refscope_async_send_fn send;
+        uint32_t size;
+        int null_async, null_handle;
+    } refused[] = {
+        {"async_open with a NULL send", NULL, 128, 0, 0},
+        {"async_open with a zero-byte handle", async_send, 0, 0, 0},
+        {"async_open with a handle over 64 KiB", async_send, 65537, 0, 0},
+        {"async_open with NULL out_async", async_send, 128, 1, 0},
+        {"async_open with NULL out_handle", async_send, 128, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        refscope_async *record = (refscope_async *)&refused[i];
+        void *handle = &refused[i];
+        int32_t status = refscope_async_open(refused[i].send, refused[i].size, refused[i].null_async ? NULL : &record,
+                                             refused[i].null_handle ? NULL : &handle);
+        cases_run++;
+        int outs_cleared = (refused[i].null_async || record == NULL) && (refused[i].null_handle || handle == NULL);
+        if (status != INVALID_ARGUMENT || !outs_cleared) {
+            failures++;
+            fprintf(stderr, "misuse_test: %s: returned %d (%s), outs %s\n", refused[i].name, status,
+                    refscope_status_name(status), outs_cleared ? "cleared" : "NOT cleared");
+        }
+    }
+    refscope_async *record = NULL;
+    void *handle = NULL;
+    CHECK(refscope_async_open(async_send, 65536, &record, &handle) == REFSCOPE_OK);
+    CHECK(record != NULL && handle != NULL && ((uintptr_t)handle % 16) == 0);
+    refscope_async_wake(NULL); /* no record: nothing to signal */
+    refscope_async_wake(record);
+    CHECK(async_sends == 1 && async_sent_handle == handle);
+    refscope_async_free(record);
+    refscope_async_free(NULL);
+    cases_run += 2;
+}
+
 int main(void) {
     /* First, while this thread has no sink open: a thread tracks at most 64 open sinks. */
     limits_phase();
@@ -689,6 +736,7 @@ int main(void) {
 
     wrong_thread_phase();
     closed_phase(f);
+    async_phase();
 
     if (failures > 0) {
         fprintf(stderr, "misuse_test: %d of %d cases failed\n", failures, cases_run);
