@@ -73,7 +73,9 @@ function buildApi() {
     version,
     description: manifest.description,
     license: manifest.license,
-    keywords: ["reference counting", "ffi", "deno", "bun", "zig", "ray", "memory"],
+    keywords: ["reference counting", "ffi", "deno", "bun", "node", "zig", "ray", "memory"],
+    // node:ffi arrived in Node 26.1; Deno and Bun ignore this field.
+    engines: { node: ">=26.1" },
     type: "module",
     main: "./mod.js",
     types: "./mod.d.ts",

@@ -135,7 +135,13 @@ export class Delivery {
     if (keyStatus < 0) throw errorFromStatus(keyStatus, "opening the counter's sink");
     const { wake, deliver } = makeWake();
     const cell = new Uint32Array(1);
-    const status = native().symbols.refscope_sink_open(counter, wake?.pointer ?? null, null, sinkRelays, cell);
+    const status = native().symbols.refscope_sink_open(
+      counter,
+      wake?.pointer ?? null,
+      wake?.context ?? null,
+      sinkRelays,
+      cell,
+    );
     if (status < 0) {
       wake?.close();
       throw errorFromStatus(status, "opening the counter's sink");
@@ -151,7 +157,7 @@ export class Delivery {
     const status = native().symbols.refscope_counter_attach(
       key,
       wake?.pointer ?? null,
-      null,
+      wake?.context ?? null,
       sinkRelays,
       counterCell,
       sinkCell,
@@ -364,7 +370,7 @@ export class Delivery {
 function makeWake(): { wake: Wake | undefined; deliver: (delivery: Delivery) => Delivery } {
   let target: Delivery | undefined;
   channel();
-  const wake = backend.isMainThread() ? backend.wake(() => target?.onWake()) : undefined;
+  const wake = backend.isMainThread() ? backend.wake(() => target?.onWake(), native().path) : undefined;
   return {
     wake,
     deliver: (delivery) => {

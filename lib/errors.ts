@@ -20,9 +20,9 @@ export type NativeErrorCode = Exclude<keyof typeof Status, "OK" | "PENDING" | `L
 /**
  * What went wrong: a native status name (without `REFSCOPE_E_`), `UNKNOWN` for a status
  * newer than this module, or a failure that happens before any native call can
- * (`LIBRARY_NOT_FOUND`, `ABI_MISMATCH`).
+ * (`LIBRARY_NOT_FOUND`, `ABI_MISMATCH`, `UNSUPPORTED_RUNTIME`: a Node without `node:ffi`).
  */
-export type ErrorCode = NativeErrorCode | "UNKNOWN" | "LIBRARY_NOT_FOUND" | "ABI_MISMATCH";
+export type ErrorCode = NativeErrorCode | "UNKNOWN" | "LIBRARY_NOT_FOUND" | "ABI_MISMATCH" | "UNSUPPORTED_RUNTIME";
 
 export type { ObjectId };
 
@@ -33,7 +33,7 @@ export type { ObjectId };
 export class RefscopeError extends Error {
   /** A stable, machine-readable reason. */
   readonly code: ErrorCode;
-  /** The native status code (`REFSCOPE_E_*`), or 0 for `LIBRARY_NOT_FOUND`/`ABI_MISMATCH`. */
+  /** The native status code (`REFSCOPE_E_*`), or 0 for the codes no native call gives. */
   readonly status: number;
 
   /**

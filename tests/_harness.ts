@@ -1,5 +1,5 @@
 /**
- * Shared test helpers. Test files use zora and run unchanged under Deno and Bun; each
+ * Shared test helpers. Test files use zora and run unchanged under Deno, Bun and Node; each
  * file is one top-level test whose subtests run one after another (zora would otherwise
  * run them concurrently), and every wait is bounded.
  */
@@ -50,7 +50,18 @@ export function busy(ms: number, poll: () => void = () => {}): void {
   while (performance.now() < end) poll();
 }
 
-export const runtime: "deno" | "bun" = "Bun" in globalThis ? "bun" : "deno";
+export const runtime: "deno" | "bun" | "node" = "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node";
+
+/**
+ * A runtime's arguments to run the script at `path`: on Node, without the warning that
+ * `node:ffi` is experimental (tests read what scripts print) and with `gc()` exposed, as
+ * Bun always has it.
+ */
+export function runtimeArgs(path: string): string[] {
+  if (runtime === "deno") return ["run", "-A", path];
+  if (runtime === "node") return ["--disable-warning=ExperimentalWarning", "--expose-gc", path];
+  return [path];
+}
 
 export interface ScriptResult {
   status: number | null;
@@ -76,7 +87,7 @@ export function runScript(
   timeoutMs = 30_000,
   scriptArgs: readonly string[] = [],
 ): ScriptResult {
-  const args = [...(runtime === "deno" ? ["run", "-A", path] : [path]), ...scriptArgs];
+  const args = [...runtimeArgs(path), ...scriptArgs];
   const started = performance.now();
   const result = spawnSync(runtimeCommand, args, {
     encoding: "utf8",

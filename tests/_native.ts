@@ -54,7 +54,7 @@ export function residentBytes(): number {
   return Number(match[1]) * 1024;
 }
 
-/** Forces a full garbage collection where the runtime allows it (Bun; Deno only with --expose-gc). */
+/** Forces a full garbage collection where the runtime allows it (Bun; Deno and Node only with --expose-gc). */
 export function collectGarbage(): void {
   const global = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
   if (global.Bun) global.Bun.gc(true);

@@ -3,6 +3,7 @@
  * and the events its handlers report.
  */
 import { within } from "./_harness.ts";
+import { startWorker, type WebWorker } from "./_thread.ts";
 
 export class RemoteError extends Error {
   readonly code: string | undefined;
@@ -14,7 +15,7 @@ export class RemoteError extends Error {
 }
 
 export class Peer {
-  readonly worker: Worker;
+  readonly worker: WebWorker;
   readonly events: { event: string; id: number }[] = [];
   /** The Worker's participant number, once attached. */
   sink: number | undefined;
@@ -23,8 +24,8 @@ export class Peer {
   #listeners: (() => void)[] = [];
 
   constructor() {
-    this.worker = new Worker(new URL("./fixtures/participant.ts", import.meta.url).href, { type: "module" });
-    this.worker.onmessage = (event: MessageEvent) => {
+    this.worker = startWorker(new URL("./fixtures/participant.ts", import.meta.url));
+    this.worker.onmessage = (event) => {
       const data = event.data;
       if ("event" in data) {
         this.events.push(data);

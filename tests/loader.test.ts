@@ -9,7 +9,7 @@ import { libraryCandidates, platforms, platformsFor, runningLibc } from "@refsco
 import { Counter, nativeLibrary, Status } from "../mod.ts";
 import { Hint } from "../lib/ffi/abi.gen.ts";
 import { backend, errorFromStatus, native } from "../lib/ffi/mod.ts";
-import { runScript, suite, testPath } from "./_harness.ts";
+import { runScript, runtime, suite, testPath } from "./_harness.ts";
 
 /**
  * The C library this process was started with, read another way than the resolver does:
@@ -98,7 +98,7 @@ suite("loader", async (t) => {
     const { path, abiVersion } = nativeLibrary();
     const expected = fileURLToPath(new URL("../zig-out/", import.meta.url));
     t.ok(path.startsWith(expected), `${path} is under ${expected}`);
-    t.eq(abiVersion, 5, "ABI version 5");
+    t.eq(abiVersion, 6, "ABI version 6");
     await using counter = new Counter();
     t.eq(counter.liveObjects, 0, "and it works");
   });
@@ -115,6 +115,19 @@ suite("loader", async (t) => {
       typeof report.cause === "string" && tried[0].endsWith(report.cause),
       `the runtime's own error is the cause: ${JSON.stringify(report.cause)}`,
     );
+  });
+
+  await t.test("a Node without node:ffi is UNSUPPORTED_RUNTIME, naming the Node it needs", (t) => {
+    if (runtime !== "node") {
+      t.eq(backend.unsupported(), undefined, `${runtime} always has its FFI`);
+      return;
+    }
+    t.eq(backend.unsupported(), undefined, "this Node has node:ffi");
+    // Node 26 without its FFI stands in for a Node before 26.1.
+    const result = runScript(testPath("fixtures/load-failure.ts"), { NODE_OPTIONS: "--no-experimental-ffi" });
+    const report = JSON.parse(result.stdout || "{}");
+    t.eq([report.isRefscopeError, report.code], [true, "UNSUPPORTED_RUNTIME"], "a RefscopeError, UNSUPPORTED_RUNTIME");
+    t.ok(/node:ffi.*26\.1.*--no-experimental-ffi/.test(String(report.message)), `saying why: ${report.message}`);
   });
 
   await t.test("a status the module does not know is UNKNOWN, with the library's own message", (t) => {

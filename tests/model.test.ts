@@ -42,7 +42,7 @@ function outcomeOf(call: () => unknown): Outcome {
 }
 
 suite("model-based random operations", async (t) => {
-  const command = runtime === "deno" ? "deno run -A" : "bun";
+  const command = { deno: "deno run -A", bun: "bun", node: "node" }[runtime];
   console.log(`# seed ${seed}, ${operations} operations; reproduce with:`);
   console.log(`#   REFSCOPE_MODEL_SEED=${seed} REFSCOPE_MODEL_OPS=${operations} ${command} tests/model.test.ts`);
   const random = generator(seed);

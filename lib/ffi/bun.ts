@@ -42,6 +42,10 @@ export const backend: Backend = {
     return process.arch;
   },
 
+  unsupported(): undefined {
+    return undefined;
+  },
+
   mayRead(): boolean {
     return true;
   },
@@ -77,6 +81,7 @@ export const backend: Backend = {
     const js = new (bunFfi().JSCallback)(() => callback(), { args: ["ptr"], returns: "void", threadsafe: true });
     return {
       pointer: js.ptr as unknown as Pointer,
+      context: null,
       close: () => js.close(),
     };
   },

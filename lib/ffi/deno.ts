@@ -26,6 +26,10 @@ export const backend: Backend = {
     return arch === "x86_64" ? "x64" : arch === "aarch64" ? "arm64" : arch;
   },
 
+  unsupported(): undefined {
+    return undefined;
+  },
+
   mayRead(path: string): boolean {
     return granted({ name: "read", path });
   },
@@ -58,6 +62,7 @@ export const backend: Backend = {
     unsafe.unref();
     return {
       pointer: unsafe.pointer as unknown as Pointer,
+      context: null,
       close: () => unsafe.close(),
     };
   },

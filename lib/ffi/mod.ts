@@ -22,12 +22,13 @@ import { nativeError, RefscopeError } from "../errors.ts";
 import { abiVersion } from "./abi.gen.ts";
 import { backend as bunBackend } from "./bun.ts";
 import { backend as denoBackend } from "./deno.ts";
+import { backend as nodeBackend } from "./node.ts";
 import { type Backend, type Bound, refscopeSymbols, type SymbolSpec } from "./symbols.ts";
 
 export type { Backend, Bound, Channel, Pointer, SymbolSpec, Wake } from "./symbols.ts";
 
 /** The running runtime's backend. The only runtime test in `lib/`. */
-export const backend: Backend = "Bun" in globalThis ? bunBackend : denoBackend;
+export const backend: Backend = "Bun" in globalThis ? bunBackend : "Deno" in globalThis ? denoBackend : nodeBackend;
 
 /** A loaded librefscope. */
 export interface Native {
@@ -134,6 +135,8 @@ function openFirst<S extends Record<string, SymbolSpec>>(
 }
 
 function load(): Native {
+  const unsupported = backend.unsupported();
+  if (unsupported !== undefined) throw new RefscopeError("UNSUPPORTED_RUNTIME", unsupported);
   const { path, symbols } = openFirst(candidates(), refscopeSymbols, "librefscope");
   const version = symbols.refscope_abi_version();
   if (version !== abiVersion) {

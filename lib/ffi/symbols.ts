@@ -1,8 +1,8 @@
 /**
- * The librefscope symbol table, for both runtimes, and the types a backend provides (see
+ * The librefscope symbol table, for every runtime, and the types a backend provides (see
  * `native/include/refscope.h` for each function's contract).
  *
- * Types use Deno's names; the Bun backend translates them. Ids and byte sizes are `f64`
+ * Types use Deno's names; the Bun and Node backends translate them. Ids and byte sizes are `f64`
  * because a double is on both runtimes' fast FFI path, while a 64-bit integer costs a
  * BigInt (slow on Bun) or a slow number conversion (on Deno).
  *
@@ -47,13 +47,15 @@ export type Bound<S extends Record<string, SymbolSpec>> = {
 export interface Wake {
   /** The C function pointer to hand to `refscope_sink_open`. */
   readonly pointer: Pointer;
+  /** Its context argument (Node's: a `refscope_async`), or null. */
+  readonly context: Pointer | null;
   /** Frees the callback; only once no native thread can call it any more. */
   close(): void;
 }
 
 /** What a runtime backend provides: everything in `lib/` that differs between runtimes. */
 export interface Backend {
-  readonly runtime: "deno" | "bun";
+  readonly runtime: "deno" | "bun" | "node";
   /**
    * The operating system in Node's vocabulary (`process.platform`: "linux", "darwin",
    * "win32", ...), which decides library file names and the platform package.
@@ -61,6 +63,8 @@ export interface Backend {
   readonly platform: string;
   /** The CPU architecture in Node's vocabulary (`process.arch`: "x64", "arm64", ...). */
   readonly arch: string;
+  /** Why this runtime cannot load librefscope at all (a Node without `node:ffi`), if it cannot. */
+  unsupported(): string | undefined;
   /** Whether `path` may be read without asking anyone (Deno prompts on a terminal). */
   mayRead(path: string): boolean;
   /** Whether environment variable `name` may be read without asking anyone (Deno prompts). */
@@ -78,8 +82,9 @@ export interface Backend {
    * keep the process alive by itself: liveness is the caller's decision. Only for a
    * thread whose end is the process's end (see `isMainThread`): a runtime frees a
    * Worker's callbacks when the Worker ends, with no event that native code could see.
+   * `library` is the path of the loaded librefscope (Node's wake uses its `refscope_async_*`).
    */
-  wake(callback: () => void): Wake;
+  wake(callback: () => void, library: string): Wake;
   /**
    * Whether this is the runtime's main thread, whose end is the process's end, rather
    * than a Worker.

@@ -8,8 +8,9 @@
  * producer waits (`await producer.reserve(bytes)`) whenever the budget is full. The same
  * pipeline then runs without a budget, to show the peak memory the budget saved.
  *
- *   npm run demo                                     Deno, then Bun, with the defaults
- *   deno run -A tests/demo/pipeline.ts [options]     one runtime (or: bun tests/demo/pipeline.ts)
+ *   npm run demo                                     Deno, then Bun, then Node, with the defaults
+ *   deno run -A tests/demo/pipeline.ts [options]     one runtime (or: bun tests/demo/pipeline.ts,
+ *                                                    node tests/demo/pipeline.ts)
  *
  * Options: --blocks N (300), --block-kib MIN[-MAX] (256-1024), --budget-mib N (16),
  * --consumers N (4), --work-ms N (25: a consumer's time per block), --seed N, --no-live.
@@ -270,7 +271,8 @@ function blockSizes(options: PipelineOptions): number[] {
 
 function runtimeName(): string {
   const global = globalThis as { Bun?: { version: string }; Deno?: { version: { deno: string } } };
-  return global.Bun ? `Bun ${global.Bun.version}` : `Deno ${global.Deno?.version.deno}`;
+  if (global.Bun) return `Bun ${global.Bun.version}`;
+  return global.Deno ? `Deno ${global.Deno.version.deno}` : `Node ${process.versions.node}`;
 }
 
 /** Parses the command line (see the top of this file). */

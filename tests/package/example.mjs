@@ -1,12 +1,16 @@
 // Run from a scratch project that installed the packed tarballs (see .ci/check-packages):
-// imports refscope by package name, with no checkout on the path, under Deno or Bun. It
+// imports refscope by package name, with no checkout on the path, under Deno, Bun or Node. It
 // does what an application does (objects in containers, a handler per object, a memory
 // budget), checks that every handler ran exactly once, and prints one JSON line saying
 // which library was loaded.
 import process from "node:process";
 import { Counter, MemoryBudget, nativeLibrary } from "refscope";
 
-const runtime = "Bun" in globalThis ? `bun ${globalThis.Bun.version}` : `deno ${globalThis.Deno.version.deno}`;
+const runtime = "Bun" in globalThis
+  ? `bun ${globalThis.Bun.version}`
+  : "Deno" in globalThis
+  ? `deno ${globalThis.Deno.version.deno}`
+  : `node ${process.versions.node}`;
 const objects = 301;
 const seen = new Map();
 let allGone;
