@@ -10,7 +10,7 @@ import { backend, type Pointer } from "../lib/ffi/mod.ts";
 import { nativeCounter, testkit } from "../tests/_testkit.ts";
 import type { Counter } from "../mod.ts";
 
-export const runtime: "deno" | "bun" = "Bun" in globalThis ? "bun" : "deno";
+export const runtime: "deno" | "bun" | "node" = "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node";
 export const json = process.argv.includes("--json");
 /** `--quick`: fewer objects and samples, for a smoke run (CI type-checks, not times). */
 export const quick = process.argv.includes("--quick");
@@ -49,7 +49,11 @@ export function log(line: string): void {
 
 function version(): string {
   const global = globalThis as { Deno?: { version: { deno: string } }; Bun?: { version: string } };
-  return runtime === "deno" ? global.Deno!.version.deno : global.Bun!.version;
+  return runtime === "deno"
+    ? global.Deno!.version.deno
+    : runtime === "bun"
+    ? global.Bun!.version
+    : process.versions.node;
 }
 
 function cpu(): string {
@@ -162,9 +166,11 @@ export class Job {
 /**
  * A `void (*)(double)` that native threads may call: the thread-safe callback each runtime
  * offers (Deno `UnsafeCallback.threadSafe`, Bun `JSCallback` with `threadsafe`), one call
- * per event: the alternative refscope's batching replaces.
+ * per event: the alternative refscope's batching replaces. Undefined on Node: `node:ffi`
+ * has no callback that another thread may call, so that alternative does not exist there.
  */
-export function threadSafeCallback(fn: (id: number) => void): { pointer: Pointer; close(): void } {
+export function threadSafeCallback(fn: (id: number) => void): { pointer: Pointer; close(): void } | undefined {
+  if (runtime === "node") return undefined;
   if (runtime === "deno") {
     const deno = (globalThis as unknown as {
       Deno: {

@@ -2,8 +2,8 @@
  * Benchmark 1, notification throughput: many objects go out of scope at once, released
  * from the JS thread or from a native thread, and the time runs until every handler has
  * run. Baselines in the same run: one thread-safe callback per event (same library, same
- * ids), a FinalizationRegistry (JS objects dropped, GC forced), and a pure-TS Map counter
- * delivering with queueMicrotask.
+ * ids; Deno and Bun: Node has no such callback), a FinalizationRegistry (JS objects
+ * dropped, GC forced), and a pure-TS Map counter delivering with queueMicrotask.
  */
 import { bench } from "mitata";
 import { Counter, type Ref } from "../mod.ts";
@@ -22,12 +22,16 @@ export async function notifications(): Promise<void> {
   const handler = () => {
     if (++fired === target) done();
   };
-  const waitForHandlers = (count: number) =>
-    new Promise<void>((resolve) => {
+  // A native thread's releases owe nothing until they happen: an idle event loop (no
+  // wake keeps one alive) would end the process before then, as it should. Hold it open.
+  const waitForHandlers = (count: number) => {
+    const alive = setInterval(() => {}, 1000);
+    return new Promise<void>((resolve) => {
       fired = 0;
       target = count;
       done = resolve;
-    });
+    }).finally(() => clearInterval(alive));
+  };
 
   const refsWithHandlers = (count: number): Ref[] => {
     const refs = new Array<Ref>(count);
@@ -72,22 +76,24 @@ export async function notifications(): Promise<void> {
     if (++calls === callsTarget) callsDone();
   });
   const perEventName = `baseline: ${perEventObjects} events, one thread-safe callback each`;
-  bench(perEventName, function* () {
-    yield {
-      [0]: () => Float64Array.from({ length: perEventObjects }, (_, index) => index + 1),
-      async bench(ids: Float64Array) {
-        const called = new Promise<void>((resolve) => {
-          calls = 0;
-          callsTarget = ids.length;
-          callsDone = resolve;
-        });
-        const job = Job.callEach(perEvent.pointer, ids);
-        await called;
-        while (!job.done) await new Promise((resolve) => setTimeout(resolve, 0));
-        job.join();
-      },
-    };
-  });
+  if (perEvent !== undefined) {
+    bench(perEventName, function* () {
+      yield {
+        [0]: () => Float64Array.from({ length: perEventObjects }, (_, index) => index + 1),
+        async bench(ids: Float64Array) {
+          const called = new Promise<void>((resolve) => {
+            calls = 0;
+            callsTarget = ids.length;
+            callsDone = resolve;
+          });
+          const job = Job.callEach(perEvent.pointer, ids);
+          await called;
+          while (!job.done) await new Promise((resolve) => setTimeout(resolve, 0));
+          job.join();
+        },
+      };
+    });
+  }
 
   // Baseline: FinalizationRegistry, the JS way to learn that an object is gone.
   let cleaned = 0;
@@ -140,11 +146,12 @@ export async function notifications(): Promise<void> {
   });
 
   const ns = await measure();
-  perEvent.close();
+  perEvent?.close();
   await counter.close();
 
   const rate = (name: string, count: number) => count / (ns.get(name)! / 1e9);
-  const perEventRate = rate(perEventName, perEventObjects);
+  const perEventRate = perEvent === undefined ? undefined : rate(perEventName, perEventObjects);
+  const mapRate = rate(mapName, objects);
   const ratioTarget = runtime === "deno" ? 500 : 10;
   for (const [label, name] of [["JS thread", jsName], ["native thread", nativeName]] as const) {
     const value = rate(name, objects);
@@ -152,11 +159,19 @@ export async function notifications(): Promise<void> {
       name: `notifications, released on the ${label}`,
       value,
       unit: "notifications/s",
-      baseline: { name: "one thread-safe callback per event", value: perEventRate },
-      target: {
-        text: `≥ 10M/s and ≥ ${ratioTarget}x the per-event baseline`,
-        met: value >= 10e6 && value >= ratioTarget * perEventRate,
-      },
+      // Node has no per-event alternative to compare with: the Map counter stands in.
+      ...(perEventRate === undefined
+        ? {
+          baseline: { name: "pure-TS Map counter", value: mapRate },
+          target: { text: "≥ 10M/s", met: value >= 10e6 },
+        }
+        : {
+          baseline: { name: "one thread-safe callback per event", value: perEventRate },
+          target: {
+            text: `≥ 10M/s and ≥ ${ratioTarget}x the per-event baseline`,
+            met: value >= 10e6 && value >= ratioTarget * perEventRate,
+          },
+        }),
     });
   }
   if (canForceGc) {
@@ -166,6 +181,8 @@ export async function notifications(): Promise<void> {
       unit: "notifications/s",
     });
   }
-  record({ name: "baseline: pure-TS Map counter", value: rate(mapName, objects), unit: "notifications/s" });
-  record({ name: "baseline: one thread-safe callback per event", value: perEventRate, unit: "notifications/s" });
+  record({ name: "baseline: pure-TS Map counter", value: mapRate, unit: "notifications/s" });
+  if (perEventRate !== undefined) {
+    record({ name: "baseline: one thread-safe callback per event", value: perEventRate, unit: "notifications/s" });
+  }
 }

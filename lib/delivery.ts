@@ -31,7 +31,7 @@ import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { HandlerError } from "./errors.ts";
 import type { ObjectId, OutOfScopeHandler } from "./types.ts";
-import { type CallbackKind, Registration, Removal, SinkFlag, sinksMax } from "./ffi/abi.gen.ts";
+import { type CallbackKind, Registration, Removal, SinkFlag, sinksMax, Status } from "./ffi/abi.gen.ts";
 import { backend, type Channel, errorFromStatus, native, type Pointer, type Wake } from "./ffi/mod.ts";
 
 /** Tokens copied per FFI call. */
@@ -52,7 +52,8 @@ function onBeforeExit(): void {
 
 /**
  * The main thread is ending, and the runtime will free its callbacks next: stop every
- * waker from starting another wake to it (a wake in progress is left to return).
+ * waker from starting another wake to it (a wake in progress is waited for if it cannot
+ * block, else left to return).
  */
 function onExit(): void {
   for (const delivery of open) delivery.stopWakes();
@@ -259,12 +260,23 @@ export class Delivery {
 
   /**
    * The main thread is ending: no wake may start after this (its callback is about to
-   * be freed). Closes the sink natively; a wake in progress is left to return.
+   * be freed). Closes the sink natively. A wake in progress that cannot block (Bun's,
+   * Node's: they only queue) ends within microseconds, and is waited for, a second at
+   * most; a Deno one waits for this very thread, so it is left to return. Then the wake
+   * lets go of what it holds in the runtime (Node's libuv handle, which Node would
+   * otherwise dispatch while it tears the thread's JS down).
    */
   stopWakes(): void {
-    if (this.#wake === undefined || this.#closed) return;
+    const wake = this.#wake;
+    if (wake === undefined || this.#closed) return;
     this.detach();
-    native().symbols.refscope_sink_close(this.#counter, this.sink);
+    const symbols = native().symbols;
+    let status = symbols.refscope_sink_close(this.#counter, this.sink);
+    const deadline = performance.now() + 1000;
+    while (status === Status.PENDING && !wake.blocks && performance.now() < deadline) {
+      status = symbols.refscope_sink_close(this.#counter, this.sink);
+    }
+    wake.exit();
   }
 
   /**

@@ -1,6 +1,7 @@
 // Process exit, in child processes, beyond process.test.ts: over a million pending
 // deliveries (with failing and chained handlers) are all made before the process exits,
 // and a counter that is idle after deliveries from a native thread lets the process exit.
+import process from "node:process";
 import { runScript, suite, testPath } from "./_harness.ts";
 
 suite("process exit", async (t) => {
@@ -17,6 +18,19 @@ suite("process exit", async (t) => {
     },
     { timeout: 70_000 },
   );
+
+  await t.test("the main thread ending while a native thread still releases (and wakes it) exits cleanly", (t) => {
+    const runs = Number(process.env.REFSCOPE_RACE_ROUNDS ?? 30); // Each run is a process.
+    const failures: string[] = [];
+    for (let run = 0; run < runs; run++) {
+      const endMs = Math.floor(Math.random() * 30);
+      const result = runScript(testPath("fixtures/exit-during-wakes.ts"), {}, 20_000, [String(endMs)]);
+      if (result.status !== 0) {
+        failures.push(`ending at ${endMs} ms: status ${result.status}, ${result.stderr.slice(0, 300)}`);
+      }
+    }
+    t.eq(failures, [], `${runs} runs, each ending 0-30 ms after starting the releases, exit with status 0`);
+  }, { timeout: 110_000 });
 
   await t.test("a counter idle after a native thread's deliveries does not keep the process alive", (t) => {
     const runs = 5;

@@ -82,7 +82,9 @@ export const backend: Backend = {
     return {
       pointer: js.ptr as unknown as Pointer,
       context: null,
+      blocks: false,
       close: () => js.close(),
+      exit: () => {},
     };
   },
 

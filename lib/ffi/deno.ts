@@ -63,7 +63,9 @@ export const backend: Backend = {
     return {
       pointer: unsafe.pointer as unknown as Pointer,
       context: null,
+      blocks: true,
       close: () => unsafe.close(),
+      exit: () => {},
     };
   },
 

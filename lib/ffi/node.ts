@@ -202,6 +202,7 @@ export const backend: Backend = {
     return {
       pointer: lib.getSymbol("refscope_async_wake") as unknown as Pointer,
       context: record as unknown as Pointer,
+      blocks: false,
       close: () => {
         if (closed) return;
         closed = true;
@@ -215,6 +216,13 @@ export const backend: Backend = {
           });
         });
         libuv.close(handle, onClose);
+      },
+      exit: () => {
+        if (closed) return;
+        closed = true;
+        // Node runs the loop once more as it frees the thread's JS, and may not call into
+        // JS then: closed with no callback, and never freed (the process is ending).
+        libuv.close(handle, 0n);
       },
     };
   },

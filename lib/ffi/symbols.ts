@@ -49,8 +49,15 @@ export interface Wake {
   readonly pointer: Pointer;
   /** Its context argument (Node's: a `refscope_async`), or null. */
   readonly context: Pointer | null;
+  /** Whether a call blocks the waker until the JS thread runs it (Deno's). */
+  readonly blocks: boolean;
   /** Frees the callback; only once no native thread can call it any more. */
   close(): void;
+  /**
+   * The thread is ending (`process.on("exit")`), after its sink's close: lets go of what
+   * the runtime would still dispatch, freeing nothing a late wake could touch.
+   */
+  exit(): void;
 }
 
 /** What a runtime backend provides: everything in `lib/` that differs between runtimes. */
