@@ -1,5 +1,5 @@
 /**
- * refscope: native reference counting with out-of-scope notifications for Deno and Bun,
+ * refscope: native reference counting with out-of-scope notifications for Deno, Bun and Node,
  * with Ray Core's semantics (owned and borrowed references, nested objects, lineage,
  * explicit free) in a table that Workers can share.
  *

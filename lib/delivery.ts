@@ -9,10 +9,11 @@
  * drain runs in a later macrotask (`setImmediate`), never inside the call that released
  * the object, and copies up to `batchSize` tokens per FFI call into a preallocated buffer.
  *
- * Why a Worker has no native wake: both runtimes free a Worker's isolate, and every FFI
+ * Why a Worker has no native wake: Deno and Bun free a Worker's isolate, and every FFI
  * callback it made, milliseconds before its OS thread exits, with no event that native
  * code (or, on Deno, JS) could see first. A native thread calling a Worker's callback could
- * always find it freed. So native code never calls into a Worker: a Worker's sink is
+ * always find it freed. (Node's wake is a libuv handle, and a Worker that ends holding a
+ * handle Node does not know about aborts the process: see lib/ffi/node.ts.) So native code never calls into a Worker: a Worker's sink is
  * wake-less, and the wakes it is owed are *relayed* by a JS thread, which is alive by
  * definition while it runs: the thread whose call routed the tokens (its call returns
  * `RELAY`), or, for tokens that native threads routed (a Worker's thread-exit cleanup, a
@@ -281,7 +282,7 @@ export class Delivery {
 
   /**
    * Arranges a drain in a later macrotask, once: `setImmediate`, which runs after the
-   * current task and its microtasks, about 1 µs later on both runtimes, where
+   * current task and its microtasks, about 1 µs later on every runtime, where
    * `setTimeout(0)` waits 1 ms (Bun) to 2 ms (Deno). Pending, it keeps the process alive.
    */
   schedule(): void {

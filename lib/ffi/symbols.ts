@@ -2,9 +2,9 @@
  * The librefscope symbol table, for every runtime, and the types a backend provides (see
  * `native/include/refscope.h` for each function's contract).
  *
- * Types use Deno's names; the Bun and Node backends translate them. Ids and byte sizes are `f64`
- * because a double is on both runtimes' fast FFI path, while a 64-bit integer costs a
- * BigInt (slow on Bun) or a slow number conversion (on Deno).
+ * Types use Deno's names; the Bun and Node backends translate them. Ids and byte sizes are
+ * `f64` because a double is on every runtime's fast FFI path, while a 64-bit integer costs
+ * a BigInt (slow on Bun and Node) or a slow number conversion (on Deno).
  *
  * @module
  */
