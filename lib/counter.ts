@@ -64,8 +64,8 @@ let refCore: (ref: Ref) => Core;
 let refHeld: (ref: Ref) => boolean;
 let setRefHeld: (ref: Ref, held: boolean) => void;
 const constructing = Symbol("refscope.constructing");
-/** Set by `Counter.attach` around its `new Counter()`. */
-let attaching: Core | undefined;
+/** What `Counter.attach` hands the constructor, under a token object only it holds. */
+const attachments = new WeakMap<object, { core: Core; onHandlerError: CounterOptions["onHandlerError"] }>();
 
 /**
  * One local reference to an object. `release()` (or leaving a `using` block) drops it;
@@ -247,10 +247,17 @@ export class Counter implements AsyncDisposable {
 
   /** Opens a new counter (starting its native dispatcher thread). */
   constructor(options: CounterOptions = {}) {
-    checkOptions(options, attaching === undefined ? "new Counter" : "attach");
-    this.#core = attaching ?? Core.open();
-    attaching = undefined;
-    this.#core.delivery.onHandlerError = options.onHandlerError;
+    // `Counter.attach` passes a token of its own, never seen outside this module.
+    const attached = attachments.get(options);
+    if (attached !== undefined) {
+      attachments.delete(options);
+      this.#core = attached.core;
+      this.#core.delivery.onHandlerError = attached.onHandlerError;
+      return;
+    }
+    const onHandlerError = readOptions(options, "new Counter");
+    this.#core = Core.open();
+    this.#core.delivery.onHandlerError = onHandlerError;
   }
 
   /**
@@ -259,9 +266,10 @@ export class Counter implements AsyncDisposable {
    * (or the thread ending) releases what it holds, and leaves the counter open.
    */
   static attach(key: number, options: CounterOptions = {}): Counter {
-    checkOptions(options, "attach");
-    attaching = Core.attach(key);
-    return new Counter(options);
+    const onHandlerError = readOptions(options, "attach");
+    const token = {};
+    attachments.set(token, { core: Core.attach(key), onHandlerError });
+    return new Counter(token);
   }
 
   /** The key other JS threads pass to `Counter.attach`. */
@@ -398,11 +406,15 @@ export class Counter implements AsyncDisposable {
     if (typeof refs !== "object" || refs === null || !(Symbol.iterator in refs)) {
       throw new RefscopeError("INVALID_ARGUMENT", `releaseAll: expected an iterable of Refs, got ${typeName(refs)}`);
     }
+    // The caller's elements are read once each (an element getter may answer differently
+    // on a second read): the undo below resets exactly the Refs that were taken.
     const list = Array.isArray(refs) ? refs as Ref[] : [...refs];
-    const ids: ObjectId[] = new Array(list.length);
+    const count = list.length;
+    const taken: Ref[] = new Array(count);
+    const ids: ObjectId[] = new Array(count);
     let index = 0;
     try {
-      for (; index < list.length; index++) {
+      for (; index < count; index++) {
         const ref = list[index];
         if (!isRef(ref)) {
           throw new RefscopeError(
@@ -418,11 +430,12 @@ export class Counter implements AsyncDisposable {
           );
         }
         setRefHeld(ref, false);
+        taken[index] = ref;
         ids[index] = ref.id;
       }
       this.#core.releaseBatch(ids);
     } catch (error) {
-      for (let undo = 0; undo < index; undo++) setRefHeld(list[undo], true);
+      for (let undo = 0; undo < index; undo++) setRefHeld(taken[undo], true);
       throw error;
     }
   }
@@ -526,11 +539,17 @@ function checkRef(ref: unknown, core: Core, what: string): asserts ref is Ref {
   }
 }
 
-function checkOptions(options: unknown, what: string): asserts options is CounterOptions {
+/**
+ * Reads and checks the counter options, each once (a getter may answer differently on a
+ * second read): what is checked is what is used.
+ */
+function readOptions(options: unknown, what: string): CounterOptions["onHandlerError"] {
   if (typeof options !== "object" || options === null) {
     throw new RefscopeError("INVALID_ARGUMENT", `${what}: options must be an object, not ${typeName(options)}`);
   }
-  checkHook((options as CounterOptions).onHandlerError, `${what}: onHandlerError`);
+  const onHandlerError = (options as CounterOptions).onHandlerError;
+  checkHook(onHandlerError, `${what}: onHandlerError`);
+  return onHandlerError;
 }
 
 function checkHook(hook: unknown, what: string): void {

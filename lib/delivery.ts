@@ -333,31 +333,30 @@ export class Delivery {
     this.#freeTokens.push(token);
     this.handlersFired++;
     try {
-      const result = handler(id);
-      if (result instanceof Promise) result.catch((error: unknown) => this.#report(id, error));
+      whenRejected(handler(id), (error) => this.#report(id, error));
     } catch (error) {
       this.#report(id, error);
     }
   }
 
+  /** Reports a handler's failure; never throws (the rest of the batch must still run). */
   #report(id: ObjectId, cause: unknown): void {
     this.handlerErrors++;
     const error = new HandlerError(id, cause);
     const hook = this.onHandlerError;
     if (hook !== undefined) {
       const hookFailed = (hookError: unknown) =>
-        console.error(`refscope: the onHandlerError hook threw while reporting: ${error.message}`, hookError);
+        log(`refscope: the onHandlerError hook threw while reporting: ${error.message}`, hookError);
       try {
         // An async hook (assignable to the hook's type) may reject: log it like a throw,
         // rather than leave an unhandled rejection, which ends the process on Deno.
-        const result: unknown = hook(error);
-        if (result instanceof Promise) result.catch(hookFailed);
+        whenRejected(hook(error), hookFailed);
       } catch (hookError) {
         hookFailed(hookError);
       }
       return;
     }
-    console.error(`refscope: ${error.message}`, cause);
+    log(`refscope: ${error.message}`, cause);
   }
 
   /** Stops draining: the native sink is closing or closed, and may be gone. */
@@ -371,6 +370,32 @@ export class Delivery {
   closeWake(): void {
     this.detach();
     this.#wake?.close();
+  }
+}
+
+/**
+ * Calls `onRejected` if `value` is a thenable that rejects: a promise of this realm or of
+ * another (`instanceof Promise` fails across realms), or any object with a `then` method.
+ * `then` is read once and called at once, so a rejection is handled before it could be
+ * reported as unhandled. Throws what reading or calling `then` throws.
+ */
+function whenRejected(value: unknown, onRejected: (reason: unknown) => void): void {
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) return;
+  const then = (value as { then?: unknown }).then;
+  if (typeof then === "function") then.call(value, undefined, onRejected);
+}
+
+/**
+ * `console.error`, which must not throw: a console may fail to show a value (Deno's throws
+ * on a revoked Proxy), and the value is then left out.
+ */
+function log(message: string, value: unknown): void {
+  try {
+    console.error(message, value);
+  } catch {
+    try {
+      console.error(`${message} (the value could not be shown)`);
+    } catch { /* The console itself fails: nothing is left to tell. */ }
   }
 }
 
