@@ -39,6 +39,11 @@ import { backend, type Channel, errorFromStatus, native, type Pointer, type Wake
 const batchSize = 4096;
 /** Drain calls per macrotask before yielding to the event loop (about 1M deliveries). */
 const batchesPerTurn = 256;
+/**
+ * Handler slots kept when none is in use: above this, an idle sink drops its tables and
+ * starts again small, so that a burst of handlers does not hold their memory for good.
+ */
+const idleSlotsKept = 4096;
 /** How often a wake-less sink with handlers pending polls (see the module's comment). */
 const pollMs = 10;
 /** `REFSCOPE_SINK_RELAYS`: every JS sink relays the wakes its calls owe to Workers. */
@@ -204,9 +209,27 @@ export class Delivery {
       if (status === Removal.NOT_REMOVED) return false;
       this.#handlers[token] = undefined;
       this.#freeTokens.push(token);
+      this.#shrinkIfIdle();
       return true;
     }
     return false;
+  }
+
+  /** Handler slots allocated (in use or free): what the handler tables hold room for. */
+  get handlerSlots(): number {
+    return this.#handlers.length;
+  }
+
+  /**
+   * With no handler registered (so no token is held natively, or waiting in the outbox),
+   * drops tables grown beyond `idleSlotsKept`: every token is free, and numbering starts
+   * again from 0.
+   */
+  #shrinkIfIdle(): void {
+    if (this.#handlers.length <= idleSlotsKept || this.handlersPending !== 0) return;
+    this.#handlers = [];
+    this.#ids = [];
+    this.#freeTokens = [];
   }
 
   /** Handlers registered and not yet run (or removed). */
@@ -309,6 +332,7 @@ export class Delivery {
       // Empty, and disarmed: a sink with a wake (the main thread's) may have been woken to
       // relay. A wake-less one never is: native code arms only sinks with a wake.
       if (this.#wake !== undefined) this.relay();
+      this.#shrinkIfIdle();
       return false;
     }
     const tokens = this.#tokens;

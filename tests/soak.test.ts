@@ -6,9 +6,13 @@
 //   REFSCOPE_SOAK_LIFETIMES=10000000 deno run -A tests/soak.test.ts
 //   REFSCOPE_SOAK_LIFETIMES=10000000 bun tests/soak.test.ts
 import process from "node:process";
-import { Counter, type Ref } from "../mod.ts";
-import { macrotasks, suite, within } from "./_harness.ts";
+import { Counter, type Ref, Status } from "../mod.ts";
+import { Delivery } from "../lib/delivery.ts";
+import { CallbackKind, HintBit } from "../lib/ffi/abi.gen.ts";
+import { native } from "../lib/ffi/mod.ts";
+import { macrotasks, suite, until, within } from "./_harness.ts";
 import { collectGarbage, MiB, ReleaseJob } from "./_native.ts";
+import { nativeCounter } from "./_testkit.ts";
 
 const batch = 10_000;
 const lifetimes = Math.ceil(Number(process.env.REFSCOPE_SOAK_LIFETIMES ?? 2_000_000) / batch) * batch;
@@ -118,4 +122,42 @@ suite("soak", async (t) => {
     // Generous: the full run takes tens of seconds on a slow machine.
     { timeout: 60_000 + lifetimes / 100 },
   );
+
+  await t.test("a sink's handler tables shrink once a burst of handlers has run, and the sink still works", async (t) => {
+    const counter = new Counter();
+    const pointer = nativeCounter(counter);
+    const symbols = native().symbols;
+    // A second sink of this thread, driven directly through the FFI, to see its tables.
+    const delivery = Delivery.open(pointer);
+    const create = () => {
+      const cell = new Float64Array(1);
+      if (symbols.refscope_object_create(pointer, 0, delivery.sink, cell) !== Status.OK) throw new Error("create");
+      return cell[0];
+    };
+    const release = (ids: Float64Array) => {
+      const hint = symbols.refscope_object_release_batch(pointer, ids, ids.length, delivery.sink);
+      if (hint < 0) throw new Error(`release: ${hint}`);
+      if ((hint & HintBit.DRAIN) !== 0) delivery.schedule();
+    };
+    const burst = 100_000;
+    let fired = 0;
+    const ids = new Float64Array(burst);
+    for (let index = 0; index < burst; index++) {
+      ids[index] = create();
+      delivery.register(CallbackKind.OUT_OF_SCOPE, ids[index], () => void fired++);
+    }
+    t.eq(delivery.handlerSlots, burst, `${burst} handler slots during the burst`);
+    release(ids);
+    await until(() => fired === burst && delivery.handlerSlots === 0, "the burst's handlers, then the shrink");
+    t.eq([fired, delivery.handlersPending, delivery.handlerSlots], [burst, 0, 0], "all ran once; the tables are empty");
+    const again = Float64Array.of(create());
+    let firedAgain = 0;
+    delivery.register(CallbackKind.OUT_OF_SCOPE, again[0], () => void firedAgain++);
+    release(again);
+    await until(() => firedAgain === 1, "a handler registered after the shrink");
+    t.eq([firedAgain, delivery.handlerSlots], [1, 1], "runs once, from slot 0");
+    while (symbols.refscope_sink_close(pointer, delivery.sink) !== Status.OK) await macrotasks(1);
+    delivery.closeWake();
+    await within(counter.close(), 10_000, "close");
+  });
 });
