@@ -537,6 +537,7 @@ pub export fn refscope_object_holdings(counter: ?*Counter, id: f64, out_holdings
 }
 
 test {
+    _ = @import("alloc_test.zig");
     _ = @import("async.zig");
     _ = @import("pool.zig");
     _ = @import("table.zig");
