@@ -406,36 +406,40 @@ export class Counter implements AsyncDisposable {
     if (typeof refs !== "object" || refs === null || !(Symbol.iterator in refs)) {
       throw new RefscopeError("INVALID_ARGUMENT", `releaseAll: expected an iterable of Refs, got ${typeName(refs)}`);
     }
-    // The caller's elements are read once each (an element getter may answer differently
-    // on a second read): the undo below resets exactly the Refs that were taken.
-    const list = Array.isArray(refs) ? refs as Ref[] : [...refs];
-    const count = list.length;
-    const taken: Ref[] = new Array(count);
-    const ids: ObjectId[] = new Array(count);
-    let index = 0;
+    // Each element is read once (an element getter may answer differently on a second
+    // read) and checked as it is read, so that an endless or huge iterable ends at its
+    // first bad element, a repeat included; the undo resets exactly the Refs taken.
+    const taken: Ref[] = [];
+    const ids: ObjectId[] = [];
+    const take = (ref: unknown, index: number) => {
+      if (!isRef(ref)) {
+        throw new RefscopeError(
+          "INVALID_ARGUMENT",
+          `releaseAll: expected a Ref at index ${index}, got ${typeName(ref)}`,
+        );
+      }
+      checkRef(ref, this.#core, "releaseAll");
+      if (!refHeld(ref)) {
+        throw new RefscopeError(
+          "NO_REFERENCE",
+          `releaseAll: the Ref to object ${ref.id} at index ${index} is already released or repeated`,
+        );
+      }
+      setRefHeld(ref, false);
+      taken.push(ref);
+      ids.push(ref.id);
+    };
     try {
-      for (; index < count; index++) {
-        const ref = list[index];
-        if (!isRef(ref)) {
-          throw new RefscopeError(
-            "INVALID_ARGUMENT",
-            `releaseAll: expected a Ref at index ${index}, got ${typeName(ref)}`,
-          );
-        }
-        checkRef(ref, this.#core, "releaseAll");
-        if (!refHeld(ref)) {
-          throw new RefscopeError(
-            "NO_REFERENCE",
-            `releaseAll: the Ref to object ${ref.id} at index ${index} is already released or repeated`,
-          );
-        }
-        setRefHeld(ref, false);
-        taken[index] = ref;
-        ids[index] = ref.id;
+      if (Array.isArray(refs)) {
+        const count = refs.length;
+        for (let index = 0; index < count; index++) take(refs[index], index);
+      } else {
+        let index = 0;
+        for (const ref of refs) take(ref, index++);
       }
       this.#core.releaseBatch(ids);
     } catch (error) {
-      for (let undo = 0; undo < index; undo++) setRefHeld(taken[undo], true);
+      for (const ref of taken) setRefHeld(ref, true);
       throw error;
     }
   }

@@ -63,9 +63,18 @@ export function nativeError(status: number, what: string, message: string): Refs
   return new RefscopeError(code, `${what}: ${message}`, { status });
 }
 
-/** A value's type, for an error message: `typeof`, but telling null and arrays apart. */
+/**
+ * A value's type, for an error message: `typeof`, but telling null and arrays apart. Never
+ * throws: `Array.isArray` throws on a revoked Proxy, and describing bad input must not
+ * replace the RefscopeError it explains.
+ */
 export function typeName(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+  if (value === null) return "null";
+  try {
+    return Array.isArray(value) ? "an array" : typeof value;
+  } catch {
+    return "a revoked Proxy";
+  }
 }
 
 /** Reported (never thrown at the caller) when an out-of-scope handler throws or rejects. */
