@@ -112,6 +112,19 @@ pub fn build(b: *std.Build) void {
         for (memcheck, 0..) |arg, index| run.argv.insert(b.allocator, index, .{ .bytes = b.dupe(arg) }) catch @panic("OOM");
     };
 
+    // `zig build fuzz --fuzz[=N]`: the core's fuzz tests alone (the other test programs
+    // have none, and the fuzzer needs coverage from each program it is given). LLVM, for
+    // the coverage instrumentation. A plain `zig build test` replays their corpus.
+    const fuzz_step = b.step("fuzz", "Run the native fuzz tests (add --fuzz to explore; see README)");
+    const fuzz_tests = b.addTest(.{
+        .name = "fuzz",
+        .use_llvm = true,
+        .root_module = coreModule(b, target, optimize, false),
+        .filters = &.{"fuzz"},
+    });
+    fuzz_tests.root_module.addImport("refscope_h", header_module);
+    fuzz_step.dependOn(&b.addRunArtifact(fuzz_tests).step);
+
     const dist = addDist(b);
     addMuslTests(b, dist.libraries);
     addCheckDist(b, dist.step, test_step);

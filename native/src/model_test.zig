@@ -969,3 +969,54 @@ test "model: the table agrees with a reference model of Ray's rules after every 
         try testing.expectEqual(@as(u64, 0), run.outcomes.get(.other));
     }
 }
+
+/// A `std.Random` whose bytes come from the fuzzer (`zig build test --fuzz`), or from a
+/// corpus input in an ordinary test run: every choice of the model run is then the fuzzer's
+/// to make, and the coverage it reaches guides the next input. The bytes are XORed with a
+/// fixed keystream, a bijection that leaves the fuzzer in full control of every byte: an
+/// exhausted input (zeros from then on) or a run of zeros would otherwise make
+/// `uintLessThan`'s rejection loop spin for ever.
+const SmithSource = struct {
+    smith: *std.testing.Smith,
+    keystream: std.Random.DefaultPrng = .init(0x5eed),
+
+    fn fill(context: *anyopaque, buffer: []u8) void {
+        const source: *SmithSource = @ptrCast(@alignCast(context));
+        source.smith.bytes(buffer);
+        for (buffer) |*byte| byte.* ^= source.keystream.random().int(u8);
+    }
+
+    fn random(source: *SmithSource) std.Random {
+        return .{ .ptr = source, .fillFn = fill };
+    }
+};
+
+/// The longest sequence one fuzz input drives: long enough to grow, reuse and shrink the
+/// table, short enough for the fuzzer to try many inputs a second.
+const fuzz_steps_max = 2000;
+
+fn fuzzOne(_: void, smith: *std.testing.Smith) anyerror!void {
+    const steps = smith.valueRangeAtMost(u16, 1, fuzz_steps_max);
+    var source: SmithSource = .{ .smith = smith };
+    var run = ModelRun.init(testing.allocator, source.random(), 0, steps);
+    defer run.deinit();
+    while (run.step < steps) {
+        run.step += 1;
+        try run.randomStep();
+    }
+    try run.releaseEverything();
+}
+
+/// The seed corpus: inputs of a few sizes, from fixed seeds, the same in every run.
+const corpus_seeds = [_]u64{ 1, 2, 3, 5, 8, 13, 21, 34 };
+
+test "model fuzz: operation sequences chosen by the fuzzer agree with the model (zig build fuzz --fuzz explores; zig build test replays the corpus)" {
+    var inputs: [corpus_seeds.len][4096]u8 = undefined;
+    var corpus: [corpus_seeds.len][]const u8 = undefined;
+    for (corpus_seeds, &inputs, &corpus, 0..) |seed, *input, *entry, index| {
+        var prng = std.Random.DefaultPrng.init(seed);
+        prng.random().bytes(input);
+        entry.* = input[0 .. 512 * (index + 1)];
+    }
+    try std.testing.fuzz({}, fuzzOne, .{ .corpus = &corpus });
+}
