@@ -4,7 +4,7 @@
 // getter, a Proxy's trap, a revoked Proxy);
 // it may never throw anything else (a TypeError from an FFI, a console that cannot show a
 // value) or crash, and when it throws, the table is as it was.
-import { Counter, type LentRef, MemoryBudget, type ObjectId, type Ref, RefscopeError } from "../mod.ts";
+import { Counter, type LentRef, MemoryBudget, type Ref, RefscopeError } from "../mod.ts";
 import process from "node:process";
 import { suite } from "./_harness.ts";
 import { type Loose, noop, observer } from "./_misuse.ts";
