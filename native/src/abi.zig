@@ -45,7 +45,7 @@ const Hint = status.Hint;
 const Registration = status.Registration;
 const Removal = status.Removal;
 
-fn statusFromError(err: counter_module.Error) Status {
+pub fn statusFromError(err: counter_module.Error) Status {
     return switch (err) {
         error.InvalidArgument => .invalid_argument,
         error.InvalidId => .invalid_id,
@@ -537,6 +537,7 @@ pub export fn refscope_object_holdings(counter: ?*Counter, id: f64, out_holdings
 }
 
 test {
+    _ = @import("abi_model_test.zig");
     _ = @import("alloc_test.zig");
     _ = @import("async.zig");
     _ = @import("pool.zig");

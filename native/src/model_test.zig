@@ -35,6 +35,9 @@ const Info = table_module.Info;
 const Holding = table_module.Holding;
 const CallbackKind = table_module.CallbackKind;
 const Error = table_module.Error;
+/// What a call may fail with: the table's errors, and the counter's and the ABI's (`Closed`,
+/// `InvalidArgument`, ...), which only the ABI subject can meet.
+pub const Failure = @import("counter.zig").Error;
 const List = pool_module.List;
 const sink_none = table_module.sink_none;
 
@@ -54,8 +57,8 @@ fn sinkOf(participant: usize) Sink {
     return if (participant == native) sink_none else @intCast(participant);
 }
 
-const Count = enum { local, submitted, lent, lineage };
-const Direction = enum {
+pub const Count = enum { local, submitted, lent, lineage };
+pub const Direction = enum {
     add,
     remove,
 
@@ -67,10 +70,10 @@ const Direction = enum {
 const Accept = enum { in_scope, live };
 
 /// What an operation did: succeeded, answered (register, unregister), or failed.
-const Outcome = union(enum) {
+pub const Outcome = union(enum) {
     ok,
     answer: bool,
-    failed: Error,
+    failed: Failure,
 
     fn of(result: anytype) Outcome {
         const value = result catch |err| return .{ .failed = err };
@@ -123,7 +126,7 @@ const Links = struct {
 const Handler = struct { sink: Sink, label: u32 };
 
 /// A callback that left the table.
-const Fired = struct { label: u32, sink: Sink, object_id: Id };
+pub const Fired = struct { label: u32, sink: Sink, object_id: Id };
 
 const ModelObject = struct {
     id: Id,
@@ -185,7 +188,7 @@ const ModelObject = struct {
     }
 
     /// What `Table.info` must report.
-    fn info(object: *const ModelObject) Info {
+    pub fn info(object: *const ModelObject) Info {
         var borrowed: u32 = 0;
         var borrowers: u32 = 0;
         for (0..participant_count) |participant| {
@@ -282,7 +285,7 @@ const Model = struct {
         return removed;
     }
 
-    fn find(model: *Model, id: Id) ?*ModelObject {
+    pub fn find(model: *Model, id: Id) ?*ModelObject {
         for (model.objects.items) |*object| {
             if (object.id == id and !object.deleted) return object;
         }
@@ -300,7 +303,7 @@ const Model = struct {
     }
 
     /// Why an id names no acceptable object.
-    fn missing(model: *const Model, id: Id) Error {
+    pub fn missing(model: *const Model, id: Id) Error {
         return if (model.wasIssued(id)) error.StaleId else error.InvalidId;
     }
 
@@ -444,12 +447,135 @@ const Model = struct {
     }
 };
 
+// --- The subjects: what the model run checks ------------------------------------------------
+
+/// The model run's subject when it tests the table itself: each call goes straight to
+/// `Table`, and the callbacks it releases are collected in one list, in order. (The other
+/// subject, abi_model_test.zig's, makes the same calls through the C ABI.) A subject
+/// provides the calls below, with the table's signatures but for the released-callback
+/// list, and `checkFired`, `expectEmpty`, `misuse_weight`.
+const TableSubject = struct {
+    table: Table,
+    /// What the table released during the current step.
+    released: List = .{},
+
+    pub const name = "model test";
+    /// The table trusts its callers (the counter): it has no misuse of its own to try.
+    pub const misuse_weight = 0;
+
+    pub fn init(allocator: std.mem.Allocator) !TableSubject {
+        return .{ .table = .init(allocator) };
+    }
+
+    /// Tears down even after a mismatch, leaving nothing for the leak check to report.
+    pub fn deinit(subject: *TableSubject) void {
+        if (subject.table.objectsLive() != 0) subject.table.releaseAll(&subject.released);
+        subject.released.clear(&subject.table.callbacks);
+        subject.table.deinit();
+    }
+
+    pub fn create(subject: *TableSubject, options: table_module.CreateOptions) Failure!Id {
+        return subject.table.create(options);
+    }
+
+    pub fn retain(subject: *TableSubject, id: Id, caller: Sink) Failure!void {
+        return subject.table.retain(id, caller);
+    }
+
+    pub fn release(subject: *TableSubject, id: Id, caller: Sink) Failure!void {
+        return subject.table.release(id, caller, &subject.released);
+    }
+
+    pub fn batch(subject: *TableSubject, kind: Count, direction: Direction, ids: []const Id, caller: Sink) Failure!void {
+        const table = &subject.table;
+        return switch (kind) {
+            .local => table.releaseBatch(ids, caller, &subject.released),
+            .submitted => switch (direction) {
+                .add => table.submittedAdd(ids, caller),
+                .remove => table.submittedRemove(ids, caller, &subject.released),
+            },
+            .lineage => switch (direction) {
+                .add => table.lineageAdd(ids, caller),
+                .remove => table.lineageRemove(ids, caller, &subject.released),
+            },
+            .lent => unreachable,
+        };
+    }
+
+    pub fn lend(subject: *TableSubject, id: Id, caller: Sink) Failure!void {
+        return subject.table.lend(id, caller);
+    }
+
+    pub fn borrow(subject: *TableSubject, id: Id, lender: Sink, caller: Sink) Failure!void {
+        return subject.table.borrow(id, lender, caller);
+    }
+
+    pub fn free(subject: *TableSubject, id: Id, caller: Sink) Failure!void {
+        return subject.table.free(id, caller, &subject.released);
+    }
+
+    pub fn register(subject: *TableSubject, id: Id, caller: Sink, kind: CallbackKind, label: u32) Failure!bool {
+        return subject.table.register(id, caller, kind, tokenCallback(caller, label));
+    }
+
+    pub fn unregister(subject: *TableSubject, id: Id, caller: Sink, kind: CallbackKind, label: u32) Failure!bool {
+        return subject.table.unregister(id, caller, kind, tokenCallback(caller, label));
+    }
+
+    fn tokenCallback(caller: Sink, label: u32) callback.Callback {
+        return .{ .sink = .{ .sink = caller, .token = label } };
+    }
+
+    pub fn info(subject: *TableSubject, id: Id) Failure!Info {
+        return subject.table.info(id);
+    }
+
+    pub fn holdings(subject: *TableSubject, id: Id, out: []Holding) Failure!usize {
+        return subject.table.holdings(id, out);
+    }
+
+    pub fn objectsLive(subject: *TableSubject) u64 {
+        return subject.table.objectsLive();
+    }
+
+    pub fn bytesLive(subject: *TableSubject) u64 {
+        return subject.table.bytesLive();
+    }
+
+    /// The callbacks the step released must be the model's, in order.
+    pub fn checkFired(subject: *TableSubject, run: anytype, expected: []const Fired) !void {
+        var index: usize = 0;
+        while (true) : (index += 1) {
+            const node_index = subject.released.pop(&subject.table.callbacks);
+            if (node_index == pool_module.nil) break;
+            const node = subject.table.callbacks.at(node_index).*;
+            subject.table.callbacks.destroy(node_index);
+            const real: Fired = .{ .label = node.callback.sink.token, .sink = node.callback.sink.sink, .object_id = node.object_id };
+            if (index >= expected.len) return run.mismatch("released callback #{d} {any}, the model nothing more", .{ index, real });
+            if (!std.meta.eql(real, expected[index])) return run.mismatch("released callback #{d} {any}, the model {any}", .{ index, real, expected[index] });
+        }
+        if (index != expected.len) {
+            return run.mismatch("released {d} callbacks, the model {d} (first missing: {any})", .{ index, expected.len, expected[index] });
+        }
+    }
+
+    /// Once every reference is dropped: nothing left in any pool.
+    pub fn expectEmpty(subject: *TableSubject) !void {
+        try testing.expectEqual(@as(usize, 0), subject.table.callbacks.countInUse());
+        for (&subject.table.shards) |*shard| {
+            try testing.expectEqual(@as(usize, 0), shard.holders.countInUse());
+            try testing.expectEqual(@as(usize, 0), shard.links.countInUse());
+            try testing.expectEqual(@as(usize, 0), shard.exts.countInUse());
+        }
+    }
+};
+
 // --- The model test's driver -------------------------------------------------------------
 
 /// The run alternates between growing the table up to `model_live_high` live objects and
 /// shrinking it (no new objects or references) down to `model_live_low`: so objects are
 /// deleted in numbers, their slots reused, and their ids left stale.
-const model_live_high = 40;
+pub const model_live_high = 40;
 const model_live_low = 4;
 
 const ModelOperation = enum {
@@ -528,429 +654,411 @@ const OutcomeKind = enum {
     }
 };
 
-const ModelRun = struct {
-    table: Table,
-    model: Model,
-    /// What the table released during the current step.
-    released: List = .{},
-    random: std.Random,
-    seed: u64,
-    operations: u64,
-    step: u64 = 0,
-    description_buffer: [160]u8 = undefined,
-    description: []const u8 = "",
-    graveyard: Graveyard = .{},
-    labels: u32 = 0,
-    /// Whether the run is shrinking the table (see `model_live_high`).
-    shrinking: bool = false,
-    /// Totals, for a check that the run exercised what it should.
-    outcomes: std.EnumArray(OutcomeKind, u64) = .initFill(0),
-    deleted_total: u64 = 0,
-    fired_total: u64 = 0,
+/// The model run: random steps, each made on the subject and on the model, then everything
+/// observable compared. `Subject` is `TableSubject`, or abi_model_test.zig's.
+pub fn Run(comptime Subject: type) type {
+    return struct {
+        subject: Subject,
+        model: Model,
+        random: std.Random,
+        seed: u64,
+        operations: u64,
+        step: u64 = 0,
+        description_buffer: [160]u8 = undefined,
+        description: []const u8 = "",
+        graveyard: Graveyard = .{},
+        labels: u32 = 0,
+        /// Whether the run is shrinking the table (see `model_live_high`).
+        shrinking: bool = false,
+        /// Totals, for a check that the run exercised what it should.
+        outcomes: std.EnumArray(OutcomeKind, u64) = .initFill(0),
+        deleted_total: u64 = 0,
+        fired_total: u64 = 0,
 
-    fn init(allocator: std.mem.Allocator, random: std.Random, seed: u64, operations: u64) ModelRun {
-        return .{ .table = .init(allocator), .model = .{ .allocator = allocator }, .random = random, .seed = seed, .operations = operations };
-    }
+        const Self = @This();
 
-    /// Tears down even after a mismatch, leaving nothing for the leak check to report.
-    fn deinit(run: *ModelRun) void {
-        if (run.table.objectsLive() != 0) run.table.releaseAll(&run.released);
-        run.released.clear(&run.table.callbacks);
-        run.table.deinit();
-        run.model.deinit();
-    }
-
-    fn mismatch(run: *ModelRun, comptime format: []const u8, args: anytype) error{ModelMismatch} {
-        std.debug.print("\nmodel test: step {d} ({s}): " ++ format ++ "\n", .{ run.step, run.description } ++ args);
-        std.debug.print("  seed {d}; replay up to this step with:\n  REFSCOPE_MODEL_SEED={d} REFSCOPE_MODEL_OPS={d} bash .ci/zig build test --summary all\n", .{ run.seed, run.seed, @min(run.step, run.operations) });
-        return error.ModelMismatch;
-    }
-
-    fn describe(run: *ModelRun, comptime format: []const u8, args: anytype) void {
-        run.description = std.fmt.bufPrint(&run.description_buffer, format, args) catch "(description too long)";
-    }
-
-    fn expectOutcome(run: *ModelRun, real: Outcome, expected: Outcome) !void {
-        if (!real.eql(expected)) return run.mismatch("the table says {f}, the model {f}", .{ real, expected });
-        run.outcomes.getPtr(.of(real)).* += 1;
-    }
-
-    fn chance(run: *ModelRun, probability: f64) bool {
-        return run.random.float(f64) < probability;
-    }
-
-    fn anySink(run: *ModelRun) Sink {
-        return sinkOf(run.random.uintLessThan(usize, participant_count));
-    }
-
-    fn anyObject(run: *ModelRun) ?*ModelObject {
-        const objects = run.model.objects.items;
-        if (objects.len == 0) return null;
-        return &objects[run.random.uintLessThan(usize, objects.len)];
-    }
-
-    /// Mostly a live object's id; else a deleted one's, or one never issued.
-    fn anyId(run: *ModelRun) Id {
-        const roll = run.random.uintLessThan(u32, 100);
-        if (roll < 85) {
-            if (run.anyObject()) |object| return object.id;
+        pub fn init(allocator: std.mem.Allocator, random: std.Random, seed: u64, operations: u64) !Self {
+            return .{ .subject = try .init(allocator), .model = .{ .allocator = allocator }, .random = random, .seed = seed, .operations = operations };
         }
-        if (roll < 96 and run.graveyard.len > 0) return run.graveyard.ids[run.random.uintLessThan(usize, run.graveyard.len)];
-        return run.forgedId();
-    }
 
-    fn forgedId(run: *ModelRun) Id {
-        return switch (run.random.uintLessThan(u32, 5)) {
-            0 => 0,
-            1 => std.math.nan(f64),
-            2 => IdParts.encode(.{ .slot = IdParts.slot_count_max - 1, .generation = 1 }) + 0.5,
-            3 => IdParts.encode(.{ .slot = IdParts.slot_count_max - 1, .generation = 1 }),
-            else => blk: {
-                // A slot in use, a generation ahead of it.
-                const object = run.anyObject() orelse break :blk 1;
-                const parts = IdParts.decode(object.id).?;
-                break :blk IdParts.encode(.{ .slot = parts.slot, .generation = parts.generation + 1 + run.random.uintLessThan(u32, 3) });
-            },
-        };
-    }
+        pub fn deinit(run: *Self) void {
+            run.subject.deinit();
+            run.model.deinit();
+        }
 
-    /// Mostly a participant that holds a count of `kind` on the object (as its own sink or,
-    /// for the owner, as native code); sometimes anyone.
-    fn holderOf(run: *ModelRun, object: *ModelObject, kind: Count) Sink {
-        if (run.chance(0.85)) {
-            var holders: [participant_count]usize = undefined;
-            var count: usize = 0;
-            for (object.counts(kind), 0..) |held, participant| {
-                if (held == 0) continue;
-                holders[count] = participant;
-                count += 1;
+        pub fn mismatch(run: *Self, comptime format: []const u8, args: anytype) error{ModelMismatch} {
+            std.debug.print("\n" ++ Subject.name ++ ": step {d} ({s}): " ++ format ++ "\n", .{ run.step, run.description } ++ args);
+            std.debug.print("  seed {d}; replay up to this step with:\n  REFSCOPE_MODEL_SEED={d} REFSCOPE_MODEL_OPS={d} bash .ci/zig build test --summary all\n", .{ run.seed, run.seed, @min(run.step, run.operations) });
+            return error.ModelMismatch;
+        }
+
+        pub fn describe(run: *Self, comptime format: []const u8, args: anytype) void {
+            run.description = std.fmt.bufPrint(&run.description_buffer, format, args) catch "(description too long)";
+        }
+
+        fn expectOutcome(run: *Self, real: Outcome, expected: Outcome) !void {
+            if (!real.eql(expected)) return run.mismatch("the subject says {f}, the model {f}", .{ real, expected });
+            run.outcomes.getPtr(.of(real)).* += 1;
+        }
+
+        pub fn chance(run: *Self, probability: f64) bool {
+            return run.random.float(f64) < probability;
+        }
+
+        pub fn anySink(run: *Self) Sink {
+            return sinkOf(run.random.uintLessThan(usize, participant_count));
+        }
+
+        pub fn anyObject(run: *Self) ?*ModelObject {
+            const objects = run.model.objects.items;
+            if (objects.len == 0) return null;
+            return &objects[run.random.uintLessThan(usize, objects.len)];
+        }
+
+        /// Mostly a live object's id; else a deleted one's, or one never issued.
+        pub fn anyId(run: *Self) Id {
+            const roll = run.random.uintLessThan(u32, 100);
+            if (roll < 85) {
+                if (run.anyObject()) |object| return object.id;
             }
-            if (count > 0) {
-                const participant = holders[run.random.uintLessThan(usize, count)];
-                if (participant == object.owner and run.chance(0.3)) return sink_none;
-                return sinkOf(participant);
-            }
+            if (roll < 96 and run.graveyard.len > 0) return run.graveyard.ids[run.random.uintLessThan(usize, run.graveyard.len)];
+            return run.forgedId();
         }
-        return run.anySink();
-    }
 
-    /// Mostly the owner (as its sink, or as native code); sometimes anyone.
-    fn ownerOf(run: *ModelRun, object: ?*ModelObject) Sink {
-        const known = object orelse return run.anySink();
-        if (!run.chance(0.8)) return run.anySink();
-        return if (run.chance(0.3)) sink_none else sinkOf(known.owner);
-    }
-
-    /// Mostly an object on which `caller` holds a count of `kind`; else any id.
-    fn heldId(run: *ModelRun, caller: Sink, kind: Count) Id {
-        return run.idWhere(caller, kind, 0.9);
-    }
-
-    /// Mostly an object on which someone holds a count of `kind`; else any id.
-    fn heldByAnyoneId(run: *ModelRun, kind: Count) Id {
-        return run.idWhere(null, kind, 0.85);
-    }
-
-    /// With `probability`, an object on which `caller` (anyone, if null) holds a count of
-    /// `kind`, if there is one; else any id.
-    fn idWhere(run: *ModelRun, caller: ?Sink, kind: Count, probability: f64) Id {
-        if (run.chance(probability)) {
-            var candidates: [model_live_high + 1]Id = undefined;
-            var count: usize = 0;
-            for (run.model.objects.items) |*object| {
-                const counts = object.counts(kind);
-                const held = if (caller) |sink| counts[object.actor(sink)] else sum(counts.*);
-                if (held == 0 or count == candidates.len) continue;
-                candidates[count] = object.id;
-                count += 1;
-            }
-            if (count > 0) return candidates[run.random.uintLessThan(usize, count)];
-        }
-        return run.anyId();
-    }
-
-    /// Mostly a participant that holds a count of `kind` on the object `id` names.
-    fn holderOfId(run: *ModelRun, id: Id, kind: Count) Sink {
-        const object = run.model.find(id) orelse return run.anySink();
-        return run.holderOf(object, kind);
-    }
-
-    fn randomStep(run: *ModelRun) !void {
-        const live = run.model.objects.items.len;
-        if (live >= model_live_high) run.shrinking = true;
-        if (live <= model_live_low) run.shrinking = false;
-        const weights = if (run.shrinking) &shrinking_weights else &growing_weights;
-        var roll = run.random.uintLessThan(u32, weightsTotal(weights));
-        const chosen = for (std.enums.values(ModelOperation)) |operation| {
-            if (roll < weights.get(operation)) break operation;
-            roll -= weights.get(operation);
-        } else unreachable;
-        switch (chosen) {
-            .create => try run.create(),
-            .retain => try run.retain(),
-            .release => try run.release(),
-            .release_batch => try run.batch(.local, .remove),
-            .submitted_add => try run.batch(.submitted, .add),
-            .submitted_remove => try run.batch(.submitted, .remove),
-            .lineage_add => try run.batch(.lineage, .add),
-            .lineage_remove => try run.batch(.lineage, .remove),
-            .lend => try run.lend(),
-            .borrow => try run.borrow(),
-            .free => try run.free(),
-            .register => try run.register(run.anyId(), null, if (run.chance(0.7)) .out_of_scope else .deleted),
-            .unregister => try run.unregister(),
-        }
-        try run.check();
-    }
-
-    fn weightsTotal(weights: *const Weights) u32 {
-        var total: u32 = 0;
-        for (weights.values) |weight| total += weight;
-        return total;
-    }
-
-    fn create(run: *ModelRun) !void {
-        const owner = run.anySink();
-        var contains_buffer: [links_max]Id = undefined;
-        var lineage_buffer: [links_max]Id = undefined;
-        const contains = run.links(&contains_buffer, 0.35);
-        const lineage = run.links(&lineage_buffer, 0.25);
-        const reconstructable = run.chance(0.3);
-        const size_bytes = run.random.uintAtMost(u64, 100);
-        run.describe("create by {f}, containing {any}, lineage {any}", .{ sinkName(owner), contains, lineage });
-        const result = run.table.create(.{
-            .size_bytes = size_bytes,
-            .owner = owner,
-            .reconstructable = reconstructable,
-            .contains = contains,
-            .lineage = lineage,
-            .shard = run.random.uintLessThan(u32, table_module.shard_count),
-        });
-        if (run.model.createError(contains, lineage)) |expected| {
-            return run.expectOutcome(Outcome.of(result), .{ .failed = expected });
-        }
-        const id = result catch |err| return run.mismatch("create failed with {s}, the model says ok", .{@errorName(err)});
-        if (run.model.wasIssued(id)) return run.mismatch("create issued {d} again", .{id});
-        try run.model.create(id, owner, reconstructable, size_bytes, contains, lineage);
-        if (run.chance(0.5)) try run.register(id, owner, .out_of_scope);
-        if (run.chance(0.2)) try run.register(id, owner, .deleted);
-    }
-
-    /// Up to `links_max` ids (repeats allowed), mostly of live objects, with `probability`.
-    fn links(run: *ModelRun, buffer: *[links_max]Id, probability: f64) []const Id {
-        if (!run.chance(probability)) return &.{};
-        const count = 1 + run.random.uintLessThan(usize, links_max);
-        for (buffer[0..count]) |*id| {
-            const object = run.anyObject();
-            id.* = if (object != null and run.chance(0.95)) object.?.id else run.anyId();
-        }
-        return buffer[0..count];
-    }
-
-    fn retain(run: *ModelRun) !void {
-        const id = run.anyId();
-        const caller = run.holderOfId(id, .local);
-        run.describe("retain {d} by {f}", .{ id, sinkName(caller) });
-        const real = Outcome.of(run.table.retain(id, caller));
-        try run.expectOutcome(real, run.model.change(id, caller, .local, .add, .in_scope));
-    }
-
-    fn release(run: *ModelRun) !void {
-        const id = run.heldByAnyoneId(.local);
-        const caller = run.holderOfId(id, .local);
-        run.describe("release {d} by {f}", .{ id, sinkName(caller) });
-        const real = Outcome.of(run.table.release(id, caller, &run.released));
-        try run.expectOutcome(real, try run.model.batch(&.{id}, caller, .local, .remove));
-    }
-
-    /// A batch of one to four changes of `kind` by one caller, ids possibly repeated.
-    fn batch(run: *ModelRun, kind: Count, direction: Direction) !void {
-        const caller = if (direction == .remove) run.holderOfId(run.heldByAnyoneId(kind), kind) else run.anySink();
-        var ids_buffer: [4]Id = undefined;
-        const ids = ids_buffer[0 .. 1 + run.random.uintLessThan(usize, ids_buffer.len)];
-        for (ids) |*id| id.* = if (direction == .remove) run.heldId(caller, kind) else run.anyId();
-        run.describe("{t} {t} {any} by {f}", .{ direction, kind, ids, sinkName(caller) });
-        const real = Outcome.of(switch (kind) {
-            .local => run.table.releaseBatch(ids, caller, &run.released),
-            .submitted => switch (direction) {
-                .add => run.table.submittedAdd(ids, caller),
-                .remove => run.table.submittedRemove(ids, caller, &run.released),
-            },
-            .lineage => switch (direction) {
-                .add => run.table.lineageAdd(ids, caller),
-                .remove => run.table.lineageRemove(ids, caller, &run.released),
-            },
-            .lent => unreachable,
-        });
-        try run.expectOutcome(real, try run.model.batch(ids, caller, kind, direction));
-    }
-
-    fn lend(run: *ModelRun) !void {
-        const id = run.heldByAnyoneId(.local);
-        const caller = run.holderOfId(id, .local);
-        run.describe("lend {d} by {f}", .{ id, sinkName(caller) });
-        try run.expectOutcome(Outcome.of(run.table.lend(id, caller)), run.model.lend(id, caller));
-    }
-
-    fn borrow(run: *ModelRun) !void {
-        const id = run.heldByAnyoneId(.lent);
-        const lender = run.holderOfId(id, .lent);
-        const caller = run.anySink();
-        run.describe("borrow {d} lent by {f}, by {f}", .{ id, sinkName(lender), sinkName(caller) });
-        try run.expectOutcome(Outcome.of(run.table.borrow(id, lender, caller)), run.model.borrow(id, lender, caller));
-    }
-
-    fn free(run: *ModelRun) !void {
-        const id = run.anyId();
-        const caller = run.ownerOf(run.model.find(id));
-        run.describe("free {d} by {f}", .{ id, sinkName(caller) });
-        const real = Outcome.of(run.table.free(id, caller, &run.released));
-        try run.expectOutcome(real, try run.model.free(id, caller));
-    }
-
-    fn register(run: *ModelRun, id: Id, by: ?Sink, kind: CallbackKind) !void {
-        const caller = by orelse run.ownerOf(run.model.find(id));
-        run.labels += 1;
-        const label = run.labels;
-        run.describe("register {t} callback {d} on {d} by {f}", .{ kind, label, id, sinkName(caller) });
-        const real = Outcome.of(run.table.register(id, caller, kind, tokenCallback(caller, label)));
-        try run.expectOutcome(real, try run.model.register(id, caller, kind, label));
-    }
-
-    /// Mostly a callback still registered, by its registrant; else any label, id and caller.
-    fn unregister(run: *ModelRun) !void {
-        var id = run.anyId();
-        var caller = run.anySink();
-        var kind: CallbackKind = if (run.random.boolean()) .out_of_scope else .deleted;
-        var label = 1 + run.random.uintLessThan(u32, run.labels + 1);
-        if (run.anyObject()) |object| {
-            const list = object.handlers(kind).items;
-            if (list.len > 0 and run.chance(0.8)) {
-                const handler = list[run.random.uintLessThan(usize, list.len)];
-                id = object.id;
-                label = handler.label;
-                if (run.chance(0.9)) caller = handler.sink;
-                if (run.chance(0.1)) kind = if (kind == .deleted) .out_of_scope else .deleted;
-            }
-        }
-        run.describe("unregister {t} callback {d} on {d} by {f}", .{ kind, label, id, sinkName(caller) });
-        const real = Outcome.of(run.table.unregister(id, caller, kind, tokenCallback(caller, label)));
-        try run.expectOutcome(real, run.model.unregister(id, caller, kind, label));
-    }
-
-    fn tokenCallback(caller: Sink, label: u32) callback.Callback {
-        return .{ .sink = .{ .sink = caller, .token = label } };
-    }
-
-    /// Compares everything observable after a step, then forgets what the step deleted.
-    fn check(run: *ModelRun) !void {
-        var index: usize = 0;
-        while (true) : (index += 1) {
-            const node_index = run.released.pop(&run.table.callbacks);
-            if (node_index == pool_module.nil) break;
-            const node = run.table.callbacks.at(node_index).*;
-            run.table.callbacks.destroy(node_index);
-            const real: Fired = .{ .label = node.callback.sink.token, .sink = node.callback.sink.sink, .object_id = node.object_id };
-            if (index >= run.model.fired.items.len) return run.mismatch("released callback #{d} {any}, the model nothing more", .{ index, real });
-            const expected = run.model.fired.items[index];
-            if (!std.meta.eql(real, expected)) return run.mismatch("released callback #{d} {any}, the model {any}", .{ index, real, expected });
-        }
-        if (index != run.model.fired.items.len) {
-            return run.mismatch("released {d} callbacks, the model {d} (first missing: {any})", .{ index, run.model.fired.items.len, run.model.fired.items[index] });
-        }
-        run.fired_total += index;
-        run.model.fired.clearRetainingCapacity();
-
-        var bytes: u64 = 0;
-        for (run.model.objects.items) |*object| {
-            if (object.deleted) {
-                try run.expectStale(object.id);
-                continue;
-            }
-            bytes += object.size_bytes;
-            const info = run.table.info(object.id) catch |err| return run.mismatch("object {d}: info fails with {s}, the model has it live", .{ object.id, @errorName(err) });
-            const expected = object.info();
-            if (!std.meta.eql(info, expected)) return run.mismatch("object {d}: info {any}, the model {any}", .{ object.id, info, expected });
-
-            var table_holdings_buffer: [participant_count + 1]Holding = undefined;
-            const count = try run.table.holdings(object.id, &table_holdings_buffer);
-            if (count > participant_count) return run.mismatch("object {d}: {d} holdings", .{ object.id, count });
-            const table_holdings = table_holdings_buffer[0..count];
-            std.mem.sort(Holding, table_holdings, {}, holdingLessThan);
-            var model_holdings_buffer: [participant_count]Holding = undefined;
-            const model_holdings = object.holdings(&model_holdings_buffer);
-            const same = table_holdings.len == model_holdings.len and for (table_holdings, model_holdings) |a, b| {
-                if (!std.meta.eql(a, b)) break false;
-            } else true;
-            if (!same) return run.mismatch("object {d}: holdings {any}, the model {any}", .{ object.id, table_holdings, model_holdings });
-        }
-        run.deleted_total += run.model.sweep(&run.graveyard);
-        const live = run.model.objects.items.len;
-        if (run.table.objectsLive() != live) return run.mismatch("{d} objects live, the model {d}", .{ run.table.objectsLive(), live });
-        if (run.table.bytesLive() != bytes) return run.mismatch("{d} bytes live, the model {d}", .{ run.table.bytesLive(), bytes });
-    }
-
-    fn expectStale(run: *ModelRun, id: Id) !void {
-        const real = Outcome.of(run.table.info(id));
-        if (!real.eql(.{ .failed = error.StaleId })) return run.mismatch("object {d} was deleted, but info says {f}", .{ id, real });
-    }
-
-    fn holdingLessThan(_: void, a: Holding, b: Holding) bool {
-        return a.sink < b.sink;
-    }
-
-    /// Every participant lets go of everything it holds, one step at a time, each checked;
-    /// a lender claims back what it lent. Then nothing may be left.
-    fn releaseEverything(run: *ModelRun) !void {
-        while (run.model.objects.items.len > 0) {
-            run.step += 1;
-            const step = for (run.model.objects.items) |*object| {
-                if (heldCount(object)) |held| break .{ object.id, held.kind, held.sink };
-            } else return run.mismatch("{d} objects live that nobody holds", .{run.model.objects.items.len});
-            const id, const kind, const caller = step;
-            run.describe("at the end, {f} drops a {t} reference to {d}", .{ sinkName(caller), kind, id });
-            switch (kind) {
-                .local => {
-                    const real = Outcome.of(run.table.release(id, caller, &run.released));
-                    try run.expectOutcome(real, try run.model.batch(&.{id}, caller, .local, .remove));
+        pub fn forgedId(run: *Self) Id {
+            return switch (run.random.uintLessThan(u32, 9)) {
+                0 => 0,
+                1 => std.math.nan(f64),
+                2 => IdParts.encode(.{ .slot = IdParts.slot_count_max - 1, .generation = 1 }) + 0.5,
+                3 => IdParts.encode(.{ .slot = IdParts.slot_count_max - 1, .generation = 1 }),
+                4 => -0.0,
+                5 => -1,
+                6 => std.math.inf(f64),
+                7 => 9007199254740992.0,
+                else => blk: {
+                    // A slot in use, a generation ahead of it.
+                    const object = run.anyObject() orelse break :blk 1;
+                    const parts = IdParts.decode(object.id).?;
+                    break :blk IdParts.encode(.{ .slot = parts.slot, .generation = parts.generation + 1 + run.random.uintLessThan(u32, 3) });
                 },
-                .submitted => {
-                    const real = Outcome.of(run.table.submittedRemove(&.{id}, caller, &run.released));
-                    try run.expectOutcome(real, try run.model.batch(&.{id}, caller, .submitted, .remove));
-                },
-                .lineage => {
-                    const real = Outcome.of(run.table.lineageRemove(&.{id}, caller, &run.released));
-                    try run.expectOutcome(real, try run.model.batch(&.{id}, caller, .lineage, .remove));
-                },
-                .lent => try run.expectOutcome(Outcome.of(run.table.borrow(id, caller, caller)), run.model.borrow(id, caller, caller)),
+            };
+        }
+
+        /// Mostly a participant that holds a count of `kind` on the object (as its own sink or,
+        /// for the owner, as native code); sometimes anyone.
+        fn holderOf(run: *Self, object: *ModelObject, kind: Count) Sink {
+            if (run.chance(0.85)) {
+                var holders: [participant_count]usize = undefined;
+                var count: usize = 0;
+                for (object.counts(kind), 0..) |held, participant| {
+                    if (held == 0) continue;
+                    holders[count] = participant;
+                    count += 1;
+                }
+                if (count > 0) {
+                    const participant = holders[run.random.uintLessThan(usize, count)];
+                    if (participant == object.owner and run.chance(0.3)) return sink_none;
+                    return sinkOf(participant);
+                }
+            }
+            return run.anySink();
+        }
+
+        /// Mostly the owner (as its sink, or as native code); sometimes anyone.
+        fn ownerOf(run: *Self, object: ?*ModelObject) Sink {
+            const known = object orelse return run.anySink();
+            if (!run.chance(0.8)) return run.anySink();
+            return if (run.chance(0.3)) sink_none else sinkOf(known.owner);
+        }
+
+        /// Mostly an object on which `caller` holds a count of `kind`; else any id.
+        fn heldId(run: *Self, caller: Sink, kind: Count) Id {
+            return run.idWhere(caller, kind, 0.9);
+        }
+
+        /// Mostly an object on which someone holds a count of `kind`; else any id.
+        fn heldByAnyoneId(run: *Self, kind: Count) Id {
+            return run.idWhere(null, kind, 0.85);
+        }
+
+        /// With `probability`, an object on which `caller` (anyone, if null) holds a count of
+        /// `kind`, if there is one; else any id.
+        fn idWhere(run: *Self, caller: ?Sink, kind: Count, probability: f64) Id {
+            if (run.chance(probability)) {
+                var candidates: [model_live_high + 1]Id = undefined;
+                var count: usize = 0;
+                for (run.model.objects.items) |*object| {
+                    const counts = object.counts(kind);
+                    const held = if (caller) |sink| counts[object.actor(sink)] else sum(counts.*);
+                    if (held == 0 or count == candidates.len) continue;
+                    candidates[count] = object.id;
+                    count += 1;
+                }
+                if (count > 0) return candidates[run.random.uintLessThan(usize, count)];
+            }
+            return run.anyId();
+        }
+
+        /// Mostly a participant that holds a count of `kind` on the object `id` names.
+        fn holderOfId(run: *Self, id: Id, kind: Count) Sink {
+            const object = run.model.find(id) orelse return run.anySink();
+            return run.holderOf(object, kind);
+        }
+
+        pub fn randomStep(run: *Self) !void {
+            const live = run.model.objects.items.len;
+            if (live >= model_live_high) run.shrinking = true;
+            if (live <= model_live_low) run.shrinking = false;
+            const weights = if (run.shrinking) &shrinking_weights else &growing_weights;
+            const total = weightsTotal(weights);
+            var roll = run.random.uintLessThan(u32, total + Subject.misuse_weight);
+            if (Subject.misuse_weight > 0 and roll >= total) {
+                try run.subject.misuse(run);
+                return run.check();
+            }
+            const chosen = for (std.enums.values(ModelOperation)) |operation| {
+                if (roll < weights.get(operation)) break operation;
+                roll -= weights.get(operation);
+            } else unreachable;
+            switch (chosen) {
+                .create => try run.create(),
+                .retain => try run.retain(),
+                .release => try run.release(),
+                .release_batch => try run.batch(.local, .remove),
+                .submitted_add => try run.batch(.submitted, .add),
+                .submitted_remove => try run.batch(.submitted, .remove),
+                .lineage_add => try run.batch(.lineage, .add),
+                .lineage_remove => try run.batch(.lineage, .remove),
+                .lend => try run.lend(),
+                .borrow => try run.borrow(),
+                .free => try run.free(),
+                .register => try run.register(run.anyId(), null, if (run.chance(0.7)) .out_of_scope else .deleted),
+                .unregister => try run.unregister(),
             }
             try run.check();
         }
-        try testing.expectEqual(@as(u32, 0), run.table.objectsLive());
-        try testing.expectEqual(@as(u64, 0), run.table.bytesLive());
-        try testing.expectEqual(@as(usize, 0), run.table.callbacks.countInUse());
-        for (&run.table.shards) |*shard| {
-            try testing.expectEqual(@as(usize, 0), shard.holders.countInUse());
-            try testing.expectEqual(@as(usize, 0), shard.links.countInUse());
-            try testing.expectEqual(@as(usize, 0), shard.exts.countInUse());
-        }
-    }
 
-    fn heldCount(object: *ModelObject) ?struct { kind: Count, sink: Sink } {
-        for (std.enums.values(Count)) |kind| {
-            for (object.counts(kind), 0..) |count, participant| {
-                if (count > 0) return .{ .kind = kind, .sink = sinkOf(participant) };
-            }
+        fn weightsTotal(weights: *const Weights) u32 {
+            var total: u32 = 0;
+            for (weights.values) |weight| total += weight;
+            return total;
         }
-        return null;
-    }
-};
+
+        fn create(run: *Self) !void {
+            const owner = run.anySink();
+            var contains_buffer: [links_max]Id = undefined;
+            var lineage_buffer: [links_max]Id = undefined;
+            const contains = run.links(&contains_buffer, 0.35);
+            const lineage = run.links(&lineage_buffer, 0.25);
+            const reconstructable = run.chance(0.3);
+            const size_bytes = run.random.uintAtMost(u64, 100);
+            run.describe("create by {f}, containing {any}, lineage {any}", .{ sinkName(owner), contains, lineage });
+            const result = run.subject.create(.{
+                .size_bytes = size_bytes,
+                .owner = owner,
+                .reconstructable = reconstructable,
+                .contains = contains,
+                .lineage = lineage,
+                .shard = run.random.uintLessThan(u32, table_module.shard_count),
+            });
+            if (run.model.createError(contains, lineage)) |expected| {
+                return run.expectOutcome(Outcome.of(result), .{ .failed = expected });
+            }
+            const id = result catch |err| return run.mismatch("create failed with {s}, the model says ok", .{@errorName(err)});
+            if (run.model.wasIssued(id)) return run.mismatch("create issued {d} again", .{id});
+            try run.model.create(id, owner, reconstructable, size_bytes, contains, lineage);
+            if (run.chance(0.5)) try run.register(id, owner, .out_of_scope);
+            if (run.chance(0.2)) try run.register(id, owner, .deleted);
+        }
+
+        /// Up to `links_max` ids (repeats allowed), mostly of live objects, with `probability`.
+        fn links(run: *Self, buffer: *[links_max]Id, probability: f64) []const Id {
+            if (!run.chance(probability)) return &.{};
+            const count = 1 + run.random.uintLessThan(usize, links_max);
+            for (buffer[0..count]) |*id| {
+                const object = run.anyObject();
+                id.* = if (object != null and run.chance(0.95)) object.?.id else run.anyId();
+            }
+            return buffer[0..count];
+        }
+
+        fn retain(run: *Self) !void {
+            const id = run.anyId();
+            const caller = run.holderOfId(id, .local);
+            run.describe("retain {d} by {f}", .{ id, sinkName(caller) });
+            const real = Outcome.of(run.subject.retain(id, caller));
+            try run.expectOutcome(real, run.model.change(id, caller, .local, .add, .in_scope));
+        }
+
+        fn release(run: *Self) !void {
+            const id = run.heldByAnyoneId(.local);
+            const caller = run.holderOfId(id, .local);
+            run.describe("release {d} by {f}", .{ id, sinkName(caller) });
+            const real = Outcome.of(run.subject.release(id, caller));
+            try run.expectOutcome(real, try run.model.batch(&.{id}, caller, .local, .remove));
+        }
+
+        /// A batch of one to four changes of `kind` by one caller, ids possibly repeated.
+        fn batch(run: *Self, kind: Count, direction: Direction) !void {
+            const caller = if (direction == .remove) run.holderOfId(run.heldByAnyoneId(kind), kind) else run.anySink();
+            var ids_buffer: [4]Id = undefined;
+            const ids = ids_buffer[0 .. 1 + run.random.uintLessThan(usize, ids_buffer.len)];
+            for (ids) |*id| id.* = if (direction == .remove) run.heldId(caller, kind) else run.anyId();
+            run.describe("{t} {t} {any} by {f}", .{ direction, kind, ids, sinkName(caller) });
+            const real = Outcome.of(run.subject.batch(kind, direction, ids, caller));
+            try run.expectOutcome(real, try run.model.batch(ids, caller, kind, direction));
+        }
+
+        fn lend(run: *Self) !void {
+            const id = run.heldByAnyoneId(.local);
+            const caller = run.holderOfId(id, .local);
+            run.describe("lend {d} by {f}", .{ id, sinkName(caller) });
+            try run.expectOutcome(Outcome.of(run.subject.lend(id, caller)), run.model.lend(id, caller));
+        }
+
+        fn borrow(run: *Self) !void {
+            const id = run.heldByAnyoneId(.lent);
+            const lender = run.holderOfId(id, .lent);
+            const caller = run.anySink();
+            run.describe("borrow {d} lent by {f}, by {f}", .{ id, sinkName(lender), sinkName(caller) });
+            try run.expectOutcome(Outcome.of(run.subject.borrow(id, lender, caller)), run.model.borrow(id, lender, caller));
+        }
+
+        fn free(run: *Self) !void {
+            const id = run.anyId();
+            const caller = run.ownerOf(run.model.find(id));
+            run.describe("free {d} by {f}", .{ id, sinkName(caller) });
+            const real = Outcome.of(run.subject.free(id, caller));
+            try run.expectOutcome(real, try run.model.free(id, caller));
+        }
+
+        fn register(run: *Self, id: Id, by: ?Sink, kind: CallbackKind) !void {
+            const caller = by orelse run.ownerOf(run.model.find(id));
+            run.labels += 1;
+            const label = run.labels;
+            run.describe("register {t} callback {d} on {d} by {f}", .{ kind, label, id, sinkName(caller) });
+            const real = Outcome.of(run.subject.register(id, caller, kind, label));
+            try run.expectOutcome(real, try run.model.register(id, caller, kind, label));
+        }
+
+        /// Mostly a callback still registered, by its registrant; else any label, id and caller.
+        fn unregister(run: *Self) !void {
+            var id = run.anyId();
+            var caller = run.anySink();
+            var kind: CallbackKind = if (run.random.boolean()) .out_of_scope else .deleted;
+            var label = 1 + run.random.uintLessThan(u32, run.labels + 1);
+            if (run.anyObject()) |object| {
+                const list = object.handlers(kind).items;
+                if (list.len > 0 and run.chance(0.8)) {
+                    const handler = list[run.random.uintLessThan(usize, list.len)];
+                    id = object.id;
+                    label = handler.label;
+                    if (run.chance(0.9)) caller = handler.sink;
+                    if (run.chance(0.1)) kind = if (kind == .deleted) .out_of_scope else .deleted;
+                }
+            }
+            run.describe("unregister {t} callback {d} on {d} by {f}", .{ kind, label, id, sinkName(caller) });
+            const real = Outcome.of(run.subject.unregister(id, caller, kind, label));
+            try run.expectOutcome(real, run.model.unregister(id, caller, kind, label));
+        }
+
+        /// Compares everything observable after a step, then forgets what the step deleted.
+        fn check(run: *Self) !void {
+            try run.subject.checkFired(run, run.model.fired.items);
+            run.fired_total += run.model.fired.items.len;
+            run.model.fired.clearRetainingCapacity();
+
+            var bytes: u64 = 0;
+            for (run.model.objects.items) |*object| {
+                if (object.deleted) {
+                    try run.expectStale(object.id);
+                    continue;
+                }
+                bytes += object.size_bytes;
+                const info = run.subject.info(object.id) catch |err| return run.mismatch("object {d}: info fails with {s}, the model has it live", .{ object.id, @errorName(err) });
+                const expected = object.info();
+                if (!std.meta.eql(info, expected)) return run.mismatch("object {d}: info {any}, the model {any}", .{ object.id, info, expected });
+
+                var table_holdings_buffer: [participant_count + 1]Holding = undefined;
+                const count = try run.subject.holdings(object.id, &table_holdings_buffer);
+                if (count > participant_count) return run.mismatch("object {d}: {d} holdings", .{ object.id, count });
+                const table_holdings = table_holdings_buffer[0..count];
+                std.mem.sort(Holding, table_holdings, {}, holdingLessThan);
+                var model_holdings_buffer: [participant_count]Holding = undefined;
+                const model_holdings = object.holdings(&model_holdings_buffer);
+                const same = table_holdings.len == model_holdings.len and for (table_holdings, model_holdings) |a, b| {
+                    if (!std.meta.eql(a, b)) break false;
+                } else true;
+                if (!same) return run.mismatch("object {d}: holdings {any}, the model {any}", .{ object.id, table_holdings, model_holdings });
+            }
+            run.deleted_total += run.model.sweep(&run.graveyard);
+            const live = run.model.objects.items.len;
+            const objects_live = run.subject.objectsLive();
+            if (objects_live != live) return run.mismatch("{d} objects live, the model {d}", .{ objects_live, live });
+            const bytes_live = run.subject.bytesLive();
+            if (bytes_live != bytes) return run.mismatch("{d} bytes live, the model {d}", .{ bytes_live, bytes });
+            if (@hasDecl(Subject, "checkMore")) try run.subject.checkMore(run);
+        }
+
+        fn expectStale(run: *Self, id: Id) !void {
+            const real = Outcome.of(run.subject.info(id));
+            if (!real.eql(.{ .failed = error.StaleId })) return run.mismatch("object {d} was deleted, but info says {f}", .{ id, real });
+        }
+
+        fn holdingLessThan(_: void, a: Holding, b: Holding) bool {
+            return a.sink < b.sink;
+        }
+
+        /// Every participant lets go of everything it holds, one step at a time, each checked;
+        /// a lender claims back what it lent. Then nothing may be left.
+        pub fn releaseEverything(run: *Self) !void {
+            while (run.model.objects.items.len > 0) {
+                run.step += 1;
+                const step = for (run.model.objects.items) |*object| {
+                    if (heldCount(object)) |held| break .{ object.id, held.kind, held.sink };
+                } else return run.mismatch("{d} objects live that nobody holds", .{run.model.objects.items.len});
+                const id, const kind, const caller = step;
+                run.describe("at the end, {f} drops a {t} reference to {d}", .{ sinkName(caller), kind, id });
+                switch (kind) {
+                    .local => {
+                        const real = Outcome.of(run.subject.release(id, caller));
+                        try run.expectOutcome(real, try run.model.batch(&.{id}, caller, .local, .remove));
+                    },
+                    .submitted => {
+                        const real = Outcome.of(run.subject.batch(.submitted, .remove, &.{id}, caller));
+                        try run.expectOutcome(real, try run.model.batch(&.{id}, caller, .submitted, .remove));
+                    },
+                    .lineage => {
+                        const real = Outcome.of(run.subject.batch(.lineage, .remove, &.{id}, caller));
+                        try run.expectOutcome(real, try run.model.batch(&.{id}, caller, .lineage, .remove));
+                    },
+                    .lent => try run.expectOutcome(Outcome.of(run.subject.borrow(id, caller, caller)), run.model.borrow(id, caller, caller)),
+                }
+                try run.check();
+            }
+            try testing.expectEqual(@as(u64, 0), run.subject.objectsLive());
+            try testing.expectEqual(@as(u64, 0), run.subject.bytesLive());
+            try run.subject.expectEmpty();
+        }
+
+        fn heldCount(object: *ModelObject) ?struct { kind: Count, sink: Sink } {
+            for (std.enums.values(Count)) |kind| {
+                for (object.counts(kind), 0..) |count, participant| {
+                    if (count > 0) return .{ .kind = kind, .sink = sinkOf(participant) };
+                }
+            }
+            return null;
+        }
+    };
+}
+
+const ModelRun = Run(TableSubject);
 
 test "model: the table agrees with a reference model of Ray's rules after every random step" {
     const seed = try envInteger("REFSCOPE_MODEL_SEED") orelse testing.random_seed;
     const operations = try envInteger("REFSCOPE_MODEL_OPS") orelse try scaledDefault(100_000);
     var prng = std.Random.DefaultPrng.init(seed);
-    var run = ModelRun.init(testing.allocator, prng.random(), seed, operations);
+    var run = try ModelRun.init(testing.allocator, prng.random(), seed, operations);
     defer run.deinit();
 
     while (run.step < operations) {
@@ -976,7 +1084,7 @@ test "model: the table agrees with a reference model of Ray's rules after every 
 /// fixed keystream, a bijection that leaves the fuzzer in full control of every byte: an
 /// exhausted input (zeros from then on) or a run of zeros would otherwise make
 /// `uintLessThan`'s rejection loop spin for ever.
-const SmithSource = struct {
+pub const SmithSource = struct {
     smith: *std.testing.Smith,
     keystream: std.Random.DefaultPrng = .init(0x5eed),
 
@@ -986,7 +1094,7 @@ const SmithSource = struct {
         for (buffer) |*byte| byte.* ^= source.keystream.random().int(u8);
     }
 
-    fn random(source: *SmithSource) std.Random {
+    pub fn random(source: *SmithSource) std.Random {
         return .{ .ptr = source, .fillFn = fill };
     }
 };
@@ -995,28 +1103,40 @@ const SmithSource = struct {
 /// table, short enough for the fuzzer to try many inputs a second.
 const fuzz_steps_max = 2000;
 
-fn fuzzOne(_: void, smith: *std.testing.Smith) anyerror!void {
-    const steps = smith.valueRangeAtMost(u16, 1, fuzz_steps_max);
-    var source: SmithSource = .{ .smith = smith };
-    var run = ModelRun.init(testing.allocator, source.random(), 0, steps);
-    defer run.deinit();
-    while (run.step < steps) {
-        run.step += 1;
-        try run.randomStep();
-    }
-    try run.releaseEverything();
-}
-
-/// The seed corpus: inputs of a few sizes, from fixed seeds, the same in every run.
-const corpus_seeds = [_]u64{ 1, 2, 3, 5, 8, 13, 21, 34 };
-
-test "model fuzz: operation sequences chosen by the fuzzer agree with the model (zig build fuzz --fuzz explores; zig build test replays the corpus)" {
+/// Fuzzes the model run on `Subject` (`zig build fuzz --fuzz` explores; a plain test run
+/// replays the seed corpus). A corpus input is what `Smith` reads back: its first 8 bytes
+/// are the number of steps (a little-endian u64 in range; any other value reads as 1), the
+/// rest the choices' bytes, from fixed seeds, the same in every run.
+pub fn fuzz(comptime Subject: type) !void {
+    const corpus_seeds = [_]u64{ 1, 2, 3, 5, 8, 13, 21, 34 };
+    const corpus_steps = [corpus_seeds.len]u64{ fuzz_steps_max, 1500, 1000, 700, 400, 200, 100, 50 };
     var inputs: [corpus_seeds.len][4096]u8 = undefined;
     var corpus: [corpus_seeds.len][]const u8 = undefined;
-    for (corpus_seeds, &inputs, &corpus, 0..) |seed, *input, *entry, index| {
+    for (corpus_seeds, corpus_steps, &inputs, &corpus, 0..) |seed, steps, *input, *entry, index| {
+        std.mem.writeInt(u64, input[0..8], steps, .little);
         var prng = std.Random.DefaultPrng.init(seed);
-        prng.random().bytes(input);
+        prng.random().bytes(input[8..]);
         entry.* = input[0 .. 512 * (index + 1)];
     }
-    try std.testing.fuzz({}, fuzzOne, .{ .corpus = &corpus });
+    try std.testing.fuzz({}, FuzzInput(Subject).run, .{ .corpus = &corpus });
+}
+
+fn FuzzInput(comptime Subject: type) type {
+    return struct {
+        fn run(_: void, smith: *std.testing.Smith) anyerror!void {
+            const steps = smith.valueRangeAtMost(u16, 1, fuzz_steps_max);
+            var source: SmithSource = .{ .smith = smith };
+            var model_run = try Run(Subject).init(testing.allocator, source.random(), 0, steps);
+            defer model_run.deinit();
+            while (model_run.step < steps) {
+                model_run.step += 1;
+                try model_run.randomStep();
+            }
+            try model_run.releaseEverything();
+        }
+    };
+}
+
+test "model fuzz: operation sequences chosen by the fuzzer agree with the model (zig build fuzz --fuzz explores; zig build test replays the corpus)" {
+    try fuzz(TableSubject);
 }
