@@ -104,7 +104,11 @@ export interface CounterStats {
   readonly openSinks: number;
   /** Tokens dropped because their sink had closed (its thread exited, say). */
   readonly discardedTokens: number;
-  /** Native memory allocated for the table's entries and callbacks (capacity, not use). */
+  /**
+   * Native memory allocated for the table's entries and callbacks (capacity, not use). It
+   * stays at its peak while the creating thread has objects live, and is given back when it
+   * has none (4 bytes per slot used remain: see the README's Known limits).
+   */
   readonly memoryBytes: number;
   /**
    * Waker threads let go while inside a wake that has not returned (their sink's

@@ -1,6 +1,7 @@
 // Soak: many object lifetimes through the public API (create → onOutOfScope → release), in
 // batches released from the JS thread and from two native threads at once. Every handler
-// fires exactly once, and native memory returns to its size after the first batch.
+// fires exactly once, and native memory returns to its size after the first batch; after a
+// peak, it is given back.
 //
 // CI runs the short form; the full soak is 10 million lifetimes:
 //   REFSCOPE_SOAK_LIFETIMES=10000000 deno run -A tests/soak.test.ts
@@ -122,6 +123,44 @@ suite("soak", async (t) => {
     // Generous: the full run takes tens of seconds on a slow machine.
     { timeout: 60_000 + lifetimes / 100 },
   );
+
+  await t.test("after a peak, native memory is given back once the thread's objects are gone; old ids stay stale", async (t) => {
+    const counter = new Counter();
+    const start = counter.stats().memoryBytes;
+    const peakObjects = 200_000;
+    const refs: Ref[] = new Array(peakObjects);
+    let fired = 0;
+    for (let index = 0; index < peakObjects; index++) {
+      refs[index] = counter.create({ sizeBytes: 1 });
+      refs[index].onOutOfScope(() => void fired++);
+    }
+    const oldIds = refs.map((ref) => ref.id);
+    const peak = counter.stats().memoryBytes;
+    counter.releaseAll(refs);
+    await until(() => fired === peakObjects && counter.stats().pendingTokens === 0, "the peak's handlers");
+    await macrotasks(2); // the drain that finds the sink empty gives the callback pool back
+    const after = counter.stats().memoryBytes;
+    t.ok(
+      after <= start + 4 * peakObjects,
+      `memoryBytes ${start} → ${peak} at ${peakObjects} live objects → ${after} after (at most 4 bytes per slot stay)`,
+    );
+    // A deleted object's info is undefined (a forged id would throw INVALID_ID).
+    t.eq(oldIds.filter((id) => counter.info(id) === undefined).length, peakObjects, "every old id is stale");
+    const freeCode = (id: number) => {
+      try {
+        counter.free(id);
+        return "none";
+      } catch (error) {
+        return (error as { code?: string }).code;
+      }
+    };
+    t.eq([freeCode(oldIds[0]), freeCode(oldIds[peakObjects - 1])], ["STALE_ID", "STALE_ID"], "and refused as STALE_ID");
+    const fresh = counter.create({ sizeBytes: 1 });
+    t.eq(new Set(oldIds).has(fresh.id), false, "a new object never takes an old id");
+    t.ok(counter.stats().memoryBytes < peak / 8, "the table grows again from small");
+    fresh.release();
+    await within(counter.close(), 10_000, "close");
+  });
 
   await t.test("a sink's handler tables shrink once a burst of handlers has run, and the sink still works", async (t) => {
     const counter = new Counter();

@@ -192,7 +192,7 @@ typedef struct refscope_stats {
     uint64_t wakes_sent;
     uint64_t sinks_open;
     uint64_t tokens_discarded;        /* dropped because their sink had closed */
-    uint64_t memory_bytes;            /* allocated for entries and callbacks (capacity) */
+    uint64_t memory_bytes;            /* allocated for entries, callbacks and past generations (capacity) */
     uint64_t wakers_blocked;          /* let go inside a wake that has not returned */
     uint64_t reserved[3];             /* room for new figures; zero */
 } refscope_stats;

@@ -527,6 +527,7 @@ pub const Counter = struct {
         var released: List = .{};
         counter.table.sinkRelease(sink, &released);
         counter.tokens_discarded += counter.queue.sinkStop(&counter.table.callbacks, sink);
+        counter.table.trimCallbacks();
         // Closing first, so that this sink's own tokens are dropped, not queued, and that it
         // is not chosen to relay.
         _ = counter.route(&released, table_module.sink_none);
@@ -605,7 +606,10 @@ pub const Counter = struct {
         counter.lock();
         defer counter.mutex.unlock();
         if (!counter.queue.isSink(sink)) return error.InvalidArgument;
-        return counter.queue.drain(&counter.table.callbacks, sink, tokens);
+        const count = counter.queue.drain(&counter.table.callbacks, sink, tokens);
+        // The sink is empty: perhaps the last callback anywhere was just delivered.
+        if (count == 0) counter.table.trimCallbacks();
+        return count;
     }
 
     pub fn sinkPending(counter: *Counter, sink: u32) Error!u32 {
@@ -878,6 +882,7 @@ pub const Counter = struct {
         if (counter.state == .closed) assert(released.len == 0);
         const routed = counter.queue.route(&counter.table.callbacks, released, caller);
         counter.tokens_discarded += routed.discarded;
+        if (routed.discarded > 0) counter.table.trimCallbacks();
         if (routed.signal_dispatcher) counter.condition.signal();
         counter.signalWakers(routed.wake_sinks);
         return Outcome.of(routed);

@@ -46,6 +46,7 @@ pub fn main(counter: *Counter) void {
             counter.condition.wait(&counter.mutex);
         }
         const jobs_count = counter.queue.popNative(&counter.table.callbacks, &jobs);
+        counter.table.trimCallbacks();
         if (jobs_count == 0) {
             // Closing and the queue is empty: nothing can be queued any more, because every
             // mutator refuses to run once the counter is closing.

@@ -464,7 +464,10 @@ const TableSubject = struct {
     pub const misuse_weight = 0;
 
     pub fn init(allocator: std.mem.Allocator) !TableSubject {
-        return .{ .table = .init(allocator) };
+        var table: Table = .init(allocator);
+        // Memory is given back each time a shard empties: stale ids must stay stale.
+        table.trim_min = 0;
+        return .{ .table = table };
     }
 
     /// Tears down even after a mismatch, leaving nothing for the leak check to report.
@@ -573,7 +576,8 @@ const TableSubject = struct {
 // --- The model test's driver -------------------------------------------------------------
 
 /// The run alternates between growing the table up to `model_live_high` live objects and
-/// shrinking it (no new objects or references) down to `model_live_low`: so objects are
+/// shrinking it (no new objects or references) down to `model_live_low`, or every other time
+/// to none (so that shards empty, and give their memory back): so objects are
 /// deleted in numbers, their slots reused, and their ids left stale.
 pub const model_live_high = 40;
 const model_live_low = 4;
@@ -668,8 +672,10 @@ pub fn Run(comptime Subject: type) type {
         description: []const u8 = "",
         graveyard: Graveyard = .{},
         labels: u32 = 0,
-        /// Whether the run is shrinking the table (see `model_live_high`).
+        /// Whether the run is shrinking the table (see `model_live_high`), and how often it
+        /// began to.
         shrinking: bool = false,
+        shrinks: u64 = 0,
         /// Totals, for a check that the run exercised what it should.
         outcomes: std.EnumArray(OutcomeKind, u64) = .initFill(0),
         deleted_total: u64 = 0,
@@ -807,8 +813,12 @@ pub fn Run(comptime Subject: type) type {
 
         pub fn randomStep(run: *Self) !void {
             const live = run.model.objects.items.len;
-            if (live >= model_live_high) run.shrinking = true;
-            if (live <= model_live_low) run.shrinking = false;
+            if (live >= model_live_high and !run.shrinking) {
+                run.shrinking = true;
+                run.shrinks += 1;
+            }
+            const low: usize = if (run.shrinks % 2 == 0) 0 else model_live_low;
+            if (live <= low) run.shrinking = false;
             const weights = if (run.shrinking) &shrinking_weights else &growing_weights;
             const total = weightsTotal(weights);
             var roll = run.random.uintLessThan(u32, total + Subject.misuse_weight);

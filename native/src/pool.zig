@@ -199,6 +199,16 @@ pub fn Pool(comptime T: type) type {
         pub fn countInUse(pool: *const Self) usize {
             return pool.nodes.items.len - pool.free_list.len;
         }
+
+        /// Gives the storage back when no node is in use and it has room for at least
+        /// `min_nodes`: no index is held anywhere then, so none can dangle. Below that, an
+        /// empty pool keeps its storage for the next nodes (a pool that empties and fills
+        /// often should not reallocate each time).
+        pub fn trimIfEmpty(pool: *Self, allocator: std.mem.Allocator, min_nodes: usize) void {
+            if (pool.countInUse() != 0 or pool.nodes.capacity == 0 or pool.nodes.capacity < min_nodes) return;
+            pool.nodes.clearAndFree(allocator);
+            pool.free_list = .{};
+        }
     };
 }
 
@@ -238,6 +248,25 @@ test "list keeps FIFO order across push, concat, removeFirst and pop" {
     try testing.expectEqual(@as(u32, 1), a.len);
     a.clear(&pool);
     try testing.expectEqual(@as(usize, 0), pool.countInUse());
+}
+
+test "an empty pool gives its storage back from its threshold on, and grows again" {
+    var pool: Pool(TestNode) = .{};
+    defer pool.deinit(testing.allocator);
+
+    var indexes: [8]Index = undefined;
+    for (&indexes, 0..) |*index, value| index.* = try pool.create(testing.allocator, .{ .value = @intCast(value) });
+    pool.trimIfEmpty(testing.allocator, 0); // in use: kept
+    try testing.expect(pool.nodes.capacity >= 8);
+    for (indexes) |index| pool.destroy(index);
+    pool.trimIfEmpty(testing.allocator, 1 << 20); // below the threshold: kept
+    try testing.expect(pool.nodes.capacity >= 8);
+    pool.trimIfEmpty(testing.allocator, 8);
+    try testing.expectEqual(@as(usize, 0), pool.nodes.capacity);
+    try testing.expectEqual(@as(u32, 0), pool.free_list.len);
+    const index = try pool.create(testing.allocator, .{ .value = 9 });
+    try testing.expectEqual(@as(u32, 9), pool.at(index).value);
+    try testing.expectEqual(@as(usize, 1), pool.countInUse());
 }
 
 test "pool reuses freed nodes before growing, and reserve makes creates infallible" {

@@ -291,6 +291,12 @@ pub const Shard = struct {
     callbacks_registered: u64 = 0,
     /// Callbacks that have left this shard's objects (to be run or delivered).
     callbacks_released: u64 = 0,
+    /// The generations of the slots at and past `entries.items.len` whose entries were
+    /// given back (`Table.trimShard`): an id naming one of them stays stale, and the slot,
+    /// when the shard grows again, resumes from its generation.
+    past_generations: std.ArrayList(u32) = .empty,
+    /// The shard's last object was erased: the end of the operation gives memory back.
+    trim_pending: bool = false,
 
     fn deinit(shard: *Shard, allocator: std.mem.Allocator) void {
         assert(shard.objects_live == 0);
@@ -298,6 +304,7 @@ pub const Shard = struct {
         assert(shard.holders.countInUse() == 0);
         assert(shard.links.countInUse() == 0);
         shard.entries.deinit(allocator);
+        shard.past_generations.deinit(allocator);
         shard.exts.deinit(allocator);
         shard.holders.deinit(allocator);
         shard.links.deinit(allocator);
@@ -308,6 +315,9 @@ pub const shard_bits = 3;
 pub const shard_count = 1 << shard_bits;
 /// Slots per shard: the id's slot bits, less the shard bits.
 const shard_slots_max: u32 = IdParts.slot_count_max >> shard_bits;
+/// `Table.trim_min`'s default: entries (40 bytes each) or pool nodes below which an emptied
+/// shard keeps its memory for its next objects.
+pub const trim_min_default = 4096;
 
 pub const Table = struct {
     allocator: std.mem.Allocator,
@@ -319,6 +329,11 @@ pub const Table = struct {
     /// Shared by every shard, and used only by a settle that follows links, which holds
     /// every shard (`Follow.global`); empty between calls.
     settle_stack: SettleStack = .{},
+    /// When a shard's last object is erased, its entries and pools are given back if they
+    /// have room for at least this many (and the callback pool, once empty, likewise):
+    /// memory returns after a peak, while a table that empties and fills again at a small
+    /// size keeps it (hysteresis). Tests lower it to trim at every chance.
+    trim_min: u32 = trim_min_default,
 
     pub fn init(allocator: std.mem.Allocator) Table {
         return .{ .allocator = allocator };
@@ -438,6 +453,7 @@ pub const Table = struct {
         const slot = try table.lookupInScope(id);
         try table.decrement(slot, caller, .local);
         table.settle(slot, released);
+        table.trimShards();
     }
 
     /// What settling an object needs after its counts changed, for a caller that holds
@@ -478,6 +494,7 @@ pub const Table = struct {
         // What `follow` saw: so the settle touches no other shard, nor `settle_stack`.
         assert(!table.hasLinks(slot));
         table.settle(slot, released);
+        table.trimShard(shardIndexOf(slot));
     }
 
     /// Settles the object `id` if it still exists: for a settle deferred until every shard
@@ -485,6 +502,7 @@ pub const Table = struct {
     pub fn settleId(table: *Table, id: Id, released: *List) void {
         const slot = table.lookupSlot(id) catch return;
         table.settle(slot, released);
+        table.trimShards();
     }
 
     /// The shard an id names (any shard for an invalid id: its lookup fails anyway).
@@ -696,6 +714,7 @@ pub const Table = struct {
         var sum: u64 = table.callbacks.nodes.capacity * @sizeOf(callback_module.Node);
         for (&table.shards) |*shard| {
             sum += shard.entries.capacity * @sizeOf(Entry) +
+                shard.past_generations.capacity * @sizeOf(u32) +
                 shard.exts.nodes.capacity * @sizeOf(Ext) +
                 shard.holders.nodes.capacity * @sizeOf(Holder) +
                 shard.links.nodes.capacity * @sizeOf(Link);
@@ -729,6 +748,7 @@ pub const Table = struct {
         for (0..slots) |slot| {
             if (table.idAt(@intCast(slot)) != null) table.settle(@intCast(slot), released);
         }
+        table.trimShards();
     }
 
     /// Deletes every object, as if every reference had dropped: the counter is closing and
@@ -758,6 +778,64 @@ pub const Table = struct {
         }
         assert(table.objectsLive() == 0);
         assert(table.bytesLive() == 0);
+        table.trimShards();
+    }
+
+    // --- Giving memory back ----------------------------------------------------------------
+
+    /// Gives back the memory of every shard whose last object an operation erased. Called
+    /// at the end of each operation that erases, never inside a settle (which still holds
+    /// slots). The caller holds every shard.
+    fn trimShards(table: *Table) void {
+        for (0..shard_count) |index| table.trimShard(@intCast(index));
+    }
+
+    /// Gives back a shard's memory if its last object was erased since the last call and
+    /// no object has been created since: its pools, and its entries, each from
+    /// `trim_min` on. The caller holds the shard.
+    fn trimShard(table: *Table, shard_index: u32) void {
+        const shard = &table.shards[shard_index];
+        if (!shard.trim_pending) return;
+        shard.trim_pending = false;
+        if (shard.objects_live != 0) return;
+        shard.exts.trimIfEmpty(table.allocator, table.trim_min);
+        shard.holders.trimIfEmpty(table.allocator, table.trim_min);
+        shard.links.trimIfEmpty(table.allocator, table.trim_min);
+        table.trimEntries(shard);
+    }
+
+    /// Frees an empty shard's entries, keeping each slot's generation (4 bytes instead of
+    /// an entry's 40) in `past_generations`, so that every id ever issued stays stale and
+    /// no new object can take an old id. A shard with a retired slot keeps its entries (a
+    /// slot retires after 2^29 objects). If recording the generations fails for want of
+    /// memory, nothing changes but that the memory stays.
+    fn trimEntries(table: *Table, shard: *Shard) void {
+        const entries = shard.entries.items;
+        if (entries.len == 0 or entries.len < table.trim_min) return;
+        for (entries) |entry| {
+            assert(entry.flags.state != .live);
+            if (entry.flags.state == .retired) return;
+        }
+        const past = &shard.past_generations;
+        if (entries.len > past.items.len) {
+            const known = past.items.len;
+            past.ensureTotalCapacityPrecise(table.allocator, entries.len) catch return;
+            past.items.len = entries.len;
+            @memset(past.items[known..], 0);
+        }
+        for (entries, past.items[0..entries.len]) |entry, *generation| {
+            // A slot grown again resumed from its past generation.
+            assert(entry.generation >= generation.*);
+            generation.* = entry.generation;
+        }
+        shard.entries.clearAndFree(table.allocator);
+        shard.free_head = nil;
+    }
+
+    /// Gives the callback pool's memory back once no callback is registered or in flight
+    /// (from `trim_min` nodes on). The caller holds the queue's lock.
+    pub fn trimCallbacks(table: *Table) void {
+        table.callbacks.trimIfEmpty(table.allocator, table.trim_min);
     }
 
     // --- Scope and deletion --------------------------------------------------------------
@@ -908,6 +986,7 @@ pub const Table = struct {
         return sum;
     }
 
+    /// Settles each object of a batch. The caller holds every shard.
     fn settleAll(table: *Table, ids: []const Id, released: *List) void {
         for (ids) |id| {
             // Every id was valid in the first pass; a stale one now is a repeat whose
@@ -918,6 +997,7 @@ pub const Table = struct {
             };
             table.settle(slot, released);
         }
+        table.trimShards();
     }
 
     fn erase(table: *Table, slot: u32, released: *List) void {
@@ -940,6 +1020,7 @@ pub const Table = struct {
         const shard = table.shardOf(slot);
         shard.objects_live -= 1;
         shard.bytes_live -= entry.size_bytes;
+        if (shard.objects_live == 0) shard.trim_pending = true;
         const generation = entry.generation;
         entry.* = .{ .generation = generation, .flags = .{ .state = .free } };
         if (generation == IdParts.generation_max) {
@@ -1242,15 +1323,26 @@ pub const Table = struct {
             shard.free_head = table.entryAt(slot).ext;
             return slot;
         }
-        const slot: u32 = @intCast(shard.entries.items.len << shard_bits | shard_index);
-        shard.entries.appendAssumeCapacity(.{ .generation = 0, .flags = .{ .state = .free } });
+        const index = shard.entries.items.len;
+        const slot: u32 = @intCast(index << shard_bits | shard_index);
+        // A slot whose entry was given back resumes from its generation.
+        const past = shard.past_generations.items;
+        const generation = if (index < past.len) past[index] else 0;
+        shard.entries.appendAssumeCapacity(.{ .generation = generation, .flags = .{ .state = .free } });
         return slot;
     }
 
     /// The slot of a live object (in scope, or out of scope but lineage-pinned).
     fn lookupSlot(table: *Table, id: Id) Error!u32 {
         const parts = IdParts.decode(id) orelse return error.InvalidId;
-        if (parts.slot >> shard_bits >= table.shardOf(parts.slot).entries.items.len) return error.InvalidId;
+        const shard = table.shardOf(parts.slot);
+        const index = parts.slot >> shard_bits;
+        if (index >= shard.entries.items.len) {
+            // Beyond the entries, a slot given back stays stale up to its last generation.
+            const past = shard.past_generations.items;
+            if (index < past.len and parts.generation <= past[index]) return error.StaleId;
+            return error.InvalidId;
+        }
         const entry = table.entryAt(parts.slot);
         if (parts.generation > entry.generation) return error.InvalidId;
         if (parts.generation < entry.generation or entry.flags.state != .live) return error.StaleId;

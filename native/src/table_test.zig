@@ -540,3 +540,102 @@ test "byte total overflow is a limit, not a wrap" {
     try f.release(big, none);
     try f.expectEmpty();
 }
+
+/// Creates `count` objects in shard 0, each with a callback and a lineage link to the
+/// first (so that every pool holds nodes), and returns their ids.
+fn fillShard(f: *Fixture, ids: []Id) !void {
+    ids[0] = try f.create(.{});
+    for (ids[1..], 1..) |*id, label| {
+        id.* = try f.create(.{ .lineage = ids[0..1] });
+        try testing.expect(try f.on(id.*, .out_of_scope, @intCast(label)));
+    }
+}
+
+fn releaseAllOf(f: *Fixture, ids: []const Id) !void {
+    for (ids) |id| try f.release(id, none);
+    f.released.clear(&f.table.callbacks);
+}
+
+test "an emptied shard gives its memory back; its old ids stay stale and are never issued again" {
+    var f = Fixture.init();
+    defer f.deinit();
+    f.table.trim_min = 64;
+    const start = f.table.memoryBytes();
+
+    var old: [1000]Id = undefined;
+    try fillShard(&f, &old);
+    // Some slots are reused before the shard empties: their generations go past 1.
+    for (old[500..600]) |*id| {
+        try f.release(id.*, none);
+        id.* = try f.create(.{});
+    }
+    f.released.clear(&f.table.callbacks);
+    const peak = f.table.memoryBytes();
+    try releaseAllOf(&f, &old);
+    f.table.trimCallbacks();
+    const after = f.table.memoryBytes();
+    // What remains is each slot's generation: 4 bytes instead of an entry's 40 and more.
+    try testing.expect(after <= start + old.len * @sizeOf(u32));
+    try testing.expect(after * 8 < peak);
+
+    for (old) |id| try testing.expectError(error.StaleId, f.table.info(id));
+    const reused = IdParts.decode(old[550]).?;
+    try testing.expectError(error.InvalidId, f.table.info(IdParts.encode(.{ .slot = reused.slot, .generation = reused.generation + 1 })));
+    try testing.expectError(error.InvalidId, f.table.info(IdParts.encode(.{ .slot = reused.slot + (2000 << table_module.shard_bits), .generation = 1 })));
+
+    // Growing again, each slot resumes after its past generation: no old id comes back.
+    var new: [1200]Id = undefined;
+    for (&new) |*id| {
+        id.* = try f.create(.{});
+        for (old) |past| try testing.expect(id.* != past);
+    }
+    for (old) |id| try testing.expectError(error.StaleId, f.table.info(id));
+    try releaseAllOf(&f, &new);
+    try f.expectEmpty();
+}
+
+test "a shard below trim_min, or with a retired slot, keeps its memory" {
+    var f = Fixture.init();
+    defer f.deinit();
+    f.table.trim_min = 2000;
+
+    var ids: [1000]Id = undefined;
+    try fillShard(&f, &ids);
+    const kept_bytes = f.table.memoryBytes();
+    try releaseAllOf(&f, &ids);
+    try testing.expectEqual(kept_bytes, f.table.memoryBytes());
+    try testing.expect(f.table.shards[0].entries.capacity >= ids.len);
+
+    // A retired slot: reborn, it would reissue its ids.
+    f.table.trim_min = 0;
+    const id = try f.create(.{});
+    const parts = IdParts.decode(id).?;
+    f.table.shards[Table.shardIndexOf(parts.slot)].entries.items[parts.slot >> table_module.shard_bits].generation = IdParts.generation_max;
+    try f.release(IdParts.encode(.{ .slot = parts.slot, .generation = IdParts.generation_max }), none);
+    try testing.expect(f.table.shards[0].entries.items.len >= ids.len);
+    try testing.expect(f.table.memoryBytes() >= ids.len * 40);
+    try f.expectEmpty();
+}
+
+test "giving memory back that fails for want of memory changes nothing but keeping it" {
+    var f = Fixture.init();
+    defer f.deinit();
+    f.table.trim_min = 0;
+    var ids: [300]Id = undefined;
+    try fillShard(&f, &ids);
+    const peak = f.table.memoryBytes();
+    // The releases allocate nothing; the give-back's one allocation (the past
+    // generations) fails.
+    var failing = testing.FailingAllocator.init(testing.allocator, .{ .fail_index = 0 });
+    f.table.allocator = failing.allocator();
+    try releaseAllOf(&f, &ids);
+    f.table.allocator = testing.allocator;
+    try testing.expect(failing.has_induced_failure);
+    try testing.expect(f.table.shards[0].entries.capacity >= ids.len);
+    try testing.expect(f.table.memoryBytes() < peak); // the pools were given back
+    for (ids) |id| try testing.expectError(error.StaleId, f.table.info(id));
+    const again = try f.create(.{});
+    for (ids) |id| try testing.expect(again != id);
+    try f.release(again, none);
+    try f.expectEmpty();
+}
