@@ -140,39 +140,23 @@ export class Delivery {
     const keyCell = new Float64Array(1);
     const keyStatus = native().symbols.refscope_counter_key(counter, keyCell);
     if (keyStatus < 0) throw errorFromStatus(keyStatus, "opening the counter's sink");
-    const { wake, deliver } = makeWake();
     const cell = new Uint32Array(1);
-    const status = native().symbols.refscope_sink_open(
-      counter,
-      wake?.pointer ?? null,
-      wake?.context ?? null,
-      sinkRelays,
-      cell,
+    const { wake, deliver } = openWithWake(
+      "opening the counter's sink",
+      (pointer, context) => native().symbols.refscope_sink_open(counter, pointer, context, sinkRelays, cell),
     );
-    if (status < 0) {
-      wake?.close();
-      throw errorFromStatus(status, "opening the counter's sink");
-    }
     return deliver(new Delivery(counter, keyCell[0], cell[0], wake));
   }
 
   /** Attaches this thread to the counter registered under `key`, with a sink of its own. */
   static attach(key: number): { counter: Pointer; delivery: Delivery } {
-    const { wake, deliver } = makeWake();
     const counterCell = new BigUint64Array(1);
     const sinkCell = new Uint32Array(1);
-    const status = native().symbols.refscope_counter_attach(
-      key,
-      wake?.pointer ?? null,
-      wake?.context ?? null,
-      sinkRelays,
-      counterCell,
-      sinkCell,
+    const { wake, deliver } = openWithWake(
+      `attaching to counter ${key}`,
+      (pointer, context) =>
+        native().symbols.refscope_counter_attach(key, pointer, context, sinkRelays, counterCell, sinkCell),
     );
-    if (status < 0) {
-      wake?.close();
-      throw errorFromStatus(status, `attaching to counter ${key}`);
-    }
     const counter = backend.pointerFromCell(counterCell);
     return { counter, delivery: deliver(new Delivery(counter, key, sinkCell[0], wake)) };
   }
@@ -424,15 +408,24 @@ function log(message: string, value: unknown): void {
 }
 
 /**
- * Makes the wake before the sink exists (native code needs its pointer to open the sink):
- * a native one on the main thread; none in a Worker, whose thread channel listens instead,
- * from before the sink exists, so that no wake relayed to it can be missed. `deliver`
- * connects the wake to the `Delivery` once there is one.
+ * Opens a sink with `open` (a sink open or an attach), passing it this thread's wake, made
+ * first because native code needs its pointer to open the sink: a native one on the main
+ * thread; none in a Worker, whose thread channel listens instead, from before the sink
+ * exists, so that no wake relayed to it can be missed. A failed open closes the wake and
+ * throws. `deliver` connects the wake to the `Delivery` once there is one.
  */
-function makeWake(): { wake: Wake | undefined; deliver: (delivery: Delivery) => Delivery } {
+function openWithWake(
+  what: string,
+  open: (wake: Pointer | null, context: Pointer | null) => number,
+): { wake: Wake | undefined; deliver: (delivery: Delivery) => Delivery } {
   let target: Delivery | undefined;
   channel();
   const wake = backend.isMainThread() ? backend.wake(() => target?.onWake(), native().path) : undefined;
+  const status = open(wake?.pointer ?? null, wake?.context ?? null);
+  if (status < 0) {
+    wake?.close();
+    throw errorFromStatus(status, what);
+  }
   return {
     wake,
     deliver: (delivery) => {

@@ -13,7 +13,15 @@
  */
 import type * as BunFfi from "bun:ffi";
 import process from "node:process";
-import type { Backend, Bound, Channel, NativeType, Pointer, SymbolSpec, Wake } from "./symbols.ts";
+import {
+  type Backend,
+  type Bound,
+  type NativeType,
+  type Pointer,
+  type SymbolSpec,
+  unrefChannel,
+  type Wake,
+} from "./symbols.ts";
 
 let ffi: typeof BunFfi | undefined;
 
@@ -92,10 +100,5 @@ export const backend: Backend = {
     return (globalThis as unknown as { Bun: { isMainThread: boolean } }).Bun.isMainThread;
   },
 
-  channel(name: string, onMessage?: (data: unknown) => void): Channel {
-    const channel = new BroadcastChannel(name) as BroadcastChannel & { unref(): void };
-    if (onMessage !== undefined) channel.onmessage = (event) => onMessage(event.data);
-    channel.unref();
-    return { post: (data) => channel.postMessage(data), close: () => channel.close() };
-  },
+  channel: unrefChannel,
 };

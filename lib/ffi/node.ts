@@ -25,7 +25,15 @@
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import { isMainThread } from "node:worker_threads";
-import type { Backend, Bound, Channel, NativeType, Pointer, SymbolSpec, Wake } from "./symbols.ts";
+import {
+  type Backend,
+  type Bound,
+  type NativeType,
+  type Pointer,
+  type SymbolSpec,
+  unrefChannel,
+  type Wake,
+} from "./symbols.ts";
 
 /** The part of `node:ffi` used here (Node 26's own types are not in the pinned @types/node). */
 type NodeType = "void" | "pointer" | "int32" | "uint32" | "uint64" | "double";
@@ -231,10 +239,5 @@ export const backend: Backend = {
     return isMainThread;
   },
 
-  channel(name: string, onMessage?: (data: unknown) => void): Channel {
-    const channel = new BroadcastChannel(name) as BroadcastChannel & { unref(): void };
-    if (onMessage !== undefined) channel.onmessage = (event) => onMessage(event.data);
-    channel.unref();
-    return { post: (data) => channel.postMessage(data), close: () => channel.close() };
-  },
+  channel: unrefChannel,
 };

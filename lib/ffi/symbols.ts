@@ -109,3 +109,14 @@ export interface Channel {
   post(data: unknown): void;
   close(): void;
 }
+
+/**
+ * `Backend.channel` for a runtime whose `BroadcastChannel` has Node's `unref()` (Bun and
+ * Node; Deno's has no public one).
+ */
+export function unrefChannel(name: string, onMessage?: (data: unknown) => void): Channel {
+  const channel = new BroadcastChannel(name) as BroadcastChannel & { unref(): void };
+  if (onMessage !== undefined) channel.onmessage = (event) => onMessage(event.data);
+  channel.unref();
+  return { post: (data) => channel.postMessage(data), close: () => channel.close() };
+}
