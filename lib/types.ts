@@ -106,8 +106,8 @@ export interface CounterStats {
   readonly discardedTokens: number;
   /**
    * Native memory allocated for the table's entries and callbacks (capacity, not use). It
-   * stays at its peak while the creating thread has objects live, and is given back when it
-   * has none (4 bytes per slot used remain: see the README's Known limits).
+   * stays at its peak while the creating thread has objects live, and is given back about a
+   * second after it has none (4 bytes per slot used remain: see the README's Known limits).
    */
   readonly memoryBytes: number;
   /**

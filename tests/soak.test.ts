@@ -96,10 +96,11 @@ suite("soak", async (t) => {
         [0, 0, 0, 0, 0],
         "no live object, byte, handler or delivery is left",
       );
-      t.eq(
-        stats.memoryBytes,
-        memoryBytesAfterFirst,
-        `native memory is what one batch needed (${(stats.memoryBytes / 1024).toFixed(0)} KiB), not more`,
+      // At most: the dispatcher may have given it back meanwhile, on a slow machine.
+      t.ok(
+        stats.memoryBytes <= memoryBytesAfterFirst,
+        `native memory is at most what one batch needed (${(stats.memoryBytes / 1024).toFixed(0)} of ` +
+          `${(memoryBytesAfterFirst / 1024).toFixed(0)} KiB)`,
       );
 
       // The native figures above are exact; the resident set is a backstop. It is measured
@@ -138,11 +139,15 @@ suite("soak", async (t) => {
     const peak = counter.stats().memoryBytes;
     counter.releaseAll(refs);
     await until(() => fired === peakObjects && counter.stats().pendingTokens === 0, "the peak's handlers");
-    await macrotasks(2); // the drain that finds the sink empty gives the callback pool back
+    // The dispatcher gives it back once the shard has stayed empty for a second or two.
+    const emptied = performance.now();
+    const bound = start + 4 * peakObjects;
+    await until(() => counter.stats().memoryBytes <= bound, "native memory given back", 15_000);
     const after = counter.stats().memoryBytes;
     t.ok(
-      after <= start + 4 * peakObjects,
-      `memoryBytes ${start} → ${peak} at ${peakObjects} live objects → ${after} after (at most 4 bytes per slot stay)`,
+      after <= bound,
+      `memoryBytes ${start} → ${peak} at ${peakObjects} live objects → ${after}, ` +
+        `${((performance.now() - emptied) / 1000).toFixed(1)} s after (at most 4 bytes per slot stay)`,
     );
     // A deleted object's info is undefined (a forged id would throw INVALID_ID).
     t.eq(oldIds.filter((id) => counter.info(id) === undefined).length, peakObjects, "every old id is stale");

@@ -154,8 +154,10 @@ const AbiSubject = struct {
     pub fn init(allocator: std.mem.Allocator) !AbiSubject {
         native_log.reset();
         const counter: ?*Counter = try Counter.open(allocator);
-        // Memory is given back each time a shard empties: stale ids must stay stale.
+        // The dispatcher gives memory back as soon as a shard empties, while the run goes
+        // on: stale ids must stay stale.
         counter.?.table.trim_min = 0;
+        counter.?.trim_delay_ns = 0;
         errdefer _ = abi.refscope_counter_destroy(counter);
         for (0..sink_count) |expected| {
             var sink: u32 = undefined;

@@ -39,6 +39,9 @@ pub const sink_none = table_module.sink_none;
 pub const CallbackKind = table_module.CallbackKind;
 pub const CreateOptions = table_module.CreateOptions;
 
+/// `Counter.trim_delay_ns`'s default.
+pub const trim_delay_default_ns = std.time.ns_per_s;
+
 pub const Error = table_module.Error || error{
     /// The counter is closing or closed.
     Closed,
@@ -163,6 +166,9 @@ pub const Counter = struct {
     native_callbacks_run: u64 = 0,
     wakes_sent: u64 = 0,
     tokens_discarded: u64 = 0,
+    /// How long an emptied shard must stay empty before the dispatcher gives its memory
+    /// back (`trimRound`). Tests set 0.
+    trim_delay_ns: u64 = trim_delay_default_ns,
 
     /// Allocates a counter, registers it, and starts its dispatcher thread.
     pub fn open(allocator: std.mem.Allocator) Error!*Counter {
@@ -527,7 +533,6 @@ pub const Counter = struct {
         var released: List = .{};
         counter.table.sinkRelease(sink, &released);
         counter.tokens_discarded += counter.queue.sinkStop(&counter.table.callbacks, sink);
-        counter.table.trimCallbacks();
         // Closing first, so that this sink's own tokens are dropped, not queued, and that it
         // is not chosen to relay.
         _ = counter.route(&released, table_module.sink_none);
@@ -606,10 +611,7 @@ pub const Counter = struct {
         counter.lock();
         defer counter.mutex.unlock();
         if (!counter.queue.isSink(sink)) return error.InvalidArgument;
-        const count = counter.queue.drain(&counter.table.callbacks, sink, tokens);
-        // The sink is empty: perhaps the last callback anywhere was just delivered.
-        if (count == 0) counter.table.trimCallbacks();
-        return count;
+        return counter.queue.drain(&counter.table.callbacks, sink, tokens);
     }
 
     pub fn sinkPending(counter: *Counter, sink: u32) Error!u32 {
@@ -688,7 +690,10 @@ pub const Counter = struct {
             .local => {
                 counter.table.settleSlot(released.slot, &list);
                 assert(list.len == 0);
+                const emptied = counter.table.takeTrimSignal();
                 counter.unlockShard(shard);
+                // The shard's last object: the dispatcher gives its memory back later.
+                if (emptied) counter.signalDispatcher();
                 return .ok;
             },
             .callbacks => {
@@ -871,6 +876,34 @@ pub const Counter = struct {
         };
     }
 
+    fn signalDispatcher(counter: *Counter) void {
+        counter.lock();
+        defer counter.mutex.unlock();
+        counter.condition.signal();
+    }
+
+    /// One round of giving memory back (see table.zig, "Giving memory back"), run by the
+    /// dispatcher with no lock held: each emptied shard that has stayed empty since the last
+    /// round, then the callback pool if no callback is left. True if another round is due.
+    pub fn trimRound(counter: *Counter) bool {
+        counter.table.trim_wanted.store(false, .monotonic);
+        var again = false;
+        for (0..table_module.shard_count) |index| {
+            const shard: u32 = @intCast(index);
+            counter.lockShard(shard);
+            defer counter.unlockShard(shard);
+            if (counter.table.trimShard(shard, false)) again = true;
+        }
+        counter.lock();
+        defer counter.mutex.unlock();
+        if (again) {
+            counter.table.trim_wanted.store(true, .monotonic);
+        } else {
+            counter.table.trimCallbacks();
+        }
+        return again;
+    }
+
     fn checkOpen(counter: *Counter, caller: Sink) Error!void {
         if (counter.state != .open) return error.Closed;
         if (caller != sink_none and !counter.queue.isSink(caller)) return error.InvalidArgument;
@@ -882,7 +915,7 @@ pub const Counter = struct {
         if (counter.state == .closed) assert(released.len == 0);
         const routed = counter.queue.route(&counter.table.callbacks, released, caller);
         counter.tokens_discarded += routed.discarded;
-        if (routed.discarded > 0) counter.table.trimCallbacks();
+        if (counter.table.takeTrimSignal()) counter.condition.signal();
         if (routed.signal_dispatcher) counter.condition.signal();
         counter.signalWakers(routed.wake_sinks);
         return Outcome.of(routed);

@@ -652,3 +652,41 @@ test "the last hold, dropped by a waker let go, never frees the memory under its
         try counting.waitForNone(); // The waker freed the counter.
     }
 }
+
+fn createReleaseMany(counter: *Counter, ids: []Id) !void {
+    for (ids) |*id| id.* = try counter.create(sink_none, .{ .size_bytes = 8 });
+    for (ids) |id| _ = try counter.release(id, sink_none);
+}
+
+test "the dispatcher gives an emptied shard's memory back once it has stayed empty for the delay, and not before" {
+    var ids: [2000]Id = undefined;
+
+    // A delay never reached: the memory stays while the shard empties and refills.
+    const keeping = try Counter.open(testing.allocator);
+    defer keeping.destroy() catch unreachable;
+    keeping.table.trim_min = 64;
+    keeping.trim_delay_ns = std.math.maxInt(u64);
+    try createReleaseMany(keeping, &ids);
+    const peak = keeping.stats().memory_bytes;
+    try testing.expect(peak >= ids.len * 40);
+    try createReleaseMany(keeping, &ids);
+    try testing.expectEqual(peak, keeping.stats().memory_bytes);
+
+    // A short one: given back a round or two after the delay.
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+    counter.table.trim_min = 64;
+    counter.trim_delay_ns = 20 * std.time.ns_per_ms;
+    try createReleaseMany(counter, &ids);
+    const deadline: Deadline = .fromNow(wait_timeout_ns);
+    while (counter.stats().memory_bytes >= peak) {
+        if (deadline.passed()) return error.TestUnexpectedResult;
+        std.Thread.yield() catch {};
+    }
+    // Each slot's generation stays, and keeps the old ids stale.
+    try testing.expect(counter.stats().memory_bytes <= ids.len * @sizeOf(u32) * 2);
+    for (ids) |id| try testing.expectError(error.StaleId, counter.info(id));
+    const fresh = try counter.create(sink_none, .{});
+    for (ids) |id| try testing.expect(fresh != id);
+    _ = try counter.release(fresh, sink_none);
+}

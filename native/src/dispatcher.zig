@@ -11,6 +11,10 @@
 //! that to the sink: native callbacks and other sinks' wakes go on. It is also why no JS
 //! thread may synchronously wait for a waker that may be waking it (see `Counter.sinkClose`).
 //!
+//! When a table shard empties, the dispatcher also runs the rounds that give its memory back
+//! once it has stayed empty for `Counter.trim_delay_ns` (`Counter.trimRound`), between
+//! batches and holding no lock but the one shard's it trims.
+//!
 //! On close the dispatcher keeps going until its queue is empty, then marks the counter
 //! closed and exits. A waker exits when its sink lets it go (see `lifecycle.zig`), at once
 //! if it is waiting, or as soon as a wake call in progress returns.
@@ -21,6 +25,7 @@ const counter_module = @import("counter.zig");
 const Counter = counter_module.Counter;
 const queue_module = @import("queue.zig");
 const lifecycle = @import("lifecycle.zig");
+const sync = @import("sync.zig");
 
 /// Native callbacks taken per lock acquisition: bounds the time the mutex is held and the
 /// stack this thread uses, while amortising the lock over many callbacks.
@@ -37,16 +42,33 @@ pub fn main(counter: *Counter) void {
     counter.dispatcher_thread_id.store(std.Thread.getCurrentId(), .release);
 
     var jobs: [batch_max]queue_module.Job = undefined;
+    // When the next round of giving memory back is due (`Counter.trimRound`), if one is.
+    var trim_at: ?u64 = null;
     counter.lock();
     // The counter's event loop, so it has no fixed bound: it ends once the counter is
     // closing and the queue is empty, which the break below asserts. Each pass is bounded
-    // (`batch_max` callbacks).
+    // (`batch_max` callbacks, or one round of giving memory back).
     while (true) {
         while (counter.queue.isIdle() and counter.state == .open) {
-            counter.condition.wait(&counter.mutex);
+            if (!counter.table.trim_wanted.load(.monotonic)) {
+                trim_at = null;
+                counter.condition.wait(&counter.mutex);
+                continue;
+            }
+            // A shard emptied: rounds a delay apart give its memory back if it stays empty.
+            const now = sync.monotonicNs();
+            const due = trim_at orelse now +| counter.trim_delay_ns;
+            trim_at = due;
+            if (now < due) {
+                counter.condition.timedWait(&counter.mutex, due - now) catch {};
+                continue;
+            }
+            trim_at = null;
+            counter.mutex.unlock();
+            _ = counter.trimRound();
+            counter.lock();
         }
         const jobs_count = counter.queue.popNative(&counter.table.callbacks, &jobs);
-        counter.table.trimCallbacks();
         if (jobs_count == 0) {
             // Closing and the queue is empty: nothing can be queued any more, because every
             // mutator refuses to run once the counter is closing.

@@ -100,8 +100,8 @@ pub const Condition = struct {
     }
 
     /// As `wait`, but returns `error.Timeout` (with `mutex` held again) once about
-    /// `timeout_ns` have passed without a wake-up. For bounded waits in tests and examples,
-    /// which loop on their own deadline: on POSIX the bound is a wall-clock time (the only
+    /// `timeout_ns` have passed without a wake-up. For bounded waits that loop on their own
+    /// deadline (`monotonicNs`), as the dispatcher's and the tests' do: on POSIX the bound is a wall-clock time (the only
     /// clock a statically initialised pthread condition waits on), so a step of the system
     /// clock lengthens or shortens it; on Windows it is rounded up to whole milliseconds.
     pub fn timedWait(condition: *Condition, mutex: *Mutex, timeout_ns: u64) error{Timeout}!void {
@@ -120,6 +120,11 @@ pub const Condition = struct {
         Platform.broadcast(&condition.inner);
     }
 };
+
+/// Nanoseconds on a clock that never steps back (from an arbitrary origin): for deadlines.
+pub fn monotonicNs() u64 {
+    return Platform.monotonicNs();
+}
 
 /// Runs `function` once per `Once` value (so once per process for a global), however many
 /// threads call `call` at once; every caller returns after it has run, and sees what it did.
@@ -197,6 +202,13 @@ const Posix = struct {
         };
     }
 
+    fn monotonicNs() u64 {
+        var now: c.timespec = undefined;
+        const result = c.clock_gettime(.MONOTONIC, &now);
+        assert(result == 0);
+        return @as(u64, @intCast(now.sec)) * std.time.ns_per_s + @as(u64, @intCast(now.nsec));
+    }
+
     fn signal(condition: *Posix.Condition) void {
         const result = c.pthread_cond_signal(condition);
         assert(result == .SUCCESS);
@@ -229,6 +241,7 @@ const Windows = struct {
     ) callconv(.winapi) windows.BOOL;
     extern "kernel32" fn WakeConditionVariable(condition: *windows.CONDITION_VARIABLE) callconv(.winapi) void;
     extern "kernel32" fn WakeAllConditionVariable(condition: *windows.CONDITION_VARIABLE) callconv(.winapi) void;
+    extern "kernel32" fn GetTickCount64() callconv(.winapi) u64;
 
     const infinite: windows.DWORD = std.math.maxInt(windows.DWORD);
 
@@ -256,6 +269,10 @@ const Windows = struct {
         if (!SleepConditionVariableSRW(condition, mutex, @intCast(timeout_ms), 0).toBool()) {
             return error.Timeout;
         }
+    }
+
+    fn monotonicNs() u64 {
+        return GetTickCount64() * std.time.ns_per_ms;
     }
 
     fn signal(condition: *Windows.Condition) void {

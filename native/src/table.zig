@@ -33,6 +33,10 @@
 //! packs a slot and the slot's generation, so a stale id (its object deleted, the slot
 //! perhaps reused) or a forged one is told apart from a live one and can never reach
 //! another object; a slot whose generation is exhausted is retired.
+//!
+//! A shard that has emptied and stays empty gives its memory back (`trimShard`, called in
+//! rounds by the counter's dispatcher), keeping only each slot's generation: see "Giving
+//! memory back" below.
 
 const std = @import("std");
 const assert = std.debug.assert;
@@ -295,8 +299,12 @@ pub const Shard = struct {
     /// given back (`Table.trimShard`): an id naming one of them stays stale, and the slot,
     /// when the shard grows again, resumes from its generation.
     past_generations: std.ArrayList(u32) = .empty,
-    /// The shard's last object was erased: the end of the operation gives memory back.
+    /// The shard's last object was erased, and its memory may be given back
+    /// (`Table.trimShard`) if it stays empty.
     trim_pending: bool = false,
+    /// `objects_created` when a round of `trimShard` last found the shard empty: unchanged at
+    /// the next round, it has stayed empty since.
+    trim_watch: u64 = 0,
 
     fn deinit(shard: *Shard, allocator: std.mem.Allocator) void {
         assert(shard.objects_live == 0);
@@ -329,11 +337,16 @@ pub const Table = struct {
     /// Shared by every shard, and used only by a settle that follows links, which holds
     /// every shard (`Follow.global`); empty between calls.
     settle_stack: SettleStack = .{},
-    /// When a shard's last object is erased, its entries and pools are given back if they
-    /// have room for at least this many (and the callback pool, once empty, likewise):
-    /// memory returns after a peak, while a table that empties and fills again at a small
-    /// size keeps it (hysteresis). Tests lower it to trim at every chance.
+    /// Entries or pool nodes below which an emptied shard (or the empty callback pool) keeps
+    /// its memory: a small table is not worth giving back. Tests lower it to trim at every
+    /// chance.
     trim_min: u32 = trim_min_default,
+    /// Some shard's last object was erased since the last round of `trimShard` (set by the
+    /// erasing thread under its shard's lock, cleared by the round).
+    trim_wanted: std.atomic.Value(bool) = .init(false),
+    /// `trim_wanted` was just set: whoever takes this signals the counter's dispatcher,
+    /// which runs the rounds (`takeTrimSignal`).
+    trim_signal: std.atomic.Value(bool) = .init(false),
 
     pub fn init(allocator: std.mem.Allocator) Table {
         return .{ .allocator = allocator };
@@ -453,7 +466,6 @@ pub const Table = struct {
         const slot = try table.lookupInScope(id);
         try table.decrement(slot, caller, .local);
         table.settle(slot, released);
-        table.trimShards();
     }
 
     /// What settling an object needs after its counts changed, for a caller that holds
@@ -494,7 +506,6 @@ pub const Table = struct {
         // What `follow` saw: so the settle touches no other shard, nor `settle_stack`.
         assert(!table.hasLinks(slot));
         table.settle(slot, released);
-        table.trimShard(shardIndexOf(slot));
     }
 
     /// Settles the object `id` if it still exists: for a settle deferred until every shard
@@ -502,7 +513,6 @@ pub const Table = struct {
     pub fn settleId(table: *Table, id: Id, released: *List) void {
         const slot = table.lookupSlot(id) catch return;
         table.settle(slot, released);
-        table.trimShards();
     }
 
     /// The shard an id names (any shard for an invalid id: its lookup fails anyway).
@@ -748,7 +758,6 @@ pub const Table = struct {
         for (0..slots) |slot| {
             if (table.idAt(@intCast(slot)) != null) table.settle(@intCast(slot), released);
         }
-        table.trimShards();
     }
 
     /// Deletes every object, as if every reference had dropped: the counter is closing and
@@ -778,30 +787,51 @@ pub const Table = struct {
         }
         assert(table.objectsLive() == 0);
         assert(table.bytesLive() == 0);
-        table.trimShards();
     }
 
     // --- Giving memory back ----------------------------------------------------------------
+    //
+    // A shard whose last object is erased flags itself (`trim_pending`, `trim_wanted`). The
+    // counter's dispatcher then runs rounds of `trimShard` a delay apart: a shard still
+    // empty, with no object created since the previous round, gives its entries and pools
+    // back. A shard that fills again before then keeps them: a workload that empties and
+    // refills a shard does not pay for freeing and growing it every time. Nothing is given
+    // back inside an operation: a settle holds slots, and a release stays as cheap as ever.
 
-    /// Gives back the memory of every shard whose last object an operation erased. Called
-    /// at the end of each operation that erases, never inside a settle (which still holds
-    /// slots). The caller holds every shard.
-    fn trimShards(table: *Table) void {
-        for (0..shard_count) |index| table.trimShard(@intCast(index));
+    /// Whether this call is the one to tell the dispatcher that a shard emptied.
+    pub fn takeTrimSignal(table: *Table) bool {
+        return table.trim_signal.load(.monotonic) and table.trim_signal.swap(false, .monotonic);
     }
 
-    /// Gives back a shard's memory if its last object was erased since the last call and
-    /// no object has been created since: its pools, and its entries, each from
-    /// `trim_min` on. The caller holds the shard.
-    fn trimShard(table: *Table, shard_index: u32) void {
+    /// One round for a shard: gives its memory back if it was empty at the previous round
+    /// too, with no object created in between (or at once, if `immediate`); true if it must
+    /// be looked at again next round. The caller holds the shard.
+    pub fn trimShard(table: *Table, shard_index: u32, immediate: bool) bool {
         const shard = &table.shards[shard_index];
-        if (!shard.trim_pending) return;
+        if (!shard.trim_pending) return false;
+        if (shard.objects_live != 0) {
+            shard.trim_pending = false;
+            return false;
+        }
+        if (!immediate and shard.trim_watch != shard.objects_created) {
+            shard.trim_watch = shard.objects_created;
+            return true;
+        }
         shard.trim_pending = false;
-        if (shard.objects_live != 0) return;
         shard.exts.trimIfEmpty(table.allocator, table.trim_min);
         shard.holders.trimIfEmpty(table.allocator, table.trim_min);
         shard.links.trimIfEmpty(table.allocator, table.trim_min);
         table.trimEntries(shard);
+        return false;
+    }
+
+    /// Gives back at once what every emptied shard and the callback pool (if empty) can: for
+    /// a caller that holds every shard and the queue (a table without a counter, in tests).
+    pub fn trimNow(table: *Table) void {
+        table.trim_wanted.store(false, .monotonic);
+        table.trim_signal.store(false, .monotonic);
+        for (0..shard_count) |index| _ = table.trimShard(@intCast(index), true);
+        table.trimCallbacks();
     }
 
     /// Frees an empty shard's entries, keeping each slot's generation (4 bytes instead of
@@ -832,7 +862,7 @@ pub const Table = struct {
         shard.free_head = nil;
     }
 
-    /// Gives the callback pool's memory back once no callback is registered or in flight
+    /// Gives the callback pool's memory back if no callback is registered or in flight
     /// (from `trim_min` nodes on). The caller holds the queue's lock.
     pub fn trimCallbacks(table: *Table) void {
         table.callbacks.trimIfEmpty(table.allocator, table.trim_min);
@@ -997,7 +1027,6 @@ pub const Table = struct {
             };
             table.settle(slot, released);
         }
-        table.trimShards();
     }
 
     fn erase(table: *Table, slot: u32, released: *List) void {
@@ -1020,7 +1049,13 @@ pub const Table = struct {
         const shard = table.shardOf(slot);
         shard.objects_live -= 1;
         shard.bytes_live -= entry.size_bytes;
-        if (shard.objects_live == 0) shard.trim_pending = true;
+        if (shard.objects_live == 0) {
+            shard.trim_pending = true;
+            if (!table.trim_wanted.load(.monotonic)) {
+                table.trim_wanted.store(true, .monotonic);
+                table.trim_signal.store(true, .monotonic);
+            }
+        }
         const generation = entry.generation;
         entry.* = .{ .generation = generation, .flags = .{ .state = .free } };
         if (generation == IdParts.generation_max) {
