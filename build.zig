@@ -204,13 +204,16 @@ fn coreModule(
     optimize: std.builtin.OptimizeMode,
     sanitize_thread: bool,
 ) *std.Build.Module {
-    return b.createModule(.{
+    const module = b.createModule(.{
         .root_source_file = b.path("native/src/abi.zig"),
         .target = target,
         .optimize = optimize,
         .link_libc = true,
         .sanitize_thread = sanitize_thread,
     });
+    // The fuzz tests' checked-in corpus (only the tests refer to it).
+    module.addImport("fuzz_corpus", b.createModule(.{ .root_source_file = b.path("native/test/corpus/corpus.zig") }));
+    return module;
 }
 
 const Platform = @import("native/npm/platform.zig").Platform;

@@ -187,7 +187,8 @@ typedef struct refscope_stats {
     uint64_t callbacks_registered;
     uint64_t callbacks_released;      /* left the table: ran, queued, or in an outbox */
     uint64_t native_callbacks_queued; /* waiting for the dispatcher */
-    uint64_t native_callbacks_run;
+    uint64_t native_callbacks_run;    /* counted as each batch (up to 256) returns: a batch
+                                         the dispatcher is running is in neither figure */
     uint64_t sink_tokens_pending;     /* waiting in sink outboxes */
     uint64_t wakes_sent;
     uint64_t sinks_open;

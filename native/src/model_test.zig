@@ -1117,21 +1117,24 @@ pub const SmithSource = struct {
 const fuzz_steps_max = 2000;
 
 /// Fuzzes the model run on `Subject` (`zig build fuzz --fuzz` explores; a plain test run
-/// replays the seed corpus). A corpus input is what `Smith` reads back: its first 8 bytes
-/// are the number of steps (a little-endian u64 in range; any other value reads as 1), the
-/// rest the choices' bytes, from fixed seeds, the same in every run.
-pub fn fuzz(comptime Subject: type) !void {
+/// replays the corpus): seeds generated here, then the inputs `checked_in`
+/// (native/test/corpus). A corpus input is what `Smith` reads back: its first 8 bytes are
+/// the number of steps (a little-endian u64 in range; any other value reads as 1), the rest
+/// the choices' bytes. The seeds come from fixed seeds, the same in every run.
+pub fn fuzz(comptime Subject: type, checked_in: []const []const u8) !void {
     const corpus_seeds = [_]u64{ 1, 2, 3, 5, 8, 13, 21, 34 };
     const corpus_steps = [corpus_seeds.len]u64{ fuzz_steps_max, 1500, 1000, 700, 400, 200, 100, 50 };
     var inputs: [corpus_seeds.len][4096]u8 = undefined;
-    var corpus: [corpus_seeds.len][]const u8 = undefined;
-    for (corpus_seeds, corpus_steps, &inputs, &corpus, 0..) |seed, steps, *input, *entry, index| {
+    var corpus: std.ArrayList([]const u8) = .empty;
+    defer corpus.deinit(testing.allocator);
+    for (corpus_seeds, corpus_steps, &inputs, 0..) |seed, steps, *input, index| {
         std.mem.writeInt(u64, input[0..8], steps, .little);
         var prng = std.Random.DefaultPrng.init(seed);
         prng.random().bytes(input[8..]);
-        entry.* = input[0 .. 512 * (index + 1)];
+        try corpus.append(testing.allocator, input[0 .. 512 * (index + 1)]);
     }
-    try std.testing.fuzz({}, FuzzInput(Subject).run, .{ .corpus = &corpus });
+    try corpus.appendSlice(testing.allocator, checked_in);
+    try std.testing.fuzz({}, FuzzInput(Subject).run, .{ .corpus = corpus.items });
 }
 
 fn FuzzInput(comptime Subject: type) type {
@@ -1151,5 +1154,5 @@ fn FuzzInput(comptime Subject: type) type {
 }
 
 test "model fuzz: operation sequences chosen by the fuzzer agree with the model (zig build fuzz --fuzz explores; zig build test replays the corpus)" {
-    try fuzz(TableSubject);
+    try fuzz(TableSubject, &@import("fuzz_corpus").model);
 }
