@@ -323,7 +323,7 @@ const AbiSubject = struct {
             const sink: Sink = @intCast(sink_index);
             var tokens: [64]u32 = undefined;
             var seen: usize = 0;
-            var wanted = expectedFor(expected, sink);
+            var wanted: Filter = .{ .items = expected, .sink = sink };
             while (true) {
                 const count = try countResult(abi.refscope_sink_drain(subject.counter, sink, &tokens, tokens.len));
                 if (count == 0) break;
@@ -351,10 +351,6 @@ const AbiSubject = struct {
         try subject.checkNative(run, expected);
     }
 
-    fn expectedFor(expected: []const Fired, sink: Sink) Filter {
-        return .{ .items = expected, .sink = sink };
-    }
-
     const Filter = struct {
         items: []const Fired,
         sink: Sink,
@@ -380,7 +376,7 @@ const AbiSubject = struct {
     /// The step's native callbacks: queued by the step itself, run by the dispatcher in
     /// queue order, each once, and none beyond them.
     fn checkNative(subject: *AbiSubject, run: anytype, expected: []const Fired) !void {
-        var wanted = expectedFor(expected, sink_none);
+        var wanted: Filter = .{ .items = expected, .sink = sink_none };
         const count = wanted.count();
         subject.native_total += count;
         // Those the dispatcher has taken out of the queue and not yet run are in neither

@@ -453,7 +453,8 @@ const Model = struct {
 /// `Table`, and the callbacks it releases are collected in one list, in order. (The other
 /// subject, abi_model_test.zig's, makes the same calls through the C ABI.) A subject
 /// provides the calls below, with the table's signatures but for the released-callback
-/// list, and `checkFired`, `expectEmpty`, `misuse_weight`.
+/// list, and `checkFired`, `expectEmpty`, `misuse_weight` (with `misuse` when it is not 0),
+/// and, if it has them, `afterStep` and `checkMore`.
 const TableSubject = struct {
     table: Table,
     /// What the table released during the current step.
@@ -465,7 +466,7 @@ const TableSubject = struct {
 
     pub fn init(allocator: std.mem.Allocator) !TableSubject {
         var table: Table = .init(allocator);
-        // Memory is given back each time a shard empties (`checkFired`): stale ids must
+        // Memory is given back each time a shard empties (`afterStep`): stale ids must
         // stay stale.
         table.trim_min = 0;
         return .{ .table = table };
@@ -561,7 +562,10 @@ const TableSubject = struct {
         if (index != expected.len) {
             return run.mismatch("released {d} callbacks, the model {d} (first missing: {any})", .{ index, expected.len, expected[index] });
         }
-        // What the counter's dispatcher does a delay after a shard empties, done at once.
+    }
+
+    /// What the counter's dispatcher does a delay after a shard empties, done at once.
+    pub fn afterStep(subject: *TableSubject) void {
         subject.table.trimNow();
     }
 
@@ -978,6 +982,7 @@ pub fn Run(comptime Subject: type) type {
         /// Compares everything observable after a step, then forgets what the step deleted.
         fn check(run: *Self) !void {
             try run.subject.checkFired(run, run.model.fired.items);
+            if (@hasDecl(Subject, "afterStep")) run.subject.afterStep();
             run.fired_total += run.model.fired.items.len;
             run.model.fired.clearRetainingCapacity();
 

@@ -205,7 +205,7 @@ pub fn Pool(comptime T: type) type {
         /// empty pool keeps its storage for the next nodes (a pool that empties and fills
         /// often should not reallocate each time).
         pub fn trimIfEmpty(pool: *Self, allocator: std.mem.Allocator, min_nodes: usize) void {
-            if (pool.countInUse() != 0 or pool.nodes.capacity == 0 or pool.nodes.capacity < min_nodes) return;
+            if (pool.countInUse() != 0 or pool.nodes.capacity < min_nodes) return;
             pool.nodes.clearAndFree(allocator);
             pool.free_list = .{};
         }
