@@ -54,12 +54,16 @@ export const runtime: "deno" | "bun" | "node" = "Bun" in globalThis ? "bun" : "D
 
 /**
  * A runtime's arguments to run the script at `path`: on Node, without the warning that
- * `node:ffi` is experimental (tests read what scripts print) and with `gc()` exposed, as
- * Bun always has it.
+ * `node:ffi` is experimental (tests read what scripts print), with `gc()` exposed, as Bun
+ * always has it, and with TurboFan compiling on the JS thread: Node 26.10 can abort at exit
+ * when a concurrent compile job is in flight (Node's bug, not refscope's: see
+ * `tests/fixtures/node-ffi-exit.ts`).
  */
 export function runtimeArgs(path: string): string[] {
   if (runtime === "deno") return ["run", "-A", path];
-  if (runtime === "node") return ["--disable-warning=ExperimentalWarning", "--expose-gc", path];
+  if (runtime === "node") {
+    return ["--disable-warning=ExperimentalWarning", "--expose-gc", "--no-concurrent-recompilation", path];
+  }
   return [path];
 }
 
