@@ -111,7 +111,7 @@ export class Core {
    */
   settle(status: number, what: string, id?: ObjectId): void {
     if (status < 0) throw errorFromStatus(status, id === undefined ? what : `${what} object ${id}`);
-    if ((status & HintBit.DRAIN) !== 0) this.delivery.schedule();
+    if ((status & HintBit.DRAIN) !== 0) this.delivery.scheduleSoon();
     if ((status & HintBit.RELAY) !== 0) this.delivery.relay();
   }
 

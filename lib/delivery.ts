@@ -5,9 +5,13 @@
  * goes out of scope, the token lands in the sink's outbox and this side learns it must
  * drain in one of these ways: the JS call that caused it returned `DRAIN`; or, on the
  * runtime's main thread, its waker thread called the wake (once per batch); or, in a
- * Worker, a message on refscope's `BroadcastChannel` named this sink. Either way the
- * drain runs in a later macrotask (`setImmediate`), never inside the call that released
- * the object, and copies up to `batchSize` tokens per FFI call into a preallocated buffer.
+ * Worker, a message on refscope's `BroadcastChannel` named this sink. Tokens that this
+ * thread's own call routed here are drained in a microtask queued by that call: after the
+ * call returns, never inside it, and ahead of the macrotasks the application has queued
+ * (under load, thousands). Tokens that other threads routed are drained in a later macrotask
+ * (`setImmediate`). A drain copies up to `batchSize` tokens per FFI call into a preallocated
+ * buffer and runs handlers for at most `turnMs`; then it yields to the event loop, so that
+ * timers and I/O run, and goes on in a later macrotask.
  *
  * Why a Worker has no native wake: Deno and Bun free a Worker's isolate, and every FFI
  * callback it made, milliseconds before its OS thread exits, with no event that native
@@ -21,7 +25,8 @@
  * that has ended is dropped by the runtime. In a counter that no main thread takes part
  * in, a Worker with handlers pending also polls its sink every `pollMs`.
  *
- * Liveness: a scheduled drain is an immediate, so it keeps the process alive until it has run.
+ * Liveness: a scheduled drain is a microtask or an immediate, so it keeps the process alive
+ * until it has run.
  * Tokens that arrive from a native thread while the loop is otherwise idle are caught by a
  * `beforeExit` check, which schedules a drain and so keeps the process alive until they
  * are delivered. An idle counter holds no timer and an unreferenced wake, so it does not.
@@ -37,8 +42,11 @@ import { backend, type Channel, errorFromStatus, native, type Pointer, type Wake
 
 /** Tokens copied per FFI call. */
 const batchSize = 4096;
-/** Drain calls per macrotask before yielding to the event loop (about 1M deliveries). */
-const batchesPerTurn = 256;
+/**
+ * How long one drain runs handlers before it yields to the event loop, in ms: the most a
+ * burst delays a timer or I/O (bar one batch of slow handlers). Checked after each batch.
+ */
+const turnMs = 1;
 /**
  * Handler slots kept when none is in use: above this, an idle sink drops its tables and
  * starts again small, so that a burst of handlers does not hold their memory for good.
@@ -108,10 +116,18 @@ export class Delivery {
   #wake: Wake | undefined;
   #relayed = new Uint32Array(sinksMax);
   #tokens = new Uint32Array(batchSize);
+  /** The batch in `#tokens`: `#taken` tokens, of which those from `#next` on have yet to fire. */
+  #taken = 0;
+  #next = 0;
   #handlers: (OutOfScopeHandler | undefined)[] = [];
   #ids: ObjectId[] = [];
   #freeTokens: number[] = [];
-  #scheduled = false;
+  /** A drain is queued as a microtask (this thread's own call routed tokens here). */
+  #soon = false;
+  /** A drain is queued as a macrotask. */
+  #later = false;
+  /** A drain is running: tokens that its handlers route here are taken by its next batch. */
+  #draining = false;
   #closed = false;
   #poll: ReturnType<typeof setInterval> | undefined;
   handlersFired = 0;
@@ -289,48 +305,88 @@ export class Delivery {
 
   /**
    * Arranges a drain in a later macrotask, once: `setImmediate`, which runs after the
-   * current task and its microtasks, about 1 µs later on every runtime, where
+   * current task and its microtasks, about 1 µs later on an idle loop, where
    * `setTimeout(0)` waits 1 ms (Bun) to 2 ms (Deno). Pending, it keeps the process alive.
    */
   schedule(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    setImmediate(() => this.#drainTurn());
+    if (this.#later || this.#draining) return;
+    this.#later = true;
+    setImmediate(this.#onImmediate);
   }
+
+  /**
+   * Arranges a drain in a microtask, once: for tokens that this thread's own call routed
+   * here. It runs once the calling code returns to the event loop or awaits, before any
+   * macrotask: a handler does not wait behind the application's queued work.
+   */
+  scheduleSoon(): void {
+    if (this.#soon || this.#draining) return;
+    this.#soon = true;
+    queueMicrotask(this.#onMicrotask);
+  }
+
+  #onImmediate = (): void => {
+    this.#later = false;
+    this.#drainTurn();
+  };
+
+  #onMicrotask = (): void => {
+    this.#soon = false;
+    this.#drainTurn();
+  };
 
   /** Schedules a drain if tokens are waiting (before the process would exit). */
   deliverPending(): void {
     if (this.#closed) return;
-    if (native().symbols.refscope_sink_pending(this.#counter, this.sink) > 0) this.schedule();
+    if (this.#next < this.#taken || native().symbols.refscope_sink_pending(this.#counter, this.sink) > 0) {
+      this.schedule();
+    }
   }
 
   /**
-   * Runs handlers for every waiting token; returns false when the outbox is empty. Must be
-   * called from a macrotask, never from inside a mutating call.
+   * Runs the handlers of one batch of waiting tokens, or of what is left of the last batch;
+   * returns false when the outbox is empty. Past `deadline` (checked every 256 handlers), it
+   * stops and keeps the rest of the batch for the next call. Must be called from a microtask
+   * or a macrotask, never from inside a mutating call.
    */
-  drainOnce(): boolean {
+  drainOnce(deadline = Infinity): boolean {
     if (this.#closed) return false; // The native counter may already be destroyed.
-    const count = native().symbols.refscope_sink_drain(this.#counter, this.sink, this.#tokens, batchSize);
-    if (count <= 0) {
-      if (count < 0) throw errorFromStatus(count, `draining sink ${this.sink}`);
-      // Empty, and disarmed: a sink with a wake (the main thread's) may have been woken to
-      // relay. A wake-less one never is: native code arms only sinks with a wake.
-      if (this.#wake !== undefined) this.relay();
-      this.#shrinkIfIdle();
-      return false;
+    if (this.#next === this.#taken) {
+      const count = native().symbols.refscope_sink_drain(this.#counter, this.sink, this.#tokens, batchSize);
+      if (count <= 0) {
+        if (count < 0) throw errorFromStatus(count, `draining sink ${this.sink}`);
+        // Empty, and disarmed: a sink with a wake (the main thread's) may have been woken to
+        // relay. A wake-less one never is: native code arms only sinks with a wake.
+        if (this.#wake !== undefined) this.relay();
+        this.#shrinkIfIdle();
+        return false;
+      }
+      this.#next = 0;
+      this.#taken = count;
     }
     const tokens = this.#tokens;
-    for (let index = 0; index < count; index++) this.#fire(tokens[index]);
+    while (this.#next < this.#taken) {
+      this.#fire(tokens[this.#next++]);
+      if ((this.#next & 255) === 0 && performance.now() >= deadline) break;
+    }
     return true;
   }
 
+  /**
+   * Drains batch after batch until the sink is empty or `turnMs` has passed; then more may
+   * be waiting, and the sink stays armed (no wake will come): it goes on in a macrotask.
+   */
   #drainTurn(): void {
-    this.#scheduled = false;
-    if (this.#closed) return;
-    for (let batch = 0; batch < batchesPerTurn; batch++) {
-      if (!this.drainOnce()) return;
+    if (this.#closed || this.#draining) return;
+    const deadline = performance.now() + turnMs;
+    this.#draining = true;
+    try {
+      do {
+        if (!this.drainOnce(deadline)) return;
+      } while (performance.now() < deadline);
+    } finally {
+      this.#draining = false;
     }
-    // More may be waiting, and the sink stays armed (no wake will come): continue later.
     this.schedule();
   }
 

@@ -1,6 +1,7 @@
 // Out-of-scope handlers: Ray's scenarios for this feature (core_worker_test.cc and
 // test_object_out_of_scope_callback.py in ray-project/ray#64011), plus ordering and
 // exactly-once under batch release and free.
+import { setImmediate } from "node:timers";
 import { Counter, HandlerError, type ObjectId, RefscopeError } from "../mod.ts";
 import { macrotasks, suite, until, within } from "./_harness.ts";
 
@@ -130,26 +131,61 @@ suite("out-of-scope handlers", async (t) => {
     }
   });
 
-  await t.test("handlers run on the JS thread, in a later macrotask, never inside the release", async (t) => {
+  await t.test("a release's handlers run in a microtask it queues: after the release, before any macrotask", async (t) => {
     await using counter = new Counter();
     const ref = counter.create();
     let releasing = false;
-    let microtaskRan = false;
+    let earlierMicrotaskRan = false;
+    let macrotaskRan = false;
     let ranInside = false;
-    let ranAfterMicrotasks = false;
+    let ranAfterEarlierMicrotasks = false;
+    let ranBeforeMacrotasks = false;
     const fired = Promise.withResolvers<void>();
     ref.onOutOfScope(() => {
       ranInside = releasing;
-      ranAfterMicrotasks = microtaskRan;
+      ranAfterEarlierMicrotasks = earlierMicrotaskRan;
+      ranBeforeMacrotasks = !macrotaskRan;
       fired.resolve();
     });
+    queueMicrotask(() => void (earlierMicrotaskRan = true));
+    setImmediate(() => void (macrotaskRan = true));
     releasing = true;
     ref.release();
     releasing = false;
-    queueMicrotask(() => void (microtaskRan = true));
     await within(fired.promise, 5000, "the handler");
     t.notOk(ranInside, "not inside release()");
-    t.ok(ranAfterMicrotasks, "after the microtasks queued by the releasing code");
+    t.ok(ranAfterEarlierMicrotasks, "after the microtasks queued before the release");
+    t.ok(ranBeforeMacrotasks, "before a macrotask queued before the release (the application's queued work)");
+  });
+
+  await t.test("a long burst of deliveries yields to the event loop: a timer set before it fires during it", async (t) => {
+    await using counter = new Counter();
+    const objects = 100_000;
+    const refs = Array.from({ length: objects }, () => counter.create());
+    let ran = 0;
+    const all = Promise.withResolvers<void>();
+    for (const ref of refs) {
+      ref.onOutOfScope(() => {
+        // About 2 µs of work a handler: the burst lasts about 200 ms.
+        const end = performance.now() + 0.002;
+        while (performance.now() < end) { /* work */ }
+        if (++ran === objects) all.resolve();
+      });
+    }
+    let ranWhenTimerFired = -1;
+    const timer = Promise.withResolvers<void>();
+    setTimeout(() => {
+      ranWhenTimerFired = ran;
+      timer.resolve();
+    }, 0);
+    counter.releaseAll(refs);
+    await within(Promise.all([all.promise, timer.promise]), 60_000, "the burst and the timer");
+    t.ok(ranWhenTimerFired > 0, `the burst started first (${ranWhenTimerFired} handlers had run)`);
+    t.ok(
+      ranWhenTimerFired < objects,
+      `the timer fired during the burst, after ${ranWhenTimerFired} of ${objects} handlers`,
+    );
+    t.eq(ran, objects, "and every handler ran, once");
   });
 
   await t.test("a handler may use the counter re-entrantly", async (t) => {
