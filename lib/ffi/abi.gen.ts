@@ -8,7 +8,7 @@
  */
 
 /** `REFSCOPE_ABI_VERSION`: the library must report the same. */
-export const abiVersion = 6;
+export const abiVersion = 7;
 
 /** `refscope_status`: calls that succeed or fail, and every error (negative) of every family. */
 export const Status = {
@@ -187,6 +187,12 @@ export const symbols = {
   refscope_object_retain: { parameters: ["pointer", "f64", "u32"], result: "i32" },
   /** (?*Counter, f64, u32) Hint */
   refscope_object_release: { parameters: ["pointer", "f64", "u32"], result: "i32" },
+  /** (f64, f64, f64) f64 */
+  refscope_object_create_n: { parameters: ["f64", "f64", "f64"], result: "f64" },
+  /** (f64, f64, f64) Status */
+  refscope_object_retain_n: { parameters: ["f64", "f64", "f64"], result: "i32" },
+  /** (f64, f64, f64) Hint */
+  refscope_object_release_n: { parameters: ["f64", "f64", "f64"], result: "i32" },
   /** (?*Counter, ?[*]const f64, u32, u32) Hint */
   refscope_object_release_batch: { parameters: ["pointer", "buffer", "u32", "u32"], result: "i32" },
   /** (?*Counter, ?[*]const f64, u32, u32) Status */

@@ -81,6 +81,10 @@ export const backend: Backend = {
     return Number(cell[0]) as unknown as Pointer;
   },
 
+  numericAddress(_pointer: Pointer): number | undefined {
+    return undefined; // A Bun pointer is a number already: the pointer forms are as fast.
+  },
+
   cString(pointer: Pointer): string {
     return new (bunFfi().CString)(pointer as unknown as BunFfi.Pointer).toString();
   },

@@ -174,6 +174,10 @@ export const backend: Backend = {
     return cell[0] as unknown as Pointer;
   },
 
+  numericAddress(pointer: Pointer): number | undefined {
+    return Number(pointer as unknown as bigint); // Exact: addresses are below 2^53.
+  },
+
   cString(pointer: Pointer): string {
     return nodeFfi().toString(pointer as unknown as bigint);
   },

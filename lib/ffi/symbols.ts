@@ -82,6 +82,12 @@ export interface Backend {
   open<S extends Record<string, SymbolSpec>>(path: string, symbols: S): Bound<S>;
   /** Reads the pointer a native call wrote into an out-parameter cell. */
   pointerFromCell(cell: BigUint64Array): Pointer;
+  /**
+   * A counter's address as a number, for the all-doubles calls (`refscope_object_*_n`), on a
+   * runtime where they are the faster ones (Node's `node:ffi` passes a pointer as a BigInt,
+   * slowly); undefined where the pointer forms are as fast (Bun).
+   */
+  numericAddress(pointer: Pointer): number | undefined;
   /** Reads a NUL-terminated string. */
   cString(pointer: Pointer): string;
   /**

@@ -58,7 +58,7 @@
 extern "C" {
 #endif
 
-#define REFSCOPE_ABI_VERSION 6u
+#define REFSCOPE_ABI_VERSION 7u
 
 typedef double refscope_id;
 typedef struct refscope_counter refscope_counter;
@@ -374,6 +374,16 @@ refscope_status refscope_object_retain(refscope_counter *counter, refscope_id id
 /* Drops one of the caller's local references; the last reference of all sends the object
  * out of scope. Threads: any. Does not block. */
 refscope_hint refscope_object_release(refscope_counter *counter, refscope_id id, refscope_sink caller);
+
+/* refscope_object_create, refscope_object_retain and refscope_object_release with every
+ * argument a double, for an FFI that passes pointers or 32-bit integers slowly (Node's
+ * node:ffi converts a pointer from a BigInt): `counter` is the counter's address (an
+ * integer below 2^53, aligned as the counter is, else REFSCOPE_E_INVALID_ARGUMENT);
+ * `caller` a sink (an integer below 2^32, else an unknown caller). create_n returns the new
+ * object's id, or a negative status. Threads: any. Do not block. */
+double refscope_object_create_n(double counter, double size_bytes, double caller);
+refscope_status refscope_object_retain_n(double counter, refscope_id id, double caller);
+refscope_hint refscope_object_release_n(double counter, refscope_id id, double caller);
 
 /* Drops one of the caller's local references per id (ids may repeat). All or nothing.
  * Threads: any. Does not block. */

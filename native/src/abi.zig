@@ -23,7 +23,7 @@ const Counter = counter_module.Counter;
 const allocator = std.heap.c_allocator;
 
 /// Bumped whenever a signature, struct layout or result value changes.
-pub const abi_version: u32 = 6;
+pub const abi_version: u32 = 7;
 
 /// Every fact the C header and the generated TypeScript bindings state, besides the
 /// exports: the result families (status.zig), the special sinks, the limits, the flags and
@@ -411,6 +411,40 @@ pub export fn refscope_object_retain(counter: ?*Counter, id: f64, caller: u32) S
 pub export fn refscope_object_release(counter: ?*Counter, id: f64, caller: u32) Hint {
     const opened = counter orelse return failure(Hint, error.InvalidArgument);
     return hintFromOutcome(opened.release(id, caller) catch |err| return failure(Hint, err));
+}
+
+/// A counter passed as a double (the `_n` calls): its address, which must be an integer
+/// below 2^53 (every user-space address is) and aligned as a counter is. Null otherwise.
+fn counterFromDouble(address: f64) ?*Counter {
+    const value = sizeFromDouble(address) orelse return null;
+    if (value == 0 or value % @alignOf(Counter) != 0) return null;
+    return @ptrFromInt(@as(usize, @intCast(value)));
+}
+
+/// A sink number passed as a double (the `_n` calls): an integer that fits in 32 bits
+/// (`REFSCOPE_NO_SINK` included), or else `REFSCOPE_SINKS_MAX`, which no sink is: the call
+/// refuses it as an unknown caller, as it refuses any sink that is not open.
+fn sinkFromDouble(sink: f64) u32 {
+    const value = sizeFromDouble(sink) orelse return sinks_max;
+    return std.math.cast(u32, value) orelse sinks_max;
+}
+
+/// `refscope_object_create` with every argument a double, for a runtime whose FFI passes a
+/// pointer or a u32 slowly (Node's `node:ffi`): the new object's id, or a negative status.
+pub export fn refscope_object_create_n(counter: f64, size_bytes: f64, caller: f64) f64 {
+    var id: f64 = 0;
+    const result = refscope_object_create(counterFromDouble(counter), size_bytes, sinkFromDouble(caller), &id);
+    return if (result == .ok) id else @floatFromInt(@backingInt(result));
+}
+
+/// `refscope_object_retain` with every argument a double (see `refscope_object_create_n`).
+pub export fn refscope_object_retain_n(counter: f64, id: f64, caller: f64) Status {
+    return refscope_object_retain(counterFromDouble(counter), id, sinkFromDouble(caller));
+}
+
+/// `refscope_object_release` with every argument a double (see `refscope_object_create_n`).
+pub export fn refscope_object_release_n(counter: f64, id: f64, caller: f64) Hint {
+    return refscope_object_release(counterFromDouble(counter), id, sinkFromDouble(caller));
 }
 
 pub export fn refscope_object_release_batch(counter: ?*Counter, ids: ?[*]const f64, count: u32, caller: u32) Hint {

@@ -145,6 +145,9 @@ const AbiSubject = struct {
     /// Native callbacks the model released so far.
     native_total: u64 = 0,
     misuses: u64 = 0,
+    /// Plain creates, retains and releases alternate between the pointer form and the
+    /// all-doubles one (`_n`, Node's): both must act alike.
+    numeric: bool = false,
 
     pub const name = "ABI model test";
     pub const misuse_weight = 8;
@@ -188,7 +191,11 @@ const AbiSubject = struct {
         var id: f64 = undefined;
         const size: f64 = @floatFromInt(options.size_bytes);
         const plain = !options.reconstructable and options.contains.len == 0 and options.lineage.len == 0;
-        if (plain) {
+        if (plain and subject.alternate()) {
+            const result = abi.refscope_object_create_n(subject.address(), size, @floatFromInt(options.owner));
+            if (result < 0) return failureOf(@intFromFloat(result));
+            id = result;
+        } else if (plain) {
             try statusResult(abi.refscope_object_create(subject.counter, size, options.owner, &id));
         } else {
             const flags: u32 = if (options.reconstructable) abi.create_flag_reconstructable else 0;
@@ -208,11 +215,24 @@ const AbiSubject = struct {
     }
 
     pub fn retain(subject: *AbiSubject, id: Id, caller: Sink) Failure!void {
+        if (subject.alternate()) return statusResult(abi.refscope_object_retain_n(subject.address(), id, @floatFromInt(caller)));
         return statusResult(abi.refscope_object_retain(subject.counter, id, caller));
     }
 
     pub fn release(subject: *AbiSubject, id: Id, caller: Sink) Failure!void {
+        if (subject.alternate()) return subject.hinted(caller, abi.refscope_object_release_n(subject.address(), id, @floatFromInt(caller)));
         return subject.hinted(caller, abi.refscope_object_release(subject.counter, id, caller));
+    }
+
+    /// Whether this call takes the `_n` form: every other one.
+    fn alternate(subject: *AbiSubject) bool {
+        subject.numeric = !subject.numeric;
+        return subject.numeric;
+    }
+
+    /// The counter as the `_n` calls take it.
+    fn address(subject: *const AbiSubject) f64 {
+        return @floatFromInt(@intFromPtr(subject.counter));
     }
 
     pub fn batch(subject: *AbiSubject, kind: Count, direction: Direction, ids: []const Id, caller: Sink) Failure!void {
@@ -506,7 +526,10 @@ const AbiSubject = struct {
         var out_id: f64 = 0;
         const ids = [_]f64{id};
         const real: i32, const expected: i32 = switch (chosen) {
-            .null_counter => .{ switch (random.uintLessThan(u32, 10)) {
+            .null_counter => .{ switch (random.uintLessThan(u32, 13)) {
+                10 => @as(i32, @intFromFloat(abi.refscope_object_create_n(0, 1, @floatFromInt(caller)))),
+                11 => @backingInt(abi.refscope_object_retain_n(subject.address() + 1, id, @floatFromInt(caller))),
+                12 => @backingInt(abi.refscope_object_release_n(std.math.nan(f64), id, @floatFromInt(caller))),
                 0 => @backingInt(abi.refscope_object_create(null, 1, caller, &out_id)),
                 1 => @backingInt(abi.refscope_object_retain(null, id, caller)),
                 2 => @backingInt(abi.refscope_object_release(null, id, caller)),
@@ -539,7 +562,12 @@ const AbiSubject = struct {
             .unknown_caller => blk: {
                 const unknown = [_]Sink{ sink_count + random.uintLessThan(u32, abi.sinks_max - sink_count), abi.sinks_max, abi.sinks_max + 1, abi.owner_gone, sink_none - 2 };
                 const who = unknown[random.uintLessThan(usize, unknown.len)];
-                break :blk .{ switch (random.uintLessThan(u32, 9)) {
+                const numbers = [_]f64{ @floatFromInt(who), -1, 0.5, std.math.nan(f64), 4294967296.0 };
+                const number = numbers[random.uintLessThan(usize, numbers.len)];
+                break :blk .{ switch (random.uintLessThan(u32, 12)) {
+                    9 => @as(i32, @intFromFloat(abi.refscope_object_create_n(subject.address(), 1, number))),
+                    10 => @backingInt(abi.refscope_object_retain_n(subject.address(), id, number)),
+                    11 => @backingInt(abi.refscope_object_release_n(subject.address(), id, number)),
                     0 => @backingInt(abi.refscope_object_create(counter, 1, who, &out_id)),
                     1 => @backingInt(abi.refscope_object_retain(counter, id, who)),
                     2 => @backingInt(abi.refscope_object_release(counter, id, who)),

@@ -92,6 +92,19 @@ int main(void) {
 
     CHECK(refscope_object_release(counter, id, REFSCOPE_NO_SINK) == REFSCOPE_HINT_NONE);
     CHECK(refscope_submitted_remove(counter, &id, 1, REFSCOPE_NO_SINK) == REFSCOPE_HINT_NONE);
+
+    /* The same calls with every argument a double (what Node's node:ffi passes fast). */
+    const double address = (double)(uintptr_t)counter;
+    const double sink_none = REFSCOPE_NO_SINK;
+    const refscope_id other = refscope_object_create_n(address, 16, sink_none);
+    CHECK(other > 0 && refscope_object_info(counter, other, &info) == REFSCOPE_OK && info.size_bytes == 16);
+    CHECK(refscope_object_retain_n(address, other, sink_none) == REFSCOPE_OK);
+    CHECK(refscope_object_info(counter, other, &info) == REFSCOPE_OK && info.refs_local == 2);
+    CHECK(refscope_object_release_n(address, other, sink_none) == REFSCOPE_HINT_NONE);
+    CHECK(refscope_object_release_n(address, other, sink_none) == REFSCOPE_HINT_NONE);
+    CHECK(refscope_object_info(counter, other, &info) == REFSCOPE_E_STALE_ID);
+    CHECK(refscope_object_release_n(address, other, sink_none) == REFSCOPE_E_STALE_ID);
+    CHECK(refscope_object_create_n(address, -1, sink_none) == REFSCOPE_E_INVALID_ARGUMENT);
     CHECK(refscope_submitted_remove(counter, &id, 1, REFSCOPE_NO_SINK) == REFSCOPE_E_NO_REFERENCE);
 
     /* The last reference drops on another thread; the callback runs on the dispatcher. */
@@ -177,7 +190,7 @@ int main(void) {
 
     refscope_stats stats;
     CHECK(refscope_counter_stats(counter, &stats) == REFSCOPE_OK);
-    CHECK(stats.objects_live == 1 && stats.objects_created == 5 && stats.callbacks_registered == 4);
+    CHECK(stats.objects_live == 1 && stats.objects_created == 6 && stats.callbacks_registered == 4);
 
     CHECK(refscope_counter_close(counter, REFSCOPE_NO_SINK) == REFSCOPE_HINT_NONE);
     CHECK(refscope_object_retain(counter, live, REFSCOPE_NO_SINK) == REFSCOPE_E_CLOSED);

@@ -127,6 +127,9 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
 
 /* --- The catalogue: (name, expected status, call) ----------------------------------- */
 
+/* A counter as the `_n` calls take it: its address, as a double. */
+#define ADDRESS(counter) ((double)(uintptr_t)(counter))
+
 #define MISUSE_CASES(X)                                                                                  \
     /* A NULL counter: every function but destroy (a documented no-op) refuses it. */                    \
     X(null_counter_key, INVALID_ARGUMENT, refscope_counter_key(NULL, &f->key))                           \
@@ -157,6 +160,24 @@ static void expect(refscope_counter *counter, const char *name, int32_t (*call)(
     X(null_counter_create_ex, INVALID_ARGUMENT,                                                          \
       refscope_object_create_ex(NULL, 0, 0, NULL, 0, NULL, 0, NO, &f->out_id))                           \
     X(null_counter_retain, INVALID_ARGUMENT, refscope_object_retain(NULL, f->live, NO))                  \
+    X(zero_counter_create_n, INVALID_ARGUMENT, (int32_t)refscope_object_create_n(0, 0, NO))                \
+    X(nan_counter_create_n, INVALID_ARGUMENT, (int32_t)refscope_object_create_n(NAN, 0, NO))               \
+    X(unaligned_counter_create_n, INVALID_ARGUMENT, (int32_t)refscope_object_create_n(ADDRESS(f->counter) + 1, 0, NO)) \
+    X(fractional_counter_create_n, INVALID_ARGUMENT, (int32_t)refscope_object_create_n(ADDRESS(f->counter) + 0.5, 0, NO)) \
+    X(negative_counter_create_n, INVALID_ARGUMENT, (int32_t)refscope_object_create_n(-ADDRESS(f->counter), 0, NO)) \
+    X(counter_2_53_create_n, INVALID_ARGUMENT, (int32_t)refscope_object_create_n(9007199254740992.0, 0, NO)) \
+    X(infinite_counter_retain_n, INVALID_ARGUMENT, refscope_object_retain_n(INFINITY, f->live, NO))        \
+    X(zero_counter_retain_n, INVALID_ARGUMENT, refscope_object_retain_n(0, f->live, NO))                   \
+    X(zero_counter_release_n, INVALID_ARGUMENT, refscope_object_release_n(0, f->live, NO))                 \
+    X(unaligned_counter_release_n, INVALID_ARGUMENT, refscope_object_release_n(ADDRESS(f->counter) + 4, f->live, NO)) \
+    X(nan_size_create_n, INVALID_ARGUMENT, (int32_t)refscope_object_create_n(ADDRESS(f->counter), NAN, NO)) \
+    X(nan_caller_create_n, INVALID_ARGUMENT, (int32_t)refscope_object_create_n(ADDRESS(f->counter), 0, NAN)) \
+    X(negative_caller_retain_n, INVALID_ARGUMENT, refscope_object_retain_n(ADDRESS(f->counter), f->live, -1)) \
+    X(fractional_caller_retain_n, INVALID_ARGUMENT, refscope_object_retain_n(ADDRESS(f->counter), f->live, 0.5)) \
+    X(caller_2_32_release_n, INVALID_ARGUMENT, refscope_object_release_n(ADDRESS(f->counter), f->live, 4294967296.0)) \
+    X(unopened_caller_release_n, INVALID_ARGUMENT, refscope_object_release_n(ADDRESS(f->counter), f->live, f->unopened)) \
+    X(owner_gone_caller_create_n, INVALID_ARGUMENT,                                                      \
+      (int32_t)refscope_object_create_n(ADDRESS(f->counter), 0, REFSCOPE_OWNER_GONE))                      \
     X(null_counter_release, INVALID_ARGUMENT, refscope_object_release(NULL, f->live, NO))                \
     X(null_counter_release_batch, INVALID_ARGUMENT, refscope_object_release_batch(NULL, &f->live, 1, NO)) \
     X(null_counter_submitted_add, INVALID_ARGUMENT, refscope_submitted_add(NULL, &f->live, 1, NO))       \
@@ -352,6 +373,8 @@ struct id_operation {
     X(retain, INVALID_ID, STALE_ID, refscope_object_retain(f->counter, id, NO))                            \
     X(retain_by_sink, INVALID_ID, STALE_ID, refscope_object_retain(f->counter, id, f->b))                  \
     X(release, INVALID_ID, STALE_ID, refscope_object_release(f->counter, id, NO))                          \
+    X(retain_n, INVALID_ID, STALE_ID, refscope_object_retain_n(ADDRESS(f->counter), id, NO))               \
+    X(release_n, INVALID_ID, STALE_ID, refscope_object_release_n(ADDRESS(f->counter), id, NO))             \
     X(release_batch, INVALID_ID, STALE_ID, refscope_object_release_batch(f->counter, (refscope_id[]){f->live, id}, 2, NO)) \
     X(submitted_add, INVALID_ID, STALE_ID, refscope_submitted_add(f->counter, (refscope_id[]){f->live, id}, 2, NO)) \
     X(submitted_remove, INVALID_ID, STALE_ID, refscope_submitted_remove(f->counter, (refscope_id[]){f->submitted, id}, 2, NO)) \
