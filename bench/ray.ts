@@ -12,6 +12,7 @@
  * and removed its `ray_perf.py` microbenchmark in review), so none are set beside these.
  */
 import { bench } from "mitata";
+import { setImmediate } from "node:timers";
 import { Counter, MemoryBudget, type Ref } from "../mod.ts";
 import { log, MapCounter, measure, percentile, quick, record } from "./lib.ts";
 
@@ -31,8 +32,16 @@ export async function rayReleaseTest(): Promise<void> {
   const handler = () => {
     if (++fired === target) done();
   };
-  /** For registration alone: blocks released later must not count toward a burst's target. */
-  const idle = () => {};
+  /**
+   * For registration alone: blocks released later must not count toward a burst's target.
+   * Their deliveries are waited for before the next setup (mitata does not yield between
+   * the iterations of a synchronous benchmark, so they would pile up).
+   */
+  let idlePending = 0;
+  const idle = () => void idlePending--;
+  const idleDelivered = async () => {
+    while (idlePending > 0) await new Promise((resolve) => setImmediate(resolve));
+  };
   const allFired = (count: number) =>
     new Promise<void>((resolve) => {
       fired = 0;
@@ -50,14 +59,16 @@ export async function rayReleaseTest(): Promise<void> {
     for (const made of leftover.splice(0)) counter.releaseAll(made);
     for (const made of leftoverIds.splice(0)) for (const id of made) map.release(id);
   };
-  const refs = (count: number, sizeBytes = 0): Ref[] => {
+  const refs = async (count: number, sizeBytes = 0): Promise<Ref[]> => {
     releaseLeftovers();
+    await idleDelivered();
     const made = new Array<Ref>(count);
     for (let index = 0; index < count; index++) made[index] = counter.create({ sizeBytes });
     return made;
   };
-  const ids = (count: number): number[] => {
+  const ids = async (count: number): Promise<number[]> => {
     releaseLeftovers();
+    await idleDelivered();
     return Array.from({ length: count }, () => map.create());
   };
 
@@ -77,6 +88,7 @@ export async function rayReleaseTest(): Promise<void> {
         [0]: () => refs(n),
         bench(made: Ref[]) {
           for (const ref of made) ref.onOutOfScope(idle);
+          idlePending += made.length;
           leftover.push(made);
         },
       };
@@ -86,14 +98,15 @@ export async function rayReleaseTest(): Promise<void> {
         [0]: () => ids(n),
         bench(made: number[]) {
           for (const id of made) map.onOutOfScope(id, idle);
+          idlePending += made.length;
           leftoverIds.push(made);
         },
       };
     });
     bench(name.burst, function* () {
       yield {
-        [0]: () => {
-          const made = refs(n);
+        [0]: async () => {
+          const made = await refs(n);
           for (const ref of made) ref.onOutOfScope(handler);
           return made;
         },
@@ -106,8 +119,8 @@ export async function rayReleaseTest(): Promise<void> {
     });
     bench(name.burstBaseline, function* () {
       yield {
-        [0]: () => {
-          const made = ids(n);
+        [0]: async () => {
+          const made = await ids(n);
           for (const id of made) map.onOutOfScope(id, handler);
           return made;
         },
@@ -120,8 +133,8 @@ export async function rayReleaseTest(): Promise<void> {
     });
     bench(name.budget, function* () {
       yield {
-        [0]: () => {
-          const made = refs(n, blockBytes);
+        [0]: async () => {
+          const made = await refs(n, blockBytes);
           for (const ref of made) blocks.track(ref);
           return made;
         },
@@ -140,8 +153,8 @@ export async function rayReleaseTest(): Promise<void> {
     };
     bench(name.budgetBaseline, function* () {
       yield {
-        [0]: () => {
-          const made = ids(n);
+        [0]: async () => {
+          const made = await ids(n);
           for (const id of made) {
             used += blockBytes;
             map.onOutOfScope(id, giveBack);
@@ -159,6 +172,7 @@ export async function rayReleaseTest(): Promise<void> {
   }
   const ns = await measure();
   releaseLeftovers();
+  await idleDelivered();
   if (budget.stats().usedBytes !== 0 || bookkept !== 0) {
     throw new Error(`bookkeeping left ${budget.stats().usedBytes} and ${bookkept} bytes charged`);
   }
@@ -213,14 +227,14 @@ export async function rayReleaseTest(): Promise<void> {
     });
 
     // Each twice, the first burst to warm up: the second is recorded.
-    const burstOnce = () => {
-      const made = refs(n);
+    const burstOnce = async () => {
+      const made = await refs(n);
       return latencies(n, () => counter.releaseAll(made), (note) => {
         for (const ref of made) ref.onOutOfScope(note);
       });
     };
-    const mapBurstOnce = () => {
-      const mapIds = ids(n);
+    const mapBurstOnce = async () => {
+      const mapIds = await ids(n);
       return latencies(n, () => {
         for (const id of mapIds) map.release(id);
       }, (note) => {
