@@ -121,7 +121,12 @@ export class Delivery {
   #next = 0;
   #handlers: (OutOfScopeHandler | undefined)[] = [];
   #ids: ObjectId[] = [];
-  #freeTokens: number[] = [];
+  /**
+   * Free tokens below `#handlers.length`, a stack of `#freeCount`. Its room always covers
+   * every slot, so that a drain frees tokens without growing anything.
+   */
+  #freeTokens = new Uint32Array(16);
+  #freeCount = 0;
   /** A drain is queued as a microtask (this thread's own call routed tokens here). */
   #soon = false;
   /** A drain is queued as a macrotask. */
@@ -179,12 +184,19 @@ export class Delivery {
 
   /** Registers `handler`; true when it can still run (see `Counter.onOutOfScope`). */
   register(kind: CallbackKind, id: ObjectId, handler: OutOfScopeHandler): boolean {
-    const token = this.#freeTokens.length > 0 ? this.#freeTokens.pop()! : this.#handlers.length;
+    const reused = this.#freeCount > 0;
+    const token = reused ? this.#freeTokens[--this.#freeCount] : this.#handlers.length;
     const status = native().symbols.refscope_object_on_sink(this.#counter, id, this.sink, kind, token);
     if (status !== Registration.REGISTERED) {
-      if (token !== this.#handlers.length) this.#freeTokens.push(token);
+      if (reused) this.#freeCount++;
       if (status === Registration.REFUSED) return false;
       throw errorFromStatus(status, `registering a handler on object ${id}`);
+    }
+    if (!reused && token === this.#freeTokens.length) {
+      // A new slot: the free stack's room grows with the slots, here, not in a drain.
+      const grown = new Uint32Array(this.#freeTokens.length * 2);
+      grown.set(this.#freeTokens.subarray(0, this.#freeCount));
+      this.#freeTokens = grown;
     }
     this.#handlers[token] = handler;
     this.#ids[token] = id;
@@ -207,8 +219,7 @@ export class Delivery {
       const status = symbols.refscope_object_off_sink(this.#counter, id, this.sink, kind, token);
       if (status < 0) throw errorFromStatus(status, `removing a handler from object ${id}`);
       if (status === Removal.NOT_REMOVED) return false;
-      this.#handlers[token] = undefined;
-      this.#freeTokens.push(token);
+      this.#free(token);
       this.#shrinkIfIdle();
       return true;
     }
@@ -229,12 +240,18 @@ export class Delivery {
     if (this.#handlers.length <= idleSlotsKept || this.handlersPending !== 0) return;
     this.#handlers = [];
     this.#ids = [];
-    this.#freeTokens = [];
+    this.#freeTokens = new Uint32Array(16);
+    this.#freeCount = 0;
   }
 
   /** Handlers registered and not yet run (or removed). */
   get handlersPending(): number {
-    return this.#handlers.length - this.#freeTokens.length;
+    return this.#handlers.length - this.#freeCount;
+  }
+
+  #free(token: number): void {
+    this.#handlers[token] = undefined;
+    this.#freeTokens[this.#freeCount++] = token;
   }
 
   /**
@@ -393,8 +410,7 @@ export class Delivery {
   #fire(token: number): void {
     const handler = this.#handlers[token]!;
     const id = this.#ids[token];
-    this.#handlers[token] = undefined;
-    this.#freeTokens.push(token);
+    this.#free(token);
     this.handlersFired++;
     try {
       whenRejected(handler(id), (error) => this.#report(id, error));
