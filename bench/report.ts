@@ -123,10 +123,10 @@ function misses(): string {
           `JS holds: refscope keeps counts exact instead.`,
       );
     }
-    const native = figure(run, "retain+release pair minus the floor");
+    const native = figure(run, "retain+release native part (the two calls minus the floor)");
     if (native?.target && !native.target.met) {
       lines.push(
-        `- **retain+release pair minus the floor, halved (${run.runtime}: ${native.value.toFixed(1)} ns; ` +
+        `- **retain+release native part, halved (${run.runtime}: ${native.value.toFixed(1)} ns; ` +
           `${native.target.text}).** Each of the two calls takes the object's shard lock: an atomic ` +
           `compare-and-swap to take it and an atomic swap to release it, the bulk of the native part. A ` +
           `retain that keeps a count above zero, or a release that does not reach zero, could instead ` +
