@@ -205,8 +205,8 @@ Further observations:
 - **Releasing objects that one other thread created** (for example, the JS thread creates and two
   native threads release) shares that thread's shard lock, so two releasing threads do not
   scale; threads that release what they created do (2x above). See the figures above.
-- **A retain+release pair** costs about 30 ns of native work beyond the floor of two FFI calls
-  on every runtime: two shard-lock round trips. On Node the pair and create+release now cost
+- **A retain+release pair** costs 50–60 ns of native work beyond the floor of two FFI calls
+  on every runtime (the two calls alone, in this run): two shard-lock round trips. On Node the pair and create+release now cost
   what they cost elsewhere: they cross \`node:ffi\` as doubles only (\`refscope_object_*_n\`), where
   a BigInt pointer and a validated u32 made the pair cost 0.6 µs.
 
