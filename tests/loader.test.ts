@@ -98,7 +98,10 @@ suite("loader", async (t) => {
     const { path, abiVersion } = nativeLibrary();
     const expected = fileURLToPath(new URL("../zig-out/", import.meta.url));
     t.ok(path.startsWith(expected), `${path} is under ${expected}`);
-    t.eq(abiVersion, 6, "ABI version 6");
+    const header = readFileSync(new URL("../native/include/refscope.h", import.meta.url), "utf8");
+    const declared = Number(/#define REFSCOPE_ABI_VERSION (\d+)u/.exec(header)?.[1]);
+    t.eq(abiVersion, declared, `the module needs the header's ABI version (${declared})`);
+    t.eq(native().symbols.refscope_abi_version(), declared, "and the loaded library reports it");
     await using counter = new Counter();
     t.eq(counter.liveObjects, 0, "and it works");
   });
