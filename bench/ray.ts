@@ -72,6 +72,24 @@ export async function rayReleaseTest(): Promise<void> {
     return Array.from({ length: count }, () => map.create());
   };
 
+  /** A burst of `n` refscope blocks, each set up by `attach` (untimed), released at once. */
+  const refscopeBurst = (name: string, n: number, sizeBytes: number, attach: (ref: Ref) => void) => {
+    bench(name, function* () {
+      yield {
+        [0]: async () => {
+          const made = await refs(n, sizeBytes);
+          for (const ref of made) attach(ref);
+          return made;
+        },
+        async bench(made: Ref[]) {
+          const fired = allFired(n);
+          counter.releaseAll(made);
+          await fired;
+        },
+      };
+    });
+  };
+
   const names = (n: number) => ({
     register: `register ${n} out-of-scope callbacks: refscope`,
     registerBaseline: `register ${n} out-of-scope callbacks: Map counter`,
@@ -103,20 +121,7 @@ export async function rayReleaseTest(): Promise<void> {
         },
       };
     });
-    bench(name.burst, function* () {
-      yield {
-        [0]: async () => {
-          const made = await refs(n);
-          for (const ref of made) ref.onOutOfScope(handler);
-          return made;
-        },
-        async bench(made: Ref[]) {
-          const fired = allFired(n);
-          counter.releaseAll(made);
-          await fired;
-        },
-      };
-    });
+    refscopeBurst(name.burst, n, 0, (ref) => ref.onOutOfScope(handler));
     bench(name.burstBaseline, function* () {
       yield {
         [0]: async () => {
@@ -131,20 +136,7 @@ export async function rayReleaseTest(): Promise<void> {
         },
       };
     });
-    bench(name.budget, function* () {
-      yield {
-        [0]: async () => {
-          const made = await refs(n, blockBytes);
-          for (const ref of made) blocks.track(ref);
-          return made;
-        },
-        async bench(made: Ref[]) {
-          const fired = allFired(n);
-          counter.releaseAll(made);
-          await fired;
-        },
-      };
-    });
+    refscopeBurst(name.budget, n, blockBytes, (ref) => blocks.track(ref));
     // The Map counter's bookkeeping: a byte total, given back in each block's handler.
     let used = 0;
     const giveBack = () => {

@@ -128,11 +128,12 @@ export class Core {
     const symbols = this.#symbols;
     let status: number;
     const address = this.#address;
-    if (contains.length === 0 && lineage.length === 0 && !reconstructable && address !== undefined) {
+    const plain = contains.length === 0 && lineage.length === 0 && !reconstructable;
+    if (plain && address !== undefined) {
       const id = symbols.refscope_object_create_n(address, sizeBytes, this.sink);
       if (id < 0) throw errorFromStatus(id, `create (sizeBytes ${sizeBytes})`);
       return id;
-    } else if (contains.length === 0 && lineage.length === 0 && !reconstructable) {
+    } else if (plain) {
       status = symbols.refscope_object_create(this.pointer, sizeBytes, this.sink, this.#id);
     } else {
       const both = this.batch([...contains, ...lineage]);
