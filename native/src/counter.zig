@@ -664,13 +664,18 @@ pub const Counter = struct {
         return @call(.auto, function, .{&counter.table} ++ args);
     }
 
+    /// Adds one local reference: without any lock when the owner retains an object it
+    /// holds (`Table.retainFast`), else holding the object's shard.
     pub fn retain(counter: *Counter, id: Id, caller: Sink) Error!void {
+        if (counter.table.retainFast(id, caller)) return;
         return counter.inShard(id, caller, Table.retain, .{ id, caller });
     }
 
-    /// Drops one local reference, holding just the object's shard unless its settle needs
+    /// Drops one local reference: without any lock when it is not the owner's last
+    /// (`Table.releaseFast`), else holding just the object's shard unless its settle needs
     /// more: the queue to hand callbacks over, every shard to follow links.
     pub fn release(counter: *Counter, id: Id, caller: Sink) Error!Outcome {
+        if (counter.table.releaseFast(id, caller)) return .ok;
         const shard = Table.shardOfId(id);
         counter.lockShard(shard);
         counter.checkOpen(caller) catch |err| {

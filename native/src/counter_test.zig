@@ -690,3 +690,171 @@ test "the dispatcher gives an emptied shard's memory back once it has stayed emp
     for (ids) |id| try testing.expect(fresh != id);
     _ = try counter.release(fresh, sink_none);
 }
+
+// --- Counts without the lock (`Table.retainFast`, `Table.releaseFast`) racing the locked paths.
+// Each shape runs `race_rounds` times, the locked side starting at a random offset into the
+// other thread's run of fast operations.
+
+const race_rounds = 300;
+const race_spins_max = 2000;
+
+/// Retains and releases `id` as `caller` until `stop`, in pairs; counts the calls that failed
+/// after `ended` was seen set before them, and the ones that succeeded then (which must not).
+const Hammer = struct {
+    counter: *Counter,
+    id: Id,
+    caller: u32,
+    started: std.atomic.Value(bool) = .init(false),
+    ended: std.atomic.Value(bool) = .init(false),
+    stop: std.atomic.Value(bool) = .init(false),
+    /// Calls made after `ended` was seen that succeeded: the fast path let a call through
+    /// that the locked path refuses.
+    succeeded_after_end: u32 = 0,
+    pairs: u32 = 0,
+
+    fn run(hammer: *Hammer) void {
+        hammer.started.store(true, .release);
+        while (!hammer.stop.load(.acquire)) {
+            const ended = hammer.ended.load(.acquire);
+            const retained = if (hammer.counter.retain(hammer.id, hammer.caller)) |_| true else |_| false;
+            if (ended and retained) hammer.succeeded_after_end += 1;
+            if (retained) {
+                const released = if (hammer.counter.release(hammer.id, hammer.caller)) |_| true else |_| false;
+                if (ended and released) hammer.succeeded_after_end += 1;
+                hammer.pairs += 1;
+            }
+            // Past the end, one more round of calls shows they all fail; then stop.
+            if (ended) break;
+        }
+    }
+
+    fn waitStarted(hammer: *Hammer) void {
+        while (!hammer.started.load(.acquire)) std.Thread.yield() catch {};
+    }
+};
+
+/// Waits until every callback that left the table has run (native callbacks only here).
+fn waitCallbacksRun(counter: *Counter) !void {
+    const deadline: Deadline = .fromNow(wait_timeout_ns);
+    while (true) {
+        const stats = counter.stats();
+        if (stats.native_callbacks_run == stats.callbacks_released) return;
+        if (deadline.passed()) return error.Timeout;
+        std.Thread.yield() catch {};
+    }
+}
+
+fn spinRandom(random: std.Random) void {
+    for (0..random.uintLessThan(u32, race_spins_max)) |_| std.atomic.spinLoopHint();
+}
+
+test "fast counts race the owner's end: none gets through after it, and the object goes out of scope once" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+    var prng = std.Random.DefaultPrng.init(testing.random_seed);
+    for (0..race_rounds) |_| {
+        const sink = try counter.sinkOpen(null, null, false);
+        const id = try counter.create(sink, .{});
+        var fired: Latch = .{};
+        try testing.expect(try counter.register(id, sink, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &fired } }));
+        // Another thread acting as the owner (the C ABI allows it): its calls take the fast
+        // path while the owner's count is above zero.
+        var hammer: Hammer = .{ .counter = counter, .id = id, .caller = sink };
+        const thread = try std.Thread.spawn(.{}, Hammer.run, .{&hammer});
+        hammer.waitStarted();
+        spinRandom(prng.random());
+        try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(sink));
+        hammer.ended.store(true, .release);
+        thread.join();
+        try testing.expectEqual(@as(u32, 0), hammer.succeeded_after_end);
+        try fired.waitFor(1);
+        try testing.expectError(error.StaleId, counter.info(id));
+        try waitCallbacksRun(counter);
+        try testing.expectEqual(@as(u64, 1), fired.get());
+    }
+    try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+}
+
+test "fast counts race the counter's close: none gets through after it" {
+    var prng = std.Random.DefaultPrng.init(testing.random_seed);
+    for (0..race_rounds / 3) |_| {
+        const counter = try Counter.open(testing.allocator);
+        const id = try counter.create(sink_none, .{});
+        var fired: Latch = .{};
+        try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &fired } }));
+        var hammer: Hammer = .{ .counter = counter, .id = id, .caller = sink_none };
+        const thread = try std.Thread.spawn(.{}, Hammer.run, .{&hammer});
+        hammer.waitStarted();
+        spinRandom(prng.random());
+        _ = try counter.close(sink_none);
+        hammer.ended.store(true, .release);
+        thread.join();
+        try testing.expectEqual(@as(u32, 0), hammer.succeeded_after_end);
+        // Destroying waits for the dispatcher to run every callback.
+        try counter.destroy();
+        try testing.expectEqual(@as(u64, 1), fired.get());
+    }
+}
+
+test "fast counts on a stale id never reach the slot's next objects, whose counts stay exact" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+    var prng = std.Random.DefaultPrng.init(testing.random_seed);
+    for (0..race_rounds) |_| {
+        // The slot's object goes; a thread keeps calling with its id while the slot is
+        // reused again and again (a freed slot is the first taken).
+        const stale = try counter.create(sink_none, .{});
+        _ = try counter.release(stale, sink_none);
+        var hammer: Hammer = .{ .counter = counter, .id = stale, .caller = sink_none };
+        hammer.ended.store(true, .release);
+        const Loop = struct {
+            fn run(h: *Hammer) void {
+                while (!h.stop.load(.acquire)) {
+                    if (h.counter.retain(h.id, h.caller)) |_| h.succeeded_after_end += 1 else |_| {}
+                    if (h.counter.release(h.id, h.caller)) |_| h.succeeded_after_end += 1 else |_| {}
+                }
+            }
+        };
+        const thread = try std.Thread.spawn(.{}, Loop.run, .{&hammer});
+        spinRandom(prng.random());
+        for (0..20) |_| {
+            const id = try counter.create(sink_none, .{});
+            try testing.expect(id != stale);
+            try counter.retain(id, sink_none);
+            try testing.expectEqual(@as(u32, 2), (try counter.info(id)).refs_local);
+            _ = try counter.release(id, sink_none);
+            try testing.expectEqual(@as(u32, 1), (try counter.info(id)).refs_local);
+            _ = try counter.release(id, sink_none);
+            try testing.expectError(error.StaleId, counter.info(id));
+        }
+        hammer.stop.store(true, .release);
+        thread.join();
+        try testing.expectEqual(@as(u32, 0), hammer.succeeded_after_end);
+    }
+    try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+}
+
+test "fast counts race locked counts to zero: exact at every step, out of scope exactly once" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+    var prng = std.Random.DefaultPrng.init(testing.random_seed);
+    for (0..race_rounds) |_| {
+        const id = try counter.create(sink_none, .{});
+        var fired: Latch = .{};
+        try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &fired } }));
+        // The hammer's pairs keep the count above zero only while it holds one; the test's
+        // own reference goes at a random point, so the last release is either side's.
+        var hammer: Hammer = .{ .counter = counter, .id = id, .caller = sink_none };
+        const thread = try std.Thread.spawn(.{}, Hammer.run, .{&hammer});
+        hammer.waitStarted();
+        spinRandom(prng.random());
+        _ = try counter.release(id, sink_none);
+        hammer.stop.store(true, .release);
+        thread.join();
+        try fired.waitFor(1);
+        try testing.expectError(error.StaleId, counter.info(id));
+        try waitCallbacksRun(counter);
+        try testing.expectEqual(@as(u64, 1), fired.get());
+    }
+    try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+}

@@ -42,6 +42,7 @@ const std = @import("std");
 const assert = std.debug.assert;
 const pool_module = @import("pool.zig");
 const callback_module = @import("callback.zig");
+const chunks_module = @import("chunks.zig");
 
 const List = pool_module.List;
 const Index = pool_module.Index;
@@ -186,13 +187,33 @@ const Ext = struct {
     next: Index = nil,
 };
 
-const Entry = struct {
-    /// The generation of the slot's current or most recent object.
-    generation: u32,
-    flags: Flags,
-    /// The owning sink, compacted (see `ownerSink`): every entry pays for this field.
-    owner: u16 = owner_native,
+/// The part of an entry that threads change without the shard's lock (see "Counts without
+/// the lock" below), in one atomic word: the slot's generation and the owner's local count.
+const Word = packed struct(u64) {
+    /// The owner's local references (`sink_none` counts here too, acting for the owner).
     refs_local: u32 = 0,
+    /// The generation of the slot's current or most recent object (0: never used, or given
+    /// back: no id names it).
+    generation: u29 = 0,
+    /// The owner is still the one `create` set. Cleared once, for good, when the owner
+    /// changes (its sink ends, or the counter closes); set again only by the next object in
+    /// the slot, with a new generation. So a word that still holds this bit and its
+    /// generation has had the same owner all along.
+    fast: bool = false,
+    _: u2 = 0,
+
+    comptime {
+        assert(@bitSizeOf(@FieldType(Word, "generation")) == IdParts.generation_bits);
+    }
+};
+
+const Entry = struct {
+    /// Atomic (`load`, `store`, `update`): threads change the owner's count without the lock.
+    word: std.atomic.Value(u64) = .init(0),
+    flags: Flags,
+    /// The owning sink, compacted (see `ownerSink`): every entry pays for this field. Read
+    /// atomically: `retainFast` reads it without the lock.
+    owner: u16 = owner_native,
     refs_submitted: u32 = 0,
     callbacks: List = .{},
     /// An `Ext` index, or `nil`. While the slot is free: the next free slot.
@@ -213,19 +234,43 @@ const Entry = struct {
     const owner_gone: u16 = std.math.maxInt(u16) - 1;
 
     fn ownerSink(entry: *const Entry) Sink {
-        return switch (entry.owner) {
+        return switch (@atomicLoad(u16, &entry.owner, .monotonic)) {
             owner_native => sink_none,
             owner_gone => sink_gone,
-            else => entry.owner,
+            else => |owner| owner,
         };
     }
 
     fn setOwner(entry: *Entry, sink: Sink) void {
-        entry.owner = switch (sink) {
+        const owner: u16 = switch (sink) {
             sink_none => owner_native,
             sink_gone => owner_gone,
             else => @intCast(sink),
         };
+        @atomicStore(u16, &entry.owner, owner, .monotonic);
+    }
+
+    fn load(entry: *const Entry) Word {
+        return @bitCast(entry.word.load(.monotonic));
+    }
+
+    /// For the lock's holder: other threads may be changing the count (never across zero),
+    /// so a store here discards what they did meanwhile. Only for a count that every
+    /// reference of the owner's loses at once (its end, the counter's close) or for a slot
+    /// no object is in.
+    fn store(entry: *Entry, word: Word) void {
+        entry.word.store(@bitCast(word), .monotonic);
+    }
+
+    /// Sets every field but `word` (left as it is) to an empty slot's: the fields that only
+    /// the lock's holder reads, written one by one, since threads may read `word` meanwhile.
+    fn clearFields(entry: *Entry, flags: Flags) void {
+        entry.flags = flags;
+        entry.setOwner(sink_none);
+        entry.refs_submitted = 0;
+        entry.callbacks = .{};
+        entry.ext = nil;
+        entry.size_bytes = 0;
     }
 
     comptime {
@@ -280,8 +325,9 @@ const SettleStack = struct {
 /// `shard_bits` name its shard.
 pub const Shard = struct {
     /// Aligned to a cache line, as is the whole shard: threads on neighbouring shards must
-    /// not write the same line (their free-list heads and counters, say).
-    entries: std.ArrayList(Entry) align(std.atomic.cache_line) = .empty,
+    /// not write the same line (their free-list heads and counters, say). Entries never
+    /// move (`chunks.zig`): threads reach them without the lock.
+    entries: Entries align(std.atomic.cache_line) = .{},
     /// A stack of free slots; reusing the most recently freed slot keeps the shard dense.
     free_head: u32 = nil,
     exts: pool_module.Pool(Ext) = .{},
@@ -295,7 +341,7 @@ pub const Shard = struct {
     callbacks_registered: u64 = 0,
     /// Callbacks that have left this shard's objects (to be run or delivered).
     callbacks_released: u64 = 0,
-    /// The generations of the slots at and past `entries.items.len` whose entries were
+    /// The generations of the slots at and past `entries.len` whose entries were
     /// given back (`Table.trimShard`): an id naming one of them stays stale, and the slot,
     /// when the shard grows again, resumes from its generation.
     past_generations: std.ArrayList(u32) = .empty,
@@ -311,7 +357,7 @@ pub const Shard = struct {
         assert(shard.exts.countInUse() == 0);
         assert(shard.holders.countInUse() == 0);
         assert(shard.links.countInUse() == 0);
-        shard.entries.deinit(allocator);
+        shard.entries.deinit();
         shard.past_generations.deinit(allocator);
         shard.exts.deinit(allocator);
         shard.holders.deinit(allocator);
@@ -323,6 +369,10 @@ pub const shard_bits = 3;
 pub const shard_count = 1 << shard_bits;
 /// Slots per shard: the id's slot bits, less the shard bits.
 const shard_slots_max: u32 = IdParts.slot_count_max >> shard_bits;
+/// A shard's entries: chunks of 4096 (160 KiB of address space, whose pages are touched as
+/// slots are taken), 512 of them for `shard_slots_max`.
+const entry_chunk_len = 4096;
+const Entries = chunks_module.Chunked(Entry, entry_chunk_len, shard_slots_max / entry_chunk_len);
 /// `Table.trim_min`'s default: entries (40 bytes each) or pool nodes below which an emptied
 /// shard keeps its memory for its next objects.
 pub const trim_min_default = 4096;
@@ -370,7 +420,7 @@ pub const Table = struct {
     }
 
     fn entryAt(table: *Table, slot: u32) *Entry {
-        return &table.shardOf(slot).entries.items[slot >> shard_bits];
+        return table.shardOf(slot).entries.at(slot >> shard_bits);
     }
 
     /// Live objects in every shard. The caller holds every shard.
@@ -424,27 +474,17 @@ pub const Table = struct {
         }
         try shard.exts.reserve(table.allocator, plan.exts[options.shard] + @intFromBool(needs_ext));
         try shard.links.reserve(table.allocator, plan.links);
-        if (shard.free_head == nil) {
-            const entries_count = shard.entries.items.len;
-            if (entries_count >= shard_slots_max) return error.Limit;
-            if (entries_count == shard.entries.capacity) {
-                // Grow by an eighth, not the usual half: entries are the per-object memory,
-                // and large reallocations are remapped rather than copied.
-                const grown = @min(entries_count + @max(entries_count / 8, 1024), shard_slots_max);
-                try shard.entries.ensureTotalCapacityPrecise(table.allocator, grown);
-            }
-        }
+        if (shard.free_head == nil) try shard.entries.reserveOne();
 
         const slot = table.takeSlot(options.shard);
         const entry = table.entryAt(slot);
-        const generation = entry.generation + 1; // A temporary: `entry.*` is being written.
-        entry.* = .{
-            .generation = generation,
-            .flags = .{ .state = .live, .reconstructable = options.reconstructable },
-            .refs_local = 1,
-            .size_bytes = options.size_bytes,
-        };
+        const generation = entry.load().generation + 1;
+        entry.clearFields(.{ .state = .live, .reconstructable = options.reconstructable });
+        entry.size_bytes = options.size_bytes;
         entry.setOwner(options.owner);
+        // Last, and release: a thread that reads this word without the lock then sees the
+        // owner written above (`changeFast`).
+        entry.word.store(@bitCast(Word{ .refs_local = 1, .generation = @intCast(generation), .fast = true }), .release);
         if (needs_ext) {
             assert(plan.depth + 1 <= depth_max);
             entry.ext = shard.exts.create(table.allocator, .{ .depth = plan.depth + 1 }) catch unreachable;
@@ -454,7 +494,7 @@ pub const Table = struct {
         shard.objects_live += 1;
         shard.objects_created += 1;
         shard.bytes_live = bytes_live;
-        return IdParts.encode(.{ .slot = slot, .generation = entry.generation });
+        return IdParts.encode(.{ .slot = slot, .generation = generation });
     }
 
     pub fn retain(table: *Table, id: Id, caller: Sink) Error!void {
@@ -657,7 +697,7 @@ pub const Table = struct {
         assert(entry.flags.state == .live);
         var result: Info = .{
             .owner = entry.ownerSink(),
-            .refs_local = entry.refs_local,
+            .refs_local = entry.load().refs_local,
             .refs_submitted = entry.refs_submitted,
             .refs_borrowed = 0,
             .refs_lent = 0,
@@ -706,24 +746,25 @@ pub const Table = struct {
     /// The id of the live object in `slot`, or null. For iterating the table.
     pub fn idAt(table: *Table, slot: u32) ?Id {
         const shard = table.shardOf(slot);
-        if (slot >> shard_bits >= shard.entries.items.len) return null;
+        if (slot >> shard_bits >= shard.entries.len) return null;
         const entry = table.entryAt(slot);
         if (entry.flags.state != .live) return null;
-        return IdParts.encode(.{ .slot = slot, .generation = entry.generation });
+        return IdParts.encode(.{ .slot = slot, .generation = entry.load().generation });
     }
 
     /// Slots to examine when iterating: every slot below this may be in use.
     pub fn slotCount(table: *const Table) u32 {
         var longest: usize = 0;
-        for (&table.shards) |*shard| longest = @max(longest, shard.entries.items.len);
+        for (&table.shards) |*shard| longest = @max(longest, shard.entries.len);
         return @intCast(longest << shard_bits);
     }
 
-    /// Bytes the table has allocated (capacity, not use): entries and every pool.
+    /// Bytes the table has allocated (capacity, not use): every pool, and the pages the
+    /// entries in use may occupy.
     pub fn memoryBytes(table: *const Table) u64 {
         var sum: u64 = table.callbacks.nodes.capacity * @sizeOf(callback_module.Node);
         for (&table.shards) |*shard| {
-            sum += shard.entries.capacity * @sizeOf(Entry) +
+            sum += shard.entries.residentBytes() +
                 shard.past_generations.capacity * @sizeOf(u32) +
                 shard.exts.nodes.capacity * @sizeOf(Ext) +
                 shard.holders.nodes.capacity * @sizeOf(Holder) +
@@ -748,8 +789,9 @@ pub const Table = struct {
             const entry = table.entryAt(slot);
             if (entry.ext != nil) table.dropHolder(slot, sink);
             if (entry.ownerSink() == sink) {
+                // Not fast from now on: threads that read the old owner must fail.
+                entry.store(.{ .generation = entry.load().generation });
                 entry.setOwner(sink_gone);
-                entry.refs_local = 0;
                 entry.refs_submitted = 0;
                 table.handOverSink(slot, &entry.callbacks, sink, released);
                 if (entry.ext != nil) table.handOverSink(slot, &table.shardOf(slot).exts.at(entry.ext).deleted_callbacks, sink, released);
@@ -770,7 +812,7 @@ pub const Table = struct {
             const slot: u32 = @intCast(slot_usize);
             if (table.idAt(slot) == null) continue;
             const entry = table.entryAt(slot);
-            entry.refs_local = 0;
+            entry.store(.{ .generation = entry.load().generation });
             entry.refs_submitted = 0;
             if (entry.ext == nil) continue;
             const holders = &table.shardOf(slot).exts.at(entry.ext).holders;
@@ -834,31 +876,34 @@ pub const Table = struct {
         table.trimCallbacks();
     }
 
-    /// Frees an empty shard's entries, keeping each slot's generation (4 bytes instead of
-    /// an entry's 40) in `past_generations`, so that every id ever issued stays stale and
-    /// no new object can take an old id. A shard with a retired slot keeps its entries (a
-    /// slot retires after 2^29 objects). If recording the generations fails for want of
-    /// memory, nothing changes but that the memory stays.
+    /// Gives an empty shard's entry pages back (`Entries.giveBack`), keeping each slot's
+    /// generation (4 bytes instead of an entry's 40) in `past_generations`, so that every id
+    /// ever issued stays stale and no new object can take an old id. A shard with a retired
+    /// slot keeps its entries (a slot retires after 2^29 objects). If recording the
+    /// generations fails for want of memory, nothing changes but that the memory stays.
     fn trimEntries(table: *Table, shard: *Shard) void {
-        const entries = shard.entries.items;
-        if (entries.len == 0 or entries.len < table.trim_min) return;
-        for (entries) |entry| {
+        if (!Entries.can_give_back) return;
+        const count = shard.entries.len;
+        if (count == 0 or count < table.trim_min) return;
+        for (0..count) |index| {
+            const entry = shard.entries.at(@intCast(index));
             assert(entry.flags.state != .live);
             if (entry.flags.state == .retired) return;
         }
         const past = &shard.past_generations;
-        if (entries.len > past.items.len) {
+        if (count > past.items.len) {
             const known = past.items.len;
-            past.ensureTotalCapacityPrecise(table.allocator, entries.len) catch return;
-            past.items.len = entries.len;
+            past.ensureTotalCapacityPrecise(table.allocator, count) catch return;
+            past.items.len = count;
             @memset(past.items[known..], 0);
         }
-        for (entries, past.items[0..entries.len]) |entry, *generation| {
+        for (past.items[0..count], 0..) |*generation, index| {
+            const current = shard.entries.at(@intCast(index)).load().generation;
             // A slot grown again resumed from its past generation.
-            assert(entry.generation >= generation.*);
-            generation.* = entry.generation;
+            assert(current >= generation.*);
+            generation.* = current;
         }
-        shard.entries.clearAndFree(table.allocator);
+        shard.entries.giveBack();
         shard.free_head = nil;
     }
 
@@ -872,7 +917,8 @@ pub const Table = struct {
 
     fn inScope(table: *Table, slot: u32) bool {
         const entry = table.entryAt(slot);
-        if (entry.refs_local != 0 or entry.refs_submitted != 0) return true;
+        // The count read without the lock may be changing, but never to or from zero.
+        if (entry.load().refs_local != 0 or entry.refs_submitted != 0) return true;
         if (entry.ext == nil) return false;
         const extension = table.shardOf(slot).exts.at(entry.ext);
         if (extension.refs_borrowed != 0 or extension.refs_lent != 0 or extension.contained_in_owned != 0) return true;
@@ -1056,8 +1102,10 @@ pub const Table = struct {
                 table.trim_signal.store(true, .monotonic);
             }
         }
-        const generation = entry.generation;
-        entry.* = .{ .generation = generation, .flags = .{ .state = .free } };
+        const generation = entry.load().generation;
+        assert(entry.load().refs_local == 0);
+        entry.store(.{ .generation = generation });
+        entry.clearFields(.{ .state = .free });
         if (generation == IdParts.generation_max) {
             // Reusing the slot would let a new object's id equal an old one's.
             entry.flags.state = .retired;
@@ -1103,11 +1151,12 @@ pub const Table = struct {
         return caller == sink_none or caller == entry.ownerSink();
     }
 
-    /// The caller's count of `kind`, or null when it holds none (and has no record).
+    /// The caller's count of `kind`, or null when it holds none (and has no record). Not
+    /// the owner's local count, which is in the entry's word (`changeOwnerLocal`).
     fn countOf(table: *Table, slot: u32, caller: Sink, kind: Count) ?*u32 {
         const entry = table.entryAt(slot);
         const owner = isOwner(entry, caller);
-        if (owner and kind == .local) return &entry.refs_local;
+        assert(!(owner and kind == .local));
         if (owner and kind == .submitted) return &entry.refs_submitted;
         const holder = table.findHolder(slot, if (owner) entry.ownerSink() else caller) orelse return null;
         const holding = &table.shardOf(slot).holders.at(holder).holding;
@@ -1135,7 +1184,8 @@ pub const Table = struct {
     fn increment(table: *Table, slot: u32, caller: Sink, kind: Count) Error!void {
         const entry = table.entryAt(slot);
         const owner = isOwner(entry, caller);
-        if (owner and (kind == .local or kind == .submitted)) {
+        if (owner and kind == .local) return changeOwnerLocal(entry, .increment);
+        if (owner and kind == .submitted) {
             const count = table.countOf(slot, caller, kind).?;
             count.* = std.math.add(u32, count.*, 1) catch return error.Limit;
             return;
@@ -1159,15 +1209,92 @@ pub const Table = struct {
     }
 
     fn decrement(table: *Table, slot: u32, caller: Sink, kind: Count) Error!void {
+        const entry = table.entryAt(slot);
+        const owner = isOwner(entry, caller);
+        if (owner and kind == .local) return changeOwnerLocal(entry, .decrement);
         const count = table.countOf(slot, caller, kind) orelse return error.NoReference;
         if (count.* == 0) return error.NoReference;
         count.* -= 1;
-        const entry = table.entryAt(slot);
-        const owner = isOwner(entry, caller);
-        if (owner and (kind == .local or kind == .submitted)) return;
+        if (owner and kind == .submitted) return;
         const sink = if (owner) entry.ownerSink() else caller;
         table.totalOf(slot, sink, kind).* -= 1;
         table.dropHolderIfEmpty(slot, table.findHolder(slot, sink).?);
+    }
+
+    /// Changes the owner's local count under the lock. Other threads may be changing it too
+    /// (`changeFast`), never to or from zero: so a compare-and-swap, and what it leaves at
+    /// zero stays there until the lock's holder changes it.
+    fn changeOwnerLocal(entry: *Entry, direction: Direction) Error!void {
+        var word = entry.load();
+        while (true) {
+            var changed = word;
+            switch (direction) {
+                .increment => changed.refs_local = std.math.add(u32, word.refs_local, 1) catch return error.Limit,
+                .decrement => changed.refs_local = std.math.sub(u32, word.refs_local, 1) catch return error.NoReference,
+            }
+            word = @bitCast(entry.word.cmpxchgWeak(@bitCast(word), @bitCast(changed), .monotonic, .monotonic) orelse return);
+        }
+    }
+
+    // --- Counts without the lock -------------------------------------------------------------
+    //
+    // Most reference operations change an owner's local count that stays above zero: a
+    // retain of a held object, a release that is not the last. Those cannot change the
+    // object's scope, so nothing else in the entry needs to change with them, and a thread
+    // does them with one compare-and-swap on the entry's word, without the shard's lock
+    // (which costs a pthread mutex's two atomic operations, and a cache line shared by every
+    // thread on the shard). Everything else takes the lock: the first reference after zero,
+    // the last release (the object may go out of scope), a borrower's references, and every
+    // error (so that errors are told apart exactly as before).
+    //
+    // Why a word that passes the checks names the right object and owner: entries never move
+    // (`Entries`); its generation is the id's, so the slot holds that object; `fast` was
+    // never cleared for it, so its owner is the one `create` set (and published before the
+    // word, with release); and the count is at least one, so the object is in scope, which
+    // also means the counter is open (closing deletes every object first) and an owning sink
+    // has not ended (its end clears `fast`). The compare-and-swap succeeds only if the word
+    // is unchanged since: the same generation, still `fast`, so all of that still held at
+    // that instant, which is when the operation takes effect. Under the lock, the count is
+    // changed by compare-and-swap too (`changeOwnerLocal`); crossing zero only happens there.
+
+    /// The owner's retain of an object it holds, without the lock; false when it needs the
+    /// locked path (which also reports every error).
+    pub fn retainFast(table: *Table, id: Id, caller: Sink) bool {
+        return table.changeFast(id, caller, .increment);
+    }
+
+    /// The owner's release of an object it holds more than one reference to, without the
+    /// lock; false when it needs the locked path.
+    pub fn releaseFast(table: *Table, id: Id, caller: Sink) bool {
+        return table.changeFast(id, caller, .decrement);
+    }
+
+    /// Attempts at the compare-and-swap before leaving it to the locked path: others change
+    /// the word only as often as they call.
+    const fast_attempts = 4;
+
+    fn changeFast(table: *Table, id: Id, caller: Sink, comptime direction: Direction) bool {
+        const parts = IdParts.decode(id) orelse return false;
+        const entry = table.shards[shardIndexOf(parts.slot)].entries.atConcurrent(parts.slot >> shard_bits) orelse return false;
+        // Acquire: the owner that `create` published with this word.
+        var word: Word = @bitCast(entry.word.load(.acquire));
+        for (0..fast_attempts) |_| {
+            if (!word.fast or word.generation != parts.generation) return false;
+            var changed = word;
+            switch (direction) {
+                .increment => {
+                    if (word.refs_local == 0 or word.refs_local == std.math.maxInt(u32)) return false;
+                    changed.refs_local += 1;
+                },
+                .decrement => {
+                    if (word.refs_local <= 1) return false;
+                    changed.refs_local -= 1;
+                },
+            }
+            if (caller != sink_none and caller != entry.ownerSink()) return false;
+            word = @bitCast(entry.word.cmpxchgWeak(@bitCast(word), @bitCast(changed), .monotonic, .monotonic) orelse return true);
+        }
+        return false;
     }
 
     const Direction = enum {
@@ -1358,13 +1485,23 @@ pub const Table = struct {
             shard.free_head = table.entryAt(slot).ext;
             return slot;
         }
-        const index = shard.entries.items.len;
+        const index = shard.entries.append();
         const slot: u32 = @intCast(index << shard_bits | shard_index);
         // A slot whose entry was given back resumes from its generation.
         const past = shard.past_generations.items;
-        const generation = if (index < past.len) past[index] else 0;
-        shard.entries.appendAssumeCapacity(.{ .generation = generation, .flags = .{ .state = .free } });
+        const generation: u29 = if (index < past.len) @intCast(past[index]) else 0;
+        const entry = shard.entries.at(index);
+        entry.clearFields(.{ .state = .free });
+        entry.store(.{ .generation = generation });
         return slot;
+    }
+
+    /// Sets a slot's generation: for tests that need a slot about to retire.
+    pub fn setGenerationForTest(table: *Table, slot: u32, generation: u32) void {
+        const entry = table.entryAt(slot);
+        var word = entry.load();
+        word.generation = @intCast(generation);
+        entry.store(word);
     }
 
     /// The slot of a live object (in scope, or out of scope but lineage-pinned).
@@ -1372,15 +1509,16 @@ pub const Table = struct {
         const parts = IdParts.decode(id) orelse return error.InvalidId;
         const shard = table.shardOf(parts.slot);
         const index = parts.slot >> shard_bits;
-        if (index >= shard.entries.items.len) {
+        if (index >= shard.entries.len) {
             // Beyond the entries, a slot given back stays stale up to its last generation.
             const past = shard.past_generations.items;
             if (index < past.len and parts.generation <= past[index]) return error.StaleId;
             return error.InvalidId;
         }
         const entry = table.entryAt(parts.slot);
-        if (parts.generation > entry.generation) return error.InvalidId;
-        if (parts.generation < entry.generation or entry.flags.state != .live) return error.StaleId;
+        const generation = entry.load().generation;
+        if (parts.generation > generation) return error.InvalidId;
+        if (parts.generation < generation or entry.flags.state != .live) return error.StaleId;
         return parts.slot;
     }
 
