@@ -9,7 +9,7 @@
 //! must read as "no element" to such readers (an entry of generation 0, which no id names).
 //!
 //! Windows has no such remapping (a decommitted page faults), so there the memory stays
-//! (`can_give_back`).
+//! (`canGiveBack`).
 //!
 //! Growth (`append`) and `giveBack` are for the owner of the storage's lock; `at` reads the
 //! directory atomically and may be called by any thread.
@@ -62,7 +62,8 @@ pub fn Chunked(comptime T: type, comptime chunk_len: u32, comptime chunks_max: u
             if (storage.len == len_max) return error.Limit;
             if (storage.len < storage.chunks * chunk_len) return;
             assert(storage.len == storage.chunks * chunk_len);
-            const memory = try std.heap.page_allocator.alignedAlloc(T, .fromByteUnits(std.heap.pageSize()), chunk_len);
+            // Page-aligned: the page allocator maps whole pages.
+            const memory = try std.heap.page_allocator.alignedAlloc(T, .fromByteUnits(std.heap.page_size_min), chunk_len);
             // Fresh pages are zero already (mmap, VirtualAlloc); this only states it for the
             // readers' contract, and touches no page.
             const chunk: *Chunk = memory[0..chunk_len];
@@ -78,25 +79,36 @@ pub fn Chunked(comptime T: type, comptime chunk_len: u32, comptime chunks_max: u
             return index;
         }
 
-        /// Whether `giveBack` returns pages to the system here.
-        pub const can_give_back = builtin.os.tag != .windows;
+        /// Whether `giveBack` returns pages to the system here: not on Windows, nor where a
+        /// page is larger than a chunk's multiple of 16 KiB (64 KiB pages on some arm64 Linux
+        /// systems), since a mapping over a chunk would then reach past it.
+        pub fn canGiveBack() bool {
+            return builtin.os.tag != .windows and chunk_bytes % std.heap.pageSize() == 0;
+        }
 
         /// Maps fresh zero pages over every chunk and empties the storage: its pages go back to
-        /// the system, and its addresses stay valid. Only where `can_give_back`.
+        /// the system, and its addresses stay valid. Only where `canGiveBack()`.
         pub fn giveBack(storage: *Self) void {
-            comptime assert(can_give_back);
+            assert(canGiveBack());
             for (storage.directory[0..storage.chunks]) |*entry| {
                 const chunk = entry.load(.monotonic).?;
-                const bytes: [*]align(std.heap.page_size_min) u8 = @ptrCast(@alignCast(chunk));
-                // Atomic for other threads: each page is either the old one or a zero one.
-                const mapped = std.posix.mmap(bytes, chunk_bytes, .{ .READ = true, .WRITE = true }, .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true }, -1, 0) catch {
-                    // The system refused new pages: keep these, zeroed as the contract needs.
-                    @memset(std.mem.asBytes(chunk), 0);
-                    continue;
-                };
-                assert(mapped.ptr == bytes);
+                // The system refused new pages: keep these, zeroed as the contract needs.
+                if (!remapZero(chunk)) @memset(std.mem.asBytes(chunk), 0);
             }
             storage.len = 0;
+        }
+
+        /// Maps fresh zero pages over the chunk: atomic for other threads, each of its pages
+        /// either the old one or a zero one. False if the system refused.
+        fn remapZero(chunk: *Chunk) bool {
+            if (comptime builtin.os.tag == .windows) {
+                unreachable; // `canGiveBack` is false there.
+            } else {
+                const bytes: [*]align(std.heap.page_size_min) u8 = @ptrCast(@alignCast(chunk));
+                const mapped = std.posix.mmap(bytes, chunk_bytes, .{ .READ = true, .WRITE = true }, .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true }, -1, 0) catch return false;
+                assert(mapped.ptr == bytes);
+                return true;
+            }
         }
 
         /// Bytes of pages the elements in use may occupy: whole chunks, and the touched pages

@@ -882,7 +882,7 @@ pub const Table = struct {
     /// slot keeps its entries (a slot retires after 2^29 objects). If recording the
     /// generations fails for want of memory, nothing changes but that the memory stays.
     fn trimEntries(table: *Table, shard: *Shard) void {
-        if (!Entries.can_give_back) return;
+        if (!Entries.canGiveBack()) return;
         const count = shard.entries.len;
         if (count == 0 or count < table.trim_min) return;
         for (0..count) |index| {
