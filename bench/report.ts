@@ -204,8 +204,12 @@ Further observations:
   deliveries start draining fires within milliseconds (the timer-lag figures), not after the
   whole burst.
 - **Releasing objects that one other thread created** (for example, the JS thread creates and two
-  native threads release) shares that thread's shard lock, so two releasing threads do not
-  scale; threads that release what they created do (2x above). See the figures above.
+  native threads release: a Worker pool's shape) takes no lock when the object has nothing but
+  its count: the last release marks the entry's word and pushes the slot on a per-chunk list,
+  and the creating thread's next create (or \`stats\`, \`snapshot\`, the dispatcher's rounds)
+  erases it under the lock. An object with a handler, a borrower, a link or a submitted count
+  still takes the shard's lock for its last release. Four threads run on a two-core machine,
+  so their figure shows what oversubscription costs, not more scaling.
 - **A retain+release pair** takes no lock: each call is one compare-and-swap on the entry's
   word, which keeps the slot's generation and the owner's count (the lock is taken for a
   first reference, a last release, a borrower's counts and every error). On Node the pair and create+release now cost
@@ -232,8 +236,8 @@ Further observations:
    native thread calling a thread-safe callback per event meanwhile, and one making no-op calls
    (the machine's own timing noise).
 5. **Scaling** (\`bench/threads.ts\`): 1M object lifetimes (create, release) on one native thread,
-   then split over two; and 1M releases of objects the JS thread created, by one native thread and
-   by two.
+   then split over two; and 1M releases of objects the JS thread created, by one native thread,
+   by two and by four.
 6. **Memory** (\`bench/memory.ts\`): the table's allocated bytes per live object and per handler
    (\`stats().memoryBytes\`), and the resident set sampled over 10M object lifetimes.
 7. **Ray's release-test shape** (\`bench/ray.ts\`): what Ray's out-of-scope callback release test

@@ -24,6 +24,7 @@ pub fn Chunked(comptime T: type, comptime chunk_len: u32, comptime chunks_max: u
         const Chunk = [chunk_len]T;
         pub const chunk_bytes = @sizeOf(Chunk);
         pub const len_max = chunk_len * chunks_max;
+        pub const chunk_count_max = chunks_max;
 
         comptime {
             assert(std.math.isPowerOfTwo(chunk_len));

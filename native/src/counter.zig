@@ -2,7 +2,8 @@
 //! mutex, shared by every sink attached to it (one per JS thread: the main thread and each
 //! Worker).
 //!
-//! Every public function is safe to call from any thread. Each takes the mutex for a
+//! Every public function is safe to call from any thread. Each takes the mutex (or, for
+//! most retains and releases, no lock: `Table.retainFast`, `Table.releaseFast`) for a
 //! bounded amount of work (a batch is bounded by its length, a sink close by the table's
 //! size) and none of them ever runs a user callback or waits for one: callbacks that leave
 //! the table are routed to the queue and the dispatcher is signalled. The exception is
@@ -671,11 +672,20 @@ pub const Counter = struct {
         return counter.inShard(id, caller, Table.retain, .{ id, caller });
     }
 
-    /// Drops one local reference: without any lock when it is not the owner's last
-    /// (`Table.releaseFast`), else holding just the object's shard unless its settle needs
-    /// more: the queue to hand callbacks over, every shard to follow links.
+    /// Drops one local reference: without any lock when it is the owner's and not the last,
+    /// or the last of an object with nothing else to it (`Table.releaseFast`); else holding
+    /// just the object's shard unless its settle needs more: the queue to hand callbacks
+    /// over, every shard to follow links.
     pub fn release(counter: *Counter, id: Id, caller: Sink) Error!Outcome {
-        if (counter.table.releaseFast(id, caller)) return .ok;
+        switch (counter.table.releaseFast(id, caller)) {
+            .locked => {},
+            .done => return .ok,
+            .done_signal => {
+                // Slots wait to be erased: the dispatcher's rounds reap them.
+                counter.signalDispatcher();
+                return .ok;
+            },
+        }
         const shard = Table.shardOfId(id);
         counter.lockShard(shard);
         counter.checkOpen(caller) catch |err| {
@@ -843,6 +853,8 @@ pub const Counter = struct {
         counter.lockAll();
         defer counter.unlockAll();
         try counter.checkOpen(sink_none);
+        // Objects released without a lock leave the figures first.
+        counter.table.reapAll();
         var count: usize = 0;
         var slot = start.*;
         while (slot < counter.table.slotCount() and count < out.len) : (slot += 1) {
@@ -857,6 +869,8 @@ pub const Counter = struct {
     pub fn stats(counter: *Counter) Stats {
         counter.lockAll();
         defer counter.unlockAll();
+        // Objects released without a lock leave the figures first.
+        counter.table.reapAll();
         var sink_tokens_pending: u64 = 0;
         var sinks_open: u64 = 0;
         for (&counter.queue.sinks) |*sink| {

@@ -9,6 +9,7 @@ const Counter = counter_module.Counter;
 const Id = counter_module.Id;
 const sink_none = counter_module.sink_none;
 const Latch = @import("testing.zig").Latch;
+const scaledDefault = @import("testing.zig").scaledDefault;
 const Deadline = @import("testing.zig").Deadline;
 const wait_timeout_ns = @import("testing.zig").wait_timeout_ns_default;
 
@@ -692,10 +693,11 @@ test "the dispatcher gives an emptied shard's memory back once it has stayed emp
 }
 
 // --- Counts without the lock (`Table.retainFast`, `Table.releaseFast`) racing the locked paths.
-// Each shape runs `race_rounds` times, the locked side starting at a random offset into the
-// other thread's run of fast operations.
+// Each shape runs `race_rounds_default` times (scaled), the locked side starting at a random
+// offset into the other thread's run of operations.
 
-const race_rounds = 300;
+/// Rounds of each race: 300, times REFSCOPE_STRESS_SCALE (0.1 under valgrind).
+const race_rounds_default = 300;
 const race_spins_max = 2000;
 
 /// Retains and releases `id` as `caller` until `stop`, in pairs; counts the calls that failed
@@ -752,7 +754,7 @@ test "fast counts race the owner's end: none gets through after it, and the obje
     const counter = try Counter.open(testing.allocator);
     defer counter.destroy() catch unreachable;
     var prng = std.Random.DefaultPrng.init(testing.random_seed);
-    for (0..race_rounds) |_| {
+    for (0..try scaledDefault(race_rounds_default)) |_| {
         const sink = try counter.sinkOpen(null, null, false);
         const id = try counter.create(sink, .{});
         var fired: Latch = .{};
@@ -777,7 +779,7 @@ test "fast counts race the owner's end: none gets through after it, and the obje
 
 test "fast counts race the counter's close: none gets through after it" {
     var prng = std.Random.DefaultPrng.init(testing.random_seed);
-    for (0..race_rounds / 3) |_| {
+    for (0..(try scaledDefault(race_rounds_default)) / 3 + 1) |_| {
         const counter = try Counter.open(testing.allocator);
         const id = try counter.create(sink_none, .{});
         var fired: Latch = .{};
@@ -800,7 +802,7 @@ test "fast counts on a stale id never reach the slot's next objects, whose count
     const counter = try Counter.open(testing.allocator);
     defer counter.destroy() catch unreachable;
     var prng = std.Random.DefaultPrng.init(testing.random_seed);
-    for (0..race_rounds) |_| {
+    for (0..try scaledDefault(race_rounds_default)) |_| {
         // The slot's object goes; a thread keeps calling with its id while the slot is
         // reused again and again (a freed slot is the first taken).
         const stale = try counter.create(sink_none, .{});
@@ -838,7 +840,7 @@ test "fast counts race locked counts to zero: exact at every step, out of scope 
     const counter = try Counter.open(testing.allocator);
     defer counter.destroy() catch unreachable;
     var prng = std.Random.DefaultPrng.init(testing.random_seed);
-    for (0..race_rounds) |_| {
+    for (0..try scaledDefault(race_rounds_default)) |_| {
         const id = try counter.create(sink_none, .{});
         var fired: Latch = .{};
         try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &fired } }));
@@ -857,4 +859,134 @@ test "fast counts race locked counts to zero: exact at every step, out of scope 
         try testing.expectEqual(@as(u64, 1), fired.get());
     }
     try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+}
+
+test "a last release without the lock: stale at once, out of the figures, and its slot reused" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+    const id = try counter.create(sink_none, .{ .size_bytes = 100 });
+    const keep = try counter.create(sink_none, .{ .size_bytes = 1 });
+    try testing.expectEqual(counter_module.Outcome.ok, try counter.release(id, sink_none));
+    // Every lookup finds it gone, before any lock was taken for it.
+    try testing.expectError(error.StaleId, counter.info(id));
+    try testing.expectError(error.StaleId, counter.retain(id, sink_none));
+    try testing.expectError(error.StaleId, counter.release(id, sink_none));
+    try testing.expectError(error.StaleId, counter.lend(id, sink_none));
+    try testing.expectEqual(false, try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = null } }));
+    const stats = counter.stats();
+    try testing.expectEqual(@as(u64, 1), stats.objects_live);
+    try testing.expectEqual(@as(u64, 1), stats.bytes_live);
+    var start: u32 = 0;
+    var records: [4]counter_module.Record = undefined;
+    const count = try counter.snapshot(&start, &records);
+    try testing.expectEqual(@as(usize, 1), count);
+    try testing.expectEqual(keep, records[0].id);
+    // Its slot is the next one taken, in a new generation.
+    const again = try counter.create(sink_none, .{});
+    const table_module = @import("table.zig");
+    try testing.expectEqual(table_module.IdParts.decode(id).?.slot, table_module.IdParts.decode(again).?.slot);
+    try testing.expect(again != id);
+    _ = try counter.release(again, sink_none);
+    _ = try counter.release(keep, sink_none);
+    try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+}
+
+/// Releases each of `ids` once as `caller`, at once with other threads doing the same.
+const Releaser = struct {
+    counter: *Counter,
+    ids: []const Id,
+    caller: u32,
+    go: *std.atomic.Value(bool),
+    failed: u32 = 0,
+
+    fn run(releaser: *Releaser) void {
+        while (!releaser.go.load(.acquire)) std.atomic.spinLoopHint();
+        for (releaser.ids) |id| {
+            _ = releaser.counter.release(id, releaser.caller) catch {
+                releaser.failed += 1;
+            };
+        }
+    }
+};
+
+test "last releases without the lock race each other, registrations and borrows: each object goes once" {
+    const counter = try Counter.open(testing.allocator);
+    defer counter.destroy() catch unreachable;
+    var prng = std.Random.DefaultPrng.init(testing.random_seed);
+    const per_round = 64;
+    for (0..try scaledDefault(race_rounds_default)) |_| {
+        // Each object: two references, released by two threads at once; the test meanwhile
+        // registers a callback on, or lends and borrows back, some of them.
+        var ids: [per_round]Id = undefined;
+        for (&ids) |*id| {
+            id.* = try counter.create(sink_none, .{ .size_bytes = 8 });
+            try counter.retain(id.*, sink_none);
+        }
+        var fired: Latch = .{};
+        var go: std.atomic.Value(bool) = .init(false);
+        var releasers = [2]Releaser{
+            .{ .counter = counter, .ids = &ids, .caller = sink_none, .go = &go },
+            .{ .counter = counter, .ids = &ids, .caller = sink_none, .go = &go },
+        };
+        var threads: [2]std.Thread = undefined;
+        for (&threads, &releasers) |*thread, *releaser| thread.* = try std.Thread.spawn(.{}, Releaser.run, .{releaser});
+        go.store(true, .release);
+        spinRandom(prng.random());
+        var registered: u64 = 0;
+        for (ids, 0..) |id, index| {
+            if (index % 2 == 0) {
+                const accepted = counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &fired } }) catch |err| {
+                    try testing.expectEqual(error.StaleId, err);
+                    continue;
+                };
+                registered += @intFromBool(accepted);
+            } else {
+                // A lend made while the object is in scope, claimed back at once.
+                counter.retain(id, sink_none) catch continue;
+                try counter.lend(id, sink_none);
+                try counter.borrow(id, sink_none, sink_none);
+                _ = try counter.release(id, sink_none);
+            }
+        }
+        for (threads) |thread| thread.join();
+        try testing.expectEqual(@as(u32, 0), releasers[0].failed + releasers[1].failed);
+        for (ids) |id| try testing.expectError(error.StaleId, counter.info(id));
+        try fired.waitFor(registered);
+        try waitCallbacksRun(counter);
+        try testing.expectEqual(registered, fired.get());
+        const stats = counter.stats();
+        try testing.expectEqual(@as(u64, 0), stats.objects_live);
+        try testing.expectEqual(@as(u64, 0), stats.bytes_live);
+    }
+}
+
+test "last releases without the lock race the counter's close and the owner's end: nothing stays live" {
+    var prng = std.Random.DefaultPrng.init(testing.random_seed);
+    const per_round = 64;
+    for (0..(try scaledDefault(race_rounds_default)) / 3 + 1) |round| {
+        const counter = try Counter.open(testing.allocator);
+        const sink = try counter.sinkOpen(null, null, false);
+        var ids: [per_round]Id = undefined;
+        for (&ids) |*id| id.* = try counter.create(sink, .{ .size_bytes = 8 });
+        var go: std.atomic.Value(bool) = .init(false);
+        // Another thread acting as the owner (the C ABI allows it) releases them all.
+        var releaser: Releaser = .{ .counter = counter, .ids = &ids, .caller = sink, .go = &go };
+        const thread = try std.Thread.spawn(.{}, Releaser.run, .{&releaser});
+        go.store(true, .release);
+        spinRandom(prng.random());
+        if (round % 2 == 0) {
+            _ = try counter.close(sink_none);
+        } else {
+            try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(sink));
+        }
+        thread.join();
+        if (round % 2 == 1) {
+            try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+            for (ids) |id| try testing.expectError(error.StaleId, counter.info(id));
+        } else {
+            try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(sink));
+        }
+        // Destroying asserts, on the dispatcher's way out, that nothing is live.
+        try counter.destroy();
+    }
 }

@@ -27,7 +27,10 @@
 //! Callbacks that leave are appended to a caller-supplied list, which the counter routes to
 //! the queue; the table never runs one, knows nothing of threads, and never allocates on a
 //! path that releases references. The counter's locks guard it: each shard by its own, the
-//! callback pool by the queue's, and a settle that follows links holds every shard's.
+//! callback pool by the queue's, and a settle that follows links holds every shard's. The
+//! exception is an owner's count that stays above zero, and the last release of an object
+//! with nothing but that count: threads change those with no lock (see "Counts without the
+//! lock").
 //!
 //! Ids are integer-valued doubles (`Id`), the fast path of both JS runtimes' FFI. An id
 //! packs a slot and the slot's generation, so a stale id (its object deleted, the slot
@@ -200,7 +203,15 @@ const Word = packed struct(u64) {
     /// the slot, with a new generation. So a word that still holds this bit and its
     /// generation has had the same owner all along.
     fast: bool = false,
-    _: u2 = 0,
+    /// Nothing but the owner's local count can keep the object in scope, and going out of
+    /// scope hands no callback over (no `Ext`, no submitted count, no callback): its last
+    /// release may then be made without the lock (`releaseFast`). Set by `create`, cleared
+    /// for good under the lock when any of that changes (`unplain`).
+    plain: bool = false,
+    /// Released for the last time without the lock, and not yet erased: out of scope and
+    /// stale for every lookup, on its way to (or in) its chunk's list of slots to erase
+    /// (`Shard.remote`), where `reap` finds it. Set only from a word that was `plain`.
+    dying: bool = false,
 
     comptime {
         assert(@bitSizeOf(@FieldType(Word, "generation")) == IdParts.generation_bits);
@@ -351,6 +362,17 @@ pub const Shard = struct {
     /// `objects_created` when a round of `trimShard` last found the shard empty: unchanged at
     /// the next round, it has stayed empty since.
     trim_watch: u64 = 0,
+    /// Slots released for the last time without the lock (`dying`), one list per chunk,
+    /// linked through their entries' `ext`: pushed by any thread, taken whole by `reap`
+    /// under the lock. Per chunk, so that threads releasing different parts of the shard do
+    /// not write one line.
+    remote: [Entries.chunk_count_max]std.atomic.Value(u32) = @splat(.init(nil)),
+    /// Some `remote` list may be non-empty: set by a pusher that finds it clear, cleared by
+    /// `reap`. On a line of its own: it is read by every pusher.
+    remote_pending: std.atomic.Value(bool) align(std.atomic.cache_line) = .init(false),
+    /// Dying slots whose object was already counted out by a scan (`releaseAll`), waiting
+    /// for `reap` to free the slot. The shard keeps its memory while there are any.
+    remote_counted: u32 = 0,
 
     fn deinit(shard: *Shard, allocator: std.mem.Allocator) void {
         assert(shard.objects_live == 0);
@@ -460,6 +482,9 @@ pub const Table = struct {
     /// depends on others. `error.Limit` when the shard is full: try another.
     pub fn create(table: *Table, options: CreateOptions) Error!Id {
         const shard = &table.shards[options.shard];
+        // Slots released without the lock come back first: they are free slots, and their
+        // bytes are not live any more.
+        table.reap(options.shard);
         const bytes_live = std.math.add(u64, shard.bytes_live, options.size_bytes) catch return error.Limit;
         // Validate every referenced object and measure what to allocate, changing nothing
         // (but the scratch marks, which are always cleared) until nothing can fail.
@@ -484,7 +509,7 @@ pub const Table = struct {
         entry.setOwner(options.owner);
         // Last, and release: a thread that reads this word without the lock then sees the
         // owner written above (`changeFast`).
-        entry.word.store(@bitCast(Word{ .refs_local = 1, .generation = @intCast(generation), .fast = true }), .release);
+        entry.word.store(@bitCast(Word{ .refs_local = 1, .generation = @intCast(generation), .fast = true, .plain = !needs_ext }), .release);
         if (needs_ext) {
             assert(plan.depth + 1 <= depth_max);
             entry.ext = shard.exts.create(table.allocator, .{ .depth = plan.depth + 1 }) catch unreachable;
@@ -635,6 +660,8 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         if (!isOwner(entry, caller)) return error.NotOwned;
         if (kind == .out_of_scope and (entry.flags.freed or entry.flags.out_of_scope)) return false;
+        // Its last release must now hand the callback over, under the lock.
+        unplain(entry) catch return false;
         const index = try table.callbacks.create(table.allocator, .{ .callback = callback, .object_id = id });
         const list = switch (kind) {
             .out_of_scope => &table.entryAt(slot).callbacks,
@@ -697,7 +724,8 @@ pub const Table = struct {
         assert(entry.flags.state == .live);
         var result: Info = .{
             .owner = entry.ownerSink(),
-            .refs_local = entry.load().refs_local,
+            // Released for the last time by another thread since the lookup: none left.
+            .refs_local = if (entry.load().dying) 0 else entry.load().refs_local,
             .refs_submitted = entry.refs_submitted,
             .refs_borrowed = 0,
             .refs_lent = 0,
@@ -748,8 +776,9 @@ pub const Table = struct {
         const shard = table.shardOf(slot);
         if (slot >> shard_bits >= shard.entries.len) return null;
         const entry = table.entryAt(slot);
-        if (entry.flags.state != .live) return null;
-        return IdParts.encode(.{ .slot = slot, .generation = entry.load().generation });
+        const word = entry.load();
+        if (entry.flags.state != .live or word.dying) return null;
+        return IdParts.encode(.{ .slot = slot, .generation = word.generation });
     }
 
     /// Slots to examine when iterating: every slot below this may be in use.
@@ -782,6 +811,7 @@ pub const Table = struct {
     pub fn sinkRelease(table: *Table, sink: Sink, released: *List) void {
         assert(sink != sink_none);
         assert(sink != sink_gone);
+        table.reapAll();
         const slots = table.slotCount();
         for (0..slots) |slot_usize| {
             const slot: u32 = @intCast(slot_usize);
@@ -789,8 +819,8 @@ pub const Table = struct {
             const entry = table.entryAt(slot);
             if (entry.ext != nil) table.dropHolder(slot, sink);
             if (entry.ownerSink() == sink) {
-                // Not fast from now on: threads that read the old owner must fail.
-                entry.store(.{ .generation = entry.load().generation });
+                // Released for the last time by another thread meanwhile: it is going.
+                if (!takeOwnerCount(entry)) continue;
                 entry.setOwner(sink_gone);
                 entry.refs_submitted = 0;
                 table.handOverSink(slot, &entry.callbacks, sink, released);
@@ -807,12 +837,19 @@ pub const Table = struct {
     /// and lineage dependencies before their dependents' erasure. The caller holds every
     /// shard.
     pub fn releaseAll(table: *Table, released: *List) void {
+        table.reapAll();
         const slots = table.slotCount();
         for (0..slots) |slot_usize| {
             const slot: u32 = @intCast(slot_usize);
-            if (table.idAt(slot) == null) continue;
+            if (slot >> shard_bits >= table.shardOf(slot).entries.len) continue;
             const entry = table.entryAt(slot);
-            entry.store(.{ .generation = entry.load().generation });
+            if (entry.flags.state != .live) continue;
+            // Released for the last time by another thread, its slot perhaps not yet in its
+            // list: counted out now, so that nothing is live when this returns.
+            if (!takeOwnerCount(entry)) {
+                table.countOutDying(slot);
+                continue;
+            }
             entry.refs_submitted = 0;
             if (entry.ext == nil) continue;
             const holders = &table.shardOf(slot).exts.at(entry.ext).holders;
@@ -850,6 +887,9 @@ pub const Table = struct {
     /// be looked at again next round. The caller holds the shard.
     pub fn trimShard(table: *Table, shard_index: u32, immediate: bool) bool {
         const shard = &table.shards[shard_index];
+        table.reap(shard_index);
+        // Slots counted out but not yet in their lists: their pages must stay.
+        if (shard.remote_counted != 0) return true;
         if (!shard.trim_pending) return false;
         if (shard.objects_live != 0) {
             shard.trim_pending = false;
@@ -979,6 +1019,13 @@ pub const Table = struct {
     inline fn settleBegin(table: *Table, slot: u32) ?SettleFrame.Step {
         const entry = table.entryAt(slot);
         assert(entry.flags.state == .live);
+        // One read decides for an object whose last release may come without the lock: a
+        // plain one with references is in scope (and that release will not involve this
+        // settle); a dying one is `reap`'s. A plain one at zero cannot change: no thread
+        // changes a count of zero without the lock.
+        const word = entry.load();
+        if (word.dying) return null;
+        if (word.plain and word.refs_local != 0) return null;
         if (!entry.flags.out_of_scope) {
             if (table.inScope(slot)) return null;
             entry.flags.out_of_scope = true;
@@ -1092,9 +1139,15 @@ pub const Table = struct {
             table.handOver(slot, &extension.deleted_callbacks, released);
             table.shardOf(slot).exts.destroy(entry.ext);
         }
+        table.countOut(slot);
+        table.freeSlot(slot);
+    }
+
+    /// Takes the object in `slot` out of its shard's live figures.
+    fn countOut(table: *Table, slot: u32) void {
         const shard = table.shardOf(slot);
         shard.objects_live -= 1;
-        shard.bytes_live -= entry.size_bytes;
+        shard.bytes_live -= table.entryAt(slot).size_bytes;
         if (shard.objects_live == 0) {
             shard.trim_pending = true;
             if (!table.trim_wanted.load(.monotonic)) {
@@ -1102,11 +1155,18 @@ pub const Table = struct {
                 table.trim_signal.store(true, .monotonic);
             }
         }
-        const generation = entry.load().generation;
-        assert(entry.load().refs_local == 0);
-        entry.store(.{ .generation = generation });
+    }
+
+    /// Empties the slot of an object counted out, for the next object (or retires it).
+    fn freeSlot(table: *Table, slot: u32) void {
+        const shard = table.shardOf(slot);
+        const entry = table.entryAt(slot);
+        const word = entry.load();
+        assert(word.refs_local == 0);
+        // A dying word goes too: its list was taken (`reap`).
+        entry.store(.{ .generation = word.generation });
         entry.clearFields(.{ .state = .free });
-        if (generation == IdParts.generation_max) {
+        if (word.generation == IdParts.generation_max) {
             // Reusing the slot would let a new object's id equal an old one's.
             entry.flags.state = .retired;
         } else {
@@ -1185,6 +1245,8 @@ pub const Table = struct {
         const entry = table.entryAt(slot);
         const owner = isOwner(entry, caller);
         if (owner and kind == .local) return changeOwnerLocal(entry, .increment);
+        // Any other count keeps the object in scope beside the owner's.
+        try unplain(entry);
         if (owner and kind == .submitted) {
             const count = table.countOf(slot, caller, kind).?;
             count.* = std.math.add(u32, count.*, 1) catch return error.Limit;
@@ -1227,6 +1289,8 @@ pub const Table = struct {
     fn changeOwnerLocal(entry: *Entry, direction: Direction) Error!void {
         var word = entry.load();
         while (true) {
+            // Released for the last time by another thread since the lookup.
+            if (word.dying) return error.StaleId;
             var changed = word;
             switch (direction) {
                 .increment => changed.refs_local = std.math.add(u32, word.refs_local, 1) catch return error.Limit,
@@ -1260,41 +1324,164 @@ pub const Table = struct {
     /// The owner's retain of an object it holds, without the lock; false when it needs the
     /// locked path (which also reports every error).
     pub fn retainFast(table: *Table, id: Id, caller: Sink) bool {
-        return table.changeFast(id, caller, .increment);
+        return table.changeFast(id, caller, .increment) == .changed;
     }
 
-    /// The owner's release of an object it holds more than one reference to, without the
-    /// lock; false when it needs the locked path.
-    pub fn releaseFast(table: *Table, id: Id, caller: Sink) bool {
-        return table.changeFast(id, caller, .decrement);
+    pub const FastRelease = enum {
+        /// Not done: take the locked path (which also reports every error).
+        locked,
+        done,
+        /// Done, and the dispatcher must learn that slots wait to be erased: signal it.
+        done_signal,
+    };
+
+    /// The owner's release of an object it holds, without the lock: one that is not the
+    /// last, or the last of a `plain` object, which then goes out of scope with nothing to
+    /// hand over. Its slot joins its chunk's list (`Shard.remote`); `reap` erases it later,
+    /// under the lock, meanwhile which every lookup finds it stale and `stats`, `snapshot`
+    /// and the scans reap (or count it out) first, so nothing sees it live.
+    pub fn releaseFast(table: *Table, id: Id, caller: Sink) FastRelease {
+        switch (table.changeFast(id, caller, .decrement)) {
+            .none => return .locked,
+            .changed => return .done,
+            .dying => {},
+        }
+        const parts = IdParts.decode(id).?;
+        const shard = &table.shards[shardIndexOf(parts.slot)];
+        const index = parts.slot >> shard_bits;
+        const entry = shard.entries.atConcurrent(index).?;
+        const head = &shard.remote[index / entry_chunk_len];
+        // Push, the link in the word's count (a dying word's count means nothing else): no
+        // thread but this one writes the word now (every other writer leaves a dying word
+        // alone), and `reap` reads the link only after taking the list, whose release CAS
+        // publishes it. `reap` takes whole lists, so a slot is never popped alone (no ABA).
+        var next = head.load(.monotonic);
+        while (true) {
+            entry.store(.{ .refs_local = next, .generation = @intCast(parts.generation), .dying = true });
+            next = head.cmpxchgWeak(next, parts.slot, .release, .monotonic) orelse break;
+        }
+        // Sequentially consistent with `reap`'s clear: a push after `reap` took this list is
+        // seen with the flag set, by `reap`'s next run.
+        if (shard.remote_pending.load(.seq_cst)) return .done;
+        shard.remote_pending.store(true, .seq_cst);
+        // The dispatcher's rounds reap every shard (`trimShard`): one signal until the next.
+        if (table.trim_wanted.load(.monotonic)) return .done;
+        table.trim_wanted.store(true, .monotonic);
+        return .done_signal;
     }
 
     /// Attempts at the compare-and-swap before leaving it to the locked path: others change
     /// the word only as often as they call.
     const fast_attempts = 4;
 
-    fn changeFast(table: *Table, id: Id, caller: Sink, comptime direction: Direction) bool {
-        const parts = IdParts.decode(id) orelse return false;
-        const entry = table.shards[shardIndexOf(parts.slot)].entries.atConcurrent(parts.slot >> shard_bits) orelse return false;
+    const Fast = enum { none, changed, dying };
+
+    fn changeFast(table: *Table, id: Id, caller: Sink, comptime direction: Direction) Fast {
+        const parts = IdParts.decode(id) orelse return .none;
+        const entry = table.shards[shardIndexOf(parts.slot)].entries.atConcurrent(parts.slot >> shard_bits) orelse return .none;
         // Acquire: the owner that `create` published with this word.
         var word: Word = @bitCast(entry.word.load(.acquire));
         for (0..fast_attempts) |_| {
-            if (!word.fast or word.generation != parts.generation) return false;
+            if (!word.fast or word.generation != parts.generation) return .none;
             var changed = word;
             switch (direction) {
                 .increment => {
-                    if (word.refs_local == 0 or word.refs_local == std.math.maxInt(u32)) return false;
+                    if (word.refs_local == 0 or word.refs_local == std.math.maxInt(u32)) return .none;
                     changed.refs_local += 1;
                 },
                 .decrement => {
-                    if (word.refs_local <= 1) return false;
-                    changed.refs_local -= 1;
+                    if (word.refs_local == 0) return .none;
+                    if (word.refs_local == 1) {
+                        if (!word.plain) return .none;
+                        changed = .{ .generation = word.generation, .dying = true };
+                    } else {
+                        changed.refs_local -= 1;
+                    }
                 },
             }
-            if (caller != sink_none and caller != entry.ownerSink()) return false;
-            word = @bitCast(entry.word.cmpxchgWeak(@bitCast(word), @bitCast(changed), .monotonic, .monotonic) orelse return true);
+            if (caller != sink_none and caller != entry.ownerSink()) return .none;
+            word = @bitCast(entry.word.cmpxchgWeak(@bitCast(word), @bitCast(changed), .monotonic, .monotonic) orelse
+                return if (changed.dying) .dying else .changed);
         }
-        return false;
+        return .none;
+    }
+
+    /// Drops the owner's whole local count and ends `fast` and `plain` for the object, under
+    /// the lock: its owner changes, or the counter closes. False, changing nothing, if
+    /// another thread has just released it for the last time (it is dying).
+    fn takeOwnerCount(entry: *Entry) bool {
+        var word = entry.load();
+        while (true) {
+            if (word.dying) return false;
+            word = @bitCast(entry.word.cmpxchgWeak(@bitCast(word), @bitCast(Word{ .generation = word.generation }), .monotonic, .monotonic) orelse return true);
+        }
+    }
+
+    /// Clears `plain` for good, under the lock, before a change that makes the object more
+    /// than its owner's count (a callback, an `Ext`, a submitted count): from then on its last
+    /// release takes the lock. `StaleId` if another thread has just released it for the last
+    /// time.
+    fn unplain(entry: *Entry) Error!void {
+        var word = entry.load();
+        while (true) {
+            if (word.dying) return error.StaleId;
+            if (!word.plain) return;
+            var changed = word;
+            changed.plain = false;
+            word = @bitCast(entry.word.cmpxchgWeak(@bitCast(word), @bitCast(changed), .monotonic, .monotonic) orelse return);
+        }
+    }
+
+    /// Takes the shard's lists of slots released without the lock and erases their objects
+    /// (or, for those a scan already counted out, just frees the slots). The caller holds
+    /// the shard.
+    pub fn reap(table: *Table, shard_index: u32) void {
+        const shard = &table.shards[shard_index];
+        if (!shard.remote_pending.load(.seq_cst)) return;
+        shard.remote_pending.store(false, .seq_cst);
+        for (shard.remote[0..shard.entries.chunks]) |*head| {
+            if (head.load(.monotonic) == nil) continue;
+            var slot = head.swap(nil, .acquire);
+            // Each slot is in one list once; the entries bound the walk.
+            for (0..Entries.len_max + 1) |_| {
+                if (slot == nil) break;
+                const entry = table.entryAt(slot);
+                const word = entry.load();
+                assert(word.dying);
+                assert(entry.flags.state == .live);
+                assert(entry.ext == nil);
+                const next = word.refs_local;
+                entry.store(.{ .generation = word.generation, .dying = true });
+                if (entry.flags.out_of_scope) {
+                    // Counted out by `countOutDying`: only the slot is left to free.
+                    shard.remote_counted -= 1;
+                    table.freeSlot(slot);
+                } else {
+                    entry.flags.out_of_scope = true;
+                    var released: List = .{};
+                    table.erase(slot, &released);
+                    assert(released.len == 0);
+                }
+                slot = next;
+            } else unreachable;
+        }
+    }
+
+    /// Reaps every shard. The caller holds every shard.
+    pub fn reapAll(table: *Table) void {
+        for (0..shard_count) |index| table.reap(@intCast(index));
+    }
+
+    /// Counts out an object released without the lock whose slot is not in its list yet
+    /// (its releasing thread is between the two steps), so that a scan that must leave
+    /// nothing live (`releaseAll`) does not wait for it; `reap` frees the slot later.
+    fn countOutDying(table: *Table, slot: u32) void {
+        const entry = table.entryAt(slot);
+        assert(entry.load().dying);
+        if (entry.flags.out_of_scope) return;
+        entry.flags.out_of_scope = true;
+        table.countOut(slot);
+        table.shardOf(slot).remote_counted += 1;
     }
 
     const Direction = enum {
@@ -1342,8 +1529,11 @@ pub const Table = struct {
         return table.shardOf(slot).exts.at(entry.ext);
     }
 
+    /// The object's `Ext`, made if need be. The object is no longer `plain` (`unplain`, by
+    /// the caller: each can fail only as its own operation may).
     fn ensureExt(table: *Table, slot: u32) error{OutOfMemory}!*Ext {
         const entry = table.entryAt(slot);
+        assert(!entry.load().plain);
         const exts = &table.shardOf(slot).exts;
         if (entry.ext == nil) entry.ext = try exts.create(table.allocator, .{});
         return exts.at(entry.ext);
@@ -1419,6 +1609,9 @@ pub const Table = struct {
             const slot = try table.lookupInScope(id);
             const entry = table.entryAt(slot);
             if (entry.flags.marked) continue;
+            // Linked, it stays in scope beside its owner's count (harmless if the create then
+            // fails: its last release merely takes the lock).
+            try unplain(entry);
             entry.flags.marked = true;
             plan.links += 1;
             // An object in both lists is counted twice here: reserving one ext too many
@@ -1516,9 +1709,10 @@ pub const Table = struct {
             return error.InvalidId;
         }
         const entry = table.entryAt(parts.slot);
-        const generation = entry.load().generation;
-        if (parts.generation > generation) return error.InvalidId;
-        if (parts.generation < generation or entry.flags.state != .live) return error.StaleId;
+        const word = entry.load();
+        if (parts.generation > word.generation) return error.InvalidId;
+        // A dying object is deleted as far as anyone can tell: it only waits for `reap`.
+        if (parts.generation < word.generation or entry.flags.state != .live or word.dying) return error.StaleId;
         return parts.slot;
     }
 
