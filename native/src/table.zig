@@ -482,10 +482,15 @@ pub const Table = struct {
     /// depends on others. `error.Limit` when the shard is full: try another.
     pub fn create(table: *Table, options: CreateOptions) Error!Id {
         const shard = &table.shards[options.shard];
-        // Slots released without the lock come back first: they are free slots, and their
-        // bytes are not live any more.
-        table.reap(options.shard);
-        const bytes_live = std.math.add(u64, shard.bytes_live, options.size_bytes) catch return error.Limit;
+        // Slots released without the lock come back when a slot is needed, a list (at most a
+        // chunk's) at a time, so that no create stalls on a whole burst of them: `stats`,
+        // `snapshot` and the dispatcher's rounds take the rest.
+        if (shard.free_head == nil) _ = table.reapLists(options.shard, .one_list);
+        const bytes_live = std.math.add(u64, shard.bytes_live, options.size_bytes) catch blk: {
+            // The bytes of objects released without the lock may still be counted.
+            table.reap(options.shard);
+            break :blk std.math.add(u64, shard.bytes_live, options.size_bytes) catch return error.Limit;
+        };
         // Validate every referenced object and measure what to allocate, changing nothing
         // (but the scratch marks, which are always cleared) until nothing can fail.
         var plan: Plan = .{};
@@ -1436,35 +1441,57 @@ pub const Table = struct {
     /// (or, for those a scan already counted out, just frees the slots). The caller holds
     /// the shard.
     pub fn reap(table: *Table, shard_index: u32) void {
+        _ = table.reapLists(shard_index, .all);
+    }
+
+    /// How much a reap does: every list, or (for a create, which needs one slot and must not
+    /// stall) the first non-empty one, of at most a chunk's slots.
+    const ReapBound = enum { all, one_list };
+
+    /// Reaps the shard's lists as `bound` says; returns how many slots it freed.
+    fn reapLists(table: *Table, shard_index: u32, bound: ReapBound) usize {
         const shard = &table.shards[shard_index];
-        if (!shard.remote_pending.load(.seq_cst)) return;
+        if (!shard.remote_pending.load(.seq_cst)) return 0;
+        // Cleared before the lists are read, so that a push after its list was read is seen
+        // by the next reap (`releaseFast` sets it after its push).
         shard.remote_pending.store(false, .seq_cst);
+        var freed: usize = 0;
         for (shard.remote[0..shard.entries.chunks]) |*head| {
             if (head.load(.monotonic) == nil) continue;
-            var slot = head.swap(nil, .acquire);
-            // Each slot is in one list once; the entries bound the walk.
-            for (0..Entries.len_max + 1) |_| {
-                if (slot == nil) break;
-                const entry = table.entryAt(slot);
-                const word = entry.load();
-                assert(word.dying);
-                assert(entry.flags.state == .live);
-                assert(entry.ext == nil);
-                const next = word.refs_local;
-                entry.store(.{ .generation = word.generation, .dying = true });
-                if (entry.flags.out_of_scope) {
-                    // Counted out by `countOutDying`: only the slot is left to free.
-                    shard.remote_counted -= 1;
-                    table.freeSlot(slot);
-                } else {
-                    entry.flags.out_of_scope = true;
-                    var released: List = .{};
-                    table.erase(slot, &released);
-                    assert(released.len == 0);
-                }
-                slot = next;
-            } else unreachable;
+            freed += table.reapList(shard, head.swap(nil, .acquire));
+            if (bound == .one_list) {
+                // Other lists may be waiting: the next reap looks again.
+                shard.remote_pending.store(true, .seq_cst);
+                break;
+            }
         }
+        return freed;
+    }
+
+    fn reapList(table: *Table, shard: *Shard, first: u32) usize {
+        var slot = first;
+        // Each slot is in one list once; the entries bound the walk.
+        for (0..Entries.len_max + 1) |count| {
+            if (slot == nil) return count;
+            const entry = table.entryAt(slot);
+            const word = entry.load();
+            assert(word.dying);
+            assert(entry.flags.state == .live);
+            assert(entry.ext == nil);
+            const next = word.refs_local;
+            entry.store(.{ .generation = word.generation, .dying = true });
+            if (entry.flags.out_of_scope) {
+                // Counted out by `countOutDying`: only the slot is left to free.
+                shard.remote_counted -= 1;
+                table.freeSlot(slot);
+            } else {
+                entry.flags.out_of_scope = true;
+                var released: List = .{};
+                table.erase(slot, &released);
+                assert(released.len == 0);
+            }
+            slot = next;
+        } else unreachable;
     }
 
     /// Reaps every shard. The caller holds every shard.

@@ -641,3 +641,29 @@ test "giving memory back that fails for want of memory changes nothing but keepi
     try f.release(again, none);
     try f.expectEmpty();
 }
+
+test "last releases without the lock: a create reaps one chunk's list, a reap the rest" {
+    var f = Fixture.init();
+    defer f.deinit();
+    const chunk = 4096;
+    const ids = try testing.allocator.alloc(Id, 3 * chunk);
+    defer testing.allocator.free(ids);
+    for (ids) |*id| id.* = try f.create(.{ .size_bytes = 2 });
+    for (ids) |id| try testing.expect(f.table.releaseFast(id, none) != .locked);
+    // Stale at once; still in the figures until reaped.
+    for (ids) |id| try testing.expectError(error.StaleId, f.table.info(id));
+    try testing.expectEqual(@as(u32, 3 * chunk), f.table.objectsLive());
+    // A create that needs a slot reaps one list (one chunk's slots), not the burst.
+    const one = try f.create(.{});
+    try testing.expectEqual(@as(u32, 2 * chunk + 1), f.table.objectsLive());
+    try testing.expectEqual(@as(u64, 2 * 2 * chunk), f.table.bytesLive());
+    // A full reap takes the rest; every old id stays stale, none is issued again.
+    f.table.reap(0);
+    try testing.expectEqual(@as(u32, 1), f.table.objectsLive());
+    for (ids) |id| {
+        try testing.expect(id != one);
+        try testing.expectError(error.StaleId, f.table.info(id));
+    }
+    try f.release(one, none);
+    try f.expectEmpty();
+}
