@@ -180,9 +180,14 @@ export class Core {
   }
 
   releaseBatch(ids: readonly ObjectId[]): void {
+    this.releaseBatchBuffer(this.batch(ids), ids.length);
+  }
+
+  /** Releases the first `length` ids of `buffer` in one call (the caller's own buffer). */
+  releaseBatchBuffer(buffer: Float64Array, length: number): void {
     this.checkOpen("release");
-    const status = this.#symbols.refscope_object_release_batch(this.pointer, this.batch(ids), ids.length, this.sink);
-    if (status !== Hint.NONE) this.settle(status, `release of ${ids.length} objects`);
+    const status = this.#symbols.refscope_object_release_batch(this.pointer, buffer, length, this.sink);
+    if (status !== Hint.NONE) this.settle(status, `release of ${length} objects`);
   }
 
   /** Adds (`add`) or removes references of a kind that leases hold, one per id. */

@@ -411,7 +411,11 @@ export class Counter implements AsyncDisposable {
     // first bad element, a repeat included; the undo resets exactly the Refs taken.
     const count = Array.isArray(refs) ? refs.length : 0;
     const taken: Ref[] = count > 0 ? new Array<Ref>(count) : [];
-    const ids: ObjectId[] = count > 0 ? new Array<ObjectId>(count) : [];
+    // For an array, the ids go straight into the buffer the native call reads (its own, not
+    // the core's shared one, which an element's getter could use meanwhile); up to a size
+    // allocated up front without fear (a sparse array's length may be anything).
+    const idBuffer = count > 0 && count <= idBufferMax ? new Float64Array(count) : undefined;
+    const ids: ObjectId[] = [];
     let length = 0;
     const take = (ref: unknown, index: number) => {
       if (!isRef(ref)) {
@@ -431,7 +435,8 @@ export class Counter implements AsyncDisposable {
       // Room was made for an array's elements up front: growing two arrays element by
       // element cost a third of a million-Ref release.
       taken[length] = ref;
-      ids[length++] = ref.id;
+      if (idBuffer !== undefined) idBuffer[length++] = ref.id;
+      else ids[length++] = ref.id;
     };
     try {
       if (Array.isArray(refs)) {
@@ -441,8 +446,8 @@ export class Counter implements AsyncDisposable {
         let index = 0;
         for (const ref of refs) take(ref, index++);
       }
-      if (ids.length !== length) ids.length = length;
-      this.#core.releaseBatch(ids);
+      if (idBuffer !== undefined) this.#core.releaseBatchBuffer(idBuffer, length);
+      else this.#core.releaseBatch(ids);
     } catch (error) {
       for (let index = 0; index < length; index++) setRefHeld(taken[index], true);
       throw error;
@@ -538,6 +543,9 @@ export class Counter implements AsyncDisposable {
     return Array.from(targets, (target) => this.#idOf(target, what));
   }
 }
+
+/** The longest array whose ids `releaseAll` gathers in a buffer of its own (512 KiB). */
+const idBufferMax = 65536;
 
 function checkRef(ref: unknown, core: Core, what: string): asserts ref is Ref {
   if (!isRef(ref)) {

@@ -25,6 +25,8 @@ export const testkitSymbols = {
   refscope_testkit_job_join: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   /** int32_t refscope_testkit_job_join_timed(job *, double *out_call_ns_max, double *out_elapsed_ns, int32_t *out_first_error) */
   refscope_testkit_job_join_timed: { parameters: ["pointer", "buffer", "buffer", "buffer"], result: "i32" },
+  /** int32_t refscope_testkit_locked_counts(uint32_t on): sets or removes REFSCOPE_LOCKED_COUNTS */
+  refscope_testkit_locked_counts: { parameters: ["u32"], result: "i32" },
   /** int32_t refscope_testkit_stall_dispatcher(refscope_counter *, uint32_t ms) */
   refscope_testkit_stall_dispatcher: { parameters: ["pointer", "u32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;

@@ -42,10 +42,12 @@ pub fn Chunked(comptime T: type, comptime chunk_len: u32, comptime chunks_max: u
         /// Chunks mapped (at the start of the directory).
         chunks: u32 = 0,
 
-        /// The element at `index`, which must be below `len`. The lock's owner only.
+        /// The element at `index`, which must be below `len`. The lock's owner only: the
+        /// directory's only writer, so a plain read, which the compiler may merge with the
+        /// next (an atomic one it may not, and the table's paths look an entry up often).
         pub fn at(storage: *Self, index: u32) *T {
             assert(index < storage.len);
-            const chunk = storage.directory[index / chunk_len].load(.monotonic).?;
+            const chunk = storage.directory[index / chunk_len].raw.?;
             return &chunk[index % chunk_len];
         }
 

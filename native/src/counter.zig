@@ -176,6 +176,10 @@ pub const Counter = struct {
         const counter = try allocator.create(Counter);
         errdefer allocator.destroy(counter);
         counter.* = .{ .allocator = allocator, .table = Table.init(allocator) };
+        // `REFSCOPE_LOCKED_COUNTS` (set, and not "0") as the counter opens: every count change
+        // takes the shard's lock, as before the lock-free paths existed. For measuring what
+        // they save (bench/refops.ts), and for ruling them out.
+        counter.table.lock_free = !lockedCountsRequested();
         // The opener's hold, which `destroyClaimed` drops.
         assert(counter.holds == 1);
         assert(counter.holds == counter.holdsAccounted());
@@ -185,6 +189,11 @@ pub const Counter = struct {
             return error.SystemResources;
         nameThread(counter.thread, "refscope-disp");
         return counter;
+    }
+
+    fn lockedCountsRequested() bool {
+        const value = std.c.getenv("REFSCOPE_LOCKED_COUNTS") orelse return false;
+        return std.mem.span(value).len > 0 and !std.mem.eql(u8, std.mem.span(value), "0");
     }
 
     pub const Attached = struct { counter: *Counter, sink: u32 };
@@ -668,7 +677,7 @@ pub const Counter = struct {
     /// Adds one local reference: without any lock when the owner retains an object it
     /// holds (`Table.retainFast`), else holding the object's shard.
     pub fn retain(counter: *Counter, id: Id, caller: Sink) Error!void {
-        if (counter.table.retainFast(id, caller)) return;
+        if (counter.table.lock_free and counter.table.retainFast(id, caller)) return;
         return counter.inShard(id, caller, Table.retain, .{ id, caller });
     }
 
@@ -677,7 +686,7 @@ pub const Counter = struct {
     /// just the object's shard unless its settle needs more: the queue to hand callbacks
     /// over, every shard to follow links.
     pub fn release(counter: *Counter, id: Id, caller: Sink) Error!Outcome {
-        switch (counter.table.releaseFast(id, caller)) {
+        switch (if (counter.table.lock_free) counter.table.releaseFast(id, caller) else .locked) {
             .locked => {},
             .done => return .ok,
             .done_signal => {

@@ -990,3 +990,28 @@ test "last releases without the lock race the counter's close and the owner's en
         try counter.destroy();
     }
 }
+
+test "REFSCOPE_LOCKED_COUNTS: a counter opened with it takes the lock for every count change" {
+    const libc = struct {
+        extern "c" fn setenv(name: [*:0]const u8, value: [*:0]const u8, overwrite: c_int) c_int;
+        extern "c" fn unsetenv(name: [*:0]const u8) c_int;
+    };
+    try testing.expectEqual(@as(c_int, 0), libc.setenv("REFSCOPE_LOCKED_COUNTS", "1", 1));
+    const locked = Counter.open(testing.allocator);
+    try testing.expectEqual(@as(c_int, 0), libc.setenv("REFSCOPE_LOCKED_COUNTS", "0", 1));
+    const zero = Counter.open(testing.allocator);
+    try testing.expectEqual(@as(c_int, 0), libc.unsetenv("REFSCOPE_LOCKED_COUNTS"));
+    for ([_]*Counter{ try locked, try zero }, [_]bool{ false, true }) |counter, fast| {
+        defer counter.destroy() catch unreachable;
+        try testing.expectEqual(fast, counter.table.lock_free);
+        // Exact either way.
+        const id = try counter.create(sink_none, .{});
+        try counter.retain(id, sink_none);
+        try testing.expectEqual(@as(u32, 2), (try counter.info(id)).refs_local);
+        _ = try counter.release(id, sink_none);
+        try testing.expectEqual(@as(u32, 1), (try counter.info(id)).refs_local);
+        _ = try counter.release(id, sink_none);
+        try testing.expectError(error.StaleId, counter.info(id));
+        try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
+    }
+}

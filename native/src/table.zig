@@ -416,6 +416,11 @@ pub const Table = struct {
     /// Some shard's last object was erased since the last round of `trimShard` (set by the
     /// erasing thread under its shard's lock, cleared by the round).
     trim_wanted: std.atomic.Value(bool) = .init(false),
+    /// Whether threads may change counts without the shard's lock (`retainFast`,
+    /// `releaseFast`, which the counter calls only then). False for a counter opened with
+    /// `REFSCOPE_LOCKED_COUNTS`: every count change then takes the lock, as before those
+    /// paths existed. Set before the table is shared.
+    lock_free: bool = true,
     /// `trim_wanted` was just set: whoever takes this signals the counter's dispatcher,
     /// which runs the rounds (`takeTrimSignal`).
     trim_signal: std.atomic.Value(bool) = .init(false),
@@ -960,7 +965,7 @@ pub const Table = struct {
 
     // --- Scope and deletion --------------------------------------------------------------
 
-    fn inScope(table: *Table, slot: u32) bool {
+    inline fn inScope(table: *Table, slot: u32) bool {
         const entry = table.entryAt(slot);
         // The count read without the lock may be changing, but never to or from zero.
         if (entry.load().refs_local != 0 or entry.refs_submitted != 0) return true;
@@ -985,6 +990,18 @@ pub const Table = struct {
     /// Its helpers are `inline`: every release that sends an object out of scope runs
     /// them, and as calls they made such a release about a tenth slower (ReleaseSafe).
     fn settle(table: *Table, slot: u32, released: *List) void {
+        // A plain object at zero (no thread changes a count of zero without the lock) is out
+        // of scope with nothing to hand over and nothing linked: erased at once, the path of
+        // most last releases under the lock (batches, locked counters).
+        const entry = table.entryAt(slot);
+        const word = entry.load();
+        if (word.plain and !word.dying and word.refs_local == 0) {
+            assert(!entry.flags.out_of_scope and entry.ext == nil and entry.callbacks.len == 0);
+            entry.flags.out_of_scope = true;
+            table.countOut(slot);
+            table.freeSlot(slot);
+            return;
+        }
         const step = table.settleBegin(slot) orelse return;
         var frame: SettleFrame = .{ .slot = slot, .step = step };
         if (table.hasLinks(slot)) return table.settleLinked(frame, released);
@@ -1149,7 +1166,7 @@ pub const Table = struct {
     }
 
     /// Takes the object in `slot` out of its shard's live figures.
-    fn countOut(table: *Table, slot: u32) void {
+    inline fn countOut(table: *Table, slot: u32) void {
         const shard = table.shardOf(slot);
         shard.objects_live -= 1;
         shard.bytes_live -= table.entryAt(slot).size_bytes;
@@ -1163,7 +1180,7 @@ pub const Table = struct {
     }
 
     /// Empties the slot of an object counted out, for the next object (or retires it).
-    fn freeSlot(table: *Table, slot: u32) void {
+    inline fn freeSlot(table: *Table, slot: u32) void {
         const shard = table.shardOf(slot);
         const entry = table.entryAt(slot);
         const word = entry.load();
@@ -1249,7 +1266,7 @@ pub const Table = struct {
     fn increment(table: *Table, slot: u32, caller: Sink, kind: Count) Error!void {
         const entry = table.entryAt(slot);
         const owner = isOwner(entry, caller);
-        if (owner and kind == .local) return changeOwnerLocal(entry, .increment);
+        if (owner and kind == .local) return table.changeOwnerLocal(entry, .increment);
         // Any other count keeps the object in scope beside the owner's.
         try unplain(entry);
         if (owner and kind == .submitted) {
@@ -1278,7 +1295,7 @@ pub const Table = struct {
     fn decrement(table: *Table, slot: u32, caller: Sink, kind: Count) Error!void {
         const entry = table.entryAt(slot);
         const owner = isOwner(entry, caller);
-        if (owner and kind == .local) return changeOwnerLocal(entry, .decrement);
+        if (owner and kind == .local) return table.changeOwnerLocal(entry, .decrement);
         const count = table.countOf(slot, caller, kind) orelse return error.NoReference;
         if (count.* == 0) return error.NoReference;
         count.* -= 1;
@@ -1290,9 +1307,18 @@ pub const Table = struct {
 
     /// Changes the owner's local count under the lock. Other threads may be changing it too
     /// (`changeFast`), never to or from zero: so a compare-and-swap, and what it leaves at
-    /// zero stays there until the lock's holder changes it.
-    fn changeOwnerLocal(entry: *Entry, direction: Direction) Error!void {
+    /// zero stays there until the lock's holder changes it. Without `lock_free`, nobody else
+    /// changes it: a plain store.
+    fn changeOwnerLocal(table: *Table, entry: *Entry, direction: Direction) Error!void {
         var word = entry.load();
+        if (!table.lock_free) {
+            assert(!word.dying);
+            switch (direction) {
+                .increment => word.refs_local = std.math.add(u32, word.refs_local, 1) catch return error.Limit,
+                .decrement => word.refs_local = std.math.sub(u32, word.refs_local, 1) catch return error.NoReference,
+            }
+            return entry.store(word);
+        }
         while (true) {
             // Released for the last time by another thread since the lookup.
             if (word.dying) return error.StaleId;

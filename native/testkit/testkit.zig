@@ -6,6 +6,7 @@
 //! exactly as a native consumer would.
 
 const std = @import("std");
+const builtin = @import("builtin");
 const pin = @import("pin");
 
 const Counter = opaque {};
@@ -89,6 +90,25 @@ const Job = struct {
         job.done.store(true, .release);
     }
 };
+
+/// Sets (`on` non-zero) or removes REFSCOPE_LOCKED_COUNTS in the process environment: counters
+/// opened meanwhile take the shard's lock for every count change (`Table.lock_free`), the
+/// baseline bench/refops.ts measures the lock-free paths against. Not thread-safe against
+/// other threads reading the environment, as setenv never is: for a benchmark's setup.
+export fn refscope_testkit_locked_counts(on: u32) i32 {
+    const name = "REFSCOPE_LOCKED_COUNTS";
+    const failed = if (builtin.os.tag == .windows)
+        _putenv_s(name, if (on != 0) "1" else "") != 0
+    else if (on != 0)
+        setenv(name, "1", 1) != 0
+    else
+        unsetenv(name) != 0;
+    return if (failed) status_invalid_argument else 0;
+}
+
+extern "c" fn setenv(name: [*:0]const u8, value: [*:0]const u8, overwrite: c_int) c_int;
+extern "c" fn unsetenv(name: [*:0]const u8) c_int;
+extern "c" fn _putenv_s(name: [*:0]const u8, value: [*:0]const u8) c_int;
 
 /// Starts a thread that releases each id once, `batch` ids per call (1: one call per id).
 /// The ids are copied.
