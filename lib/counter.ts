@@ -415,7 +415,9 @@ export class Counter implements AsyncDisposable {
     // the core's shared one, which an element's getter could use meanwhile); up to a size
     // allocated up front without fear (a sparse array's length may be anything).
     const idBuffer = count > 0 && count <= idBufferMax ? new Float64Array(count) : undefined;
-    const ids: ObjectId[] = [];
+    // Otherwise room made up front too: growing it element by element cost a third of a
+    // million-Ref release.
+    const ids: ObjectId[] = count > 0 && idBuffer === undefined ? new Array<ObjectId>(count) : [];
     let length = 0;
     const take = (ref: unknown, index: number) => {
       if (!isRef(ref)) {
@@ -432,8 +434,6 @@ export class Counter implements AsyncDisposable {
         );
       }
       setRefHeld(ref, false);
-      // Room was made for an array's elements up front: growing two arrays element by
-      // element cost a third of a million-Ref release.
       taken[length] = ref;
       if (idBuffer !== undefined) idBuffer[length++] = ref.id;
       else ids[length++] = ref.id;
@@ -446,8 +446,12 @@ export class Counter implements AsyncDisposable {
         let index = 0;
         for (const ref of refs) take(ref, index++);
       }
-      if (idBuffer !== undefined) this.#core.releaseBatchBuffer(idBuffer, length);
-      else this.#core.releaseBatch(ids);
+      if (idBuffer !== undefined) {
+        this.#core.releaseBatchBuffer(idBuffer, length);
+      } else {
+        if (ids.length !== length) ids.length = length;
+        this.#core.releaseBatch(ids);
+      }
     } catch (error) {
       for (let index = 0; index < length; index++) setRefHeld(taken[index], true);
       throw error;
