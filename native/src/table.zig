@@ -1389,10 +1389,12 @@ pub const Table = struct {
         var next = head.load(.monotonic);
         while (true) {
             entry.store(.{ .refs_local = next, .generation = @intCast(parts.generation), .dying = true });
-            next = head.cmpxchgWeak(next, parts.slot, .release, .monotonic) orelse break;
+            next = head.cmpxchgWeak(next, parts.slot, .seq_cst, .monotonic) orelse break;
         }
-        // Sequentially consistent with `reap`'s clear: a push after `reap` took this list is
-        // seen with the flag set, by `reap`'s next run.
+        // The push, this read and `reap`'s clear and take are all sequentially consistent:
+        // if this reads the flag set, `reap` clears it after, and then takes the lists after
+        // that, so it sees the push. Else this sets it, for the next `reap`. (On x86 these are
+        // the same instructions as weaker orders.)
         if (shard.remote_pending.load(.seq_cst)) return .done;
         shard.remote_pending.store(true, .seq_cst);
         // The dispatcher's rounds reap every shard (`trimShard`): one signal until the next.
@@ -1484,7 +1486,7 @@ pub const Table = struct {
         var freed: usize = 0;
         for (shard.remote[0..shard.entries.chunks]) |*head| {
             if (head.load(.monotonic) == nil) continue;
-            freed += table.reapList(shard, head.swap(nil, .acquire));
+            freed += table.reapList(shard, head.swap(nil, .seq_cst));
             if (bound == .one_list) {
                 // Other lists may be waiting: the next reap looks again.
                 shard.remote_pending.store(true, .seq_cst);
