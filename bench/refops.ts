@@ -32,21 +32,14 @@ export async function referenceOperations(): Promise<void> {
   const symbols = native().symbols;
   // The native calls a Ref makes, made directly (as native code, on a native object), in
   // the form this runtime's Ref uses: the pointer form, or the all-doubles one.
-  const pointer = nativeCounter(counter);
-  const address = backend.numericAddress(pointer);
-  const cell = new Float64Array(1);
-  if (symbols.refscope_object_create(pointer, 0, sinkNone, cell) !== 0) throw new Error("create");
-  const rawId = cell[0];
+  const raw = rawPair(counter);
   // The same calls on a counter opened with REFSCOPE_LOCKED_COUNTS: each takes the shard's
   // lock, as every count change did before the lock-free paths. Issue 15's goal 3 halves
   // the native part against this, measured in the same run.
   if (kit.refscope_testkit_locked_counts(1) !== 0) throw new Error("setenv");
   const lockedCounter = new Counter();
   if (kit.refscope_testkit_locked_counts(0) !== 0) throw new Error("unsetenv");
-  const lockedPointer = nativeCounter(lockedCounter);
-  const lockedAddress = backend.numericAddress(lockedPointer);
-  if (symbols.refscope_object_create(lockedPointer, 0, sinkNone, cell) !== 0) throw new Error("create");
-  const lockedId = cell[0];
+  const rawLocked = rawPair(lockedCounter);
   summary(() => {
     bench(names.pair, () => {
       held.retain().release();
@@ -55,24 +48,8 @@ export async function referenceOperations(): Promise<void> {
       map.retain(heldId);
       map.release(heldId);
     });
-    bench(names.raw, () => {
-      if (address === undefined) {
-        do_not_optimize(symbols.refscope_object_retain(pointer, rawId, sinkNone));
-        do_not_optimize(symbols.refscope_object_release(pointer, rawId, sinkNone));
-      } else {
-        do_not_optimize(symbols.refscope_object_retain_n(address, rawId, sinkNone));
-        do_not_optimize(symbols.refscope_object_release_n(address, rawId, sinkNone));
-      }
-    });
-    bench(names.rawLocked, () => {
-      if (lockedAddress === undefined) {
-        do_not_optimize(symbols.refscope_object_retain(lockedPointer, lockedId, sinkNone));
-        do_not_optimize(symbols.refscope_object_release(lockedPointer, lockedId, sinkNone));
-      } else {
-        do_not_optimize(symbols.refscope_object_retain_n(lockedAddress, lockedId, sinkNone));
-        do_not_optimize(symbols.refscope_object_release_n(lockedAddress, lockedId, sinkNone));
-      }
-    });
+    bench(names.raw, raw.pair);
+    bench(names.rawLocked, rawLocked.pair);
     // The floor under any pair of native calls: what crossing the FFI costs by itself.
     bench(names.floor, () => {
       do_not_optimize(symbols.refscope_abi_version());
@@ -106,8 +83,8 @@ export async function referenceOperations(): Promise<void> {
   });
   const ns = await measure();
   held.release();
-  symbols.refscope_object_release(pointer, rawId, sinkNone);
-  symbols.refscope_object_release(lockedPointer, lockedId, sinkNone);
+  raw.done();
+  rawLocked.done();
   await counter.close();
   await lockedCounter.close();
 
@@ -149,4 +126,28 @@ export async function referenceOperations(): Promise<void> {
     baseline: { name: "pure-TS Map counter, per handle", value: perHandleBaseline },
     target: { text: "≤ 1x the Map counter per handle", met: perHandle <= perHandleBaseline },
   });
+}
+
+/**
+ * An object of `counter`'s made by native code, and its retain+release pair: the two FFI
+ * calls alone, in the form this runtime's Ref uses (pointer, or all doubles). `done`
+ * releases it.
+ */
+function rawPair(counter: Counter): { pair: () => void; done: () => void } {
+  const symbols = native().symbols;
+  const pointer = nativeCounter(counter);
+  const address = backend.numericAddress(pointer);
+  const cell = new Float64Array(1);
+  if (symbols.refscope_object_create(pointer, 0, sinkNone, cell) !== 0) throw new Error("create");
+  const id = cell[0];
+  const pair = address === undefined
+    ? () => {
+      do_not_optimize(symbols.refscope_object_retain(pointer, id, sinkNone));
+      do_not_optimize(symbols.refscope_object_release(pointer, id, sinkNone));
+    }
+    : () => {
+      do_not_optimize(symbols.refscope_object_retain_n(address, id, sinkNone));
+      do_not_optimize(symbols.refscope_object_release_n(address, id, sinkNone));
+    };
+  return { pair, done: () => symbols.refscope_object_release(pointer, id, sinkNone) };
 }

@@ -32,36 +32,24 @@ export async function threadScaling(): Promise<void> {
     for (const job of jobs) job.join();
   });
   const ids = () => Float64Array.from({ length: objects }, () => counter.create().id);
-  bench(names.sharedOne, function* () {
-    yield {
-      [0]: ids,
-      bench(all: Float64Array) {
-        Job.release(counter, all, 1).join();
-      },
+  // `threads` native threads, each releasing its share of the JS thread's objects.
+  const shared = (threads: number) =>
+    function* () {
+      yield {
+        [0]: ids,
+        bench(all: Float64Array) {
+          const share = all.length / threads;
+          const jobs = Array.from({ length: threads }, (_, part) =>
+            Job.release(counter, all.subarray(part * share, (part + 1) * share), 1));
+          for (const job of jobs) {
+            job.join();
+          }
+        },
+      };
     };
-  });
-  bench(names.sharedTwo, function* () {
-    yield {
-      [0]: ids,
-      bench(all: Float64Array) {
-        const half = all.length / 2;
-        const jobs = [Job.release(counter, all.subarray(0, half), 1), Job.release(counter, all.subarray(half), 1)];
-        for (const job of jobs) job.join();
-      },
-    };
-  });
-  bench(names.sharedFour, function* () {
-    yield {
-      [0]: ids,
-      bench(all: Float64Array) {
-        const quarter = all.length / 4;
-        const jobs = [0, 1, 2, 3].map((part) =>
-          Job.release(counter, all.subarray(part * quarter, (part + 1) * quarter), 1)
-        );
-        for (const job of jobs) job.join();
-      },
-    };
-  });
+  bench(names.sharedOne, shared(1));
+  bench(names.sharedTwo, shared(2));
+  bench(names.sharedFour, shared(4));
   const ns = await measure();
   await counter.close();
   const rate = (name: string) => objects / (ns.get(name)! / 1e9);

@@ -192,8 +192,8 @@ pub const Counter = struct {
     }
 
     fn lockedCountsRequested() bool {
-        const value = std.c.getenv("REFSCOPE_LOCKED_COUNTS") orelse return false;
-        return std.mem.span(value).len > 0 and !std.mem.eql(u8, std.mem.span(value), "0");
+        const value = std.mem.span(std.c.getenv("REFSCOPE_LOCKED_COUNTS") orelse return false);
+        return value.len > 0 and !std.mem.eql(u8, value, "0");
     }
 
     pub const Attached = struct { counter: *Counter, sink: u32 };

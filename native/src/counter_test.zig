@@ -746,6 +746,20 @@ fn waitCallbacksRun(counter: *Counter) !void {
     }
 }
 
+/// Registers a native out-of-scope callback on `id` that counts its runs into `fired`.
+fn registerCount(counter: *Counter, id: Id, caller: u32, fired: *Latch) !bool {
+    return counter.register(id, caller, .out_of_scope, .{ .native = .{ .function = countCallback, .context = fired } });
+}
+
+/// Starts `hammer` on a thread of its own, and returns once it runs and a random number of
+/// spins later: the offset at which the caller's locked operation starts.
+fn startHammer(hammer: *Hammer, random: std.Random) !std.Thread {
+    const thread = try std.Thread.spawn(.{}, Hammer.run, .{hammer});
+    hammer.waitStarted();
+    spinRandom(random);
+    return thread;
+}
+
 fn spinRandom(random: std.Random) void {
     for (0..random.uintLessThan(u32, race_spins_max)) |_| std.atomic.spinLoopHint();
 }
@@ -758,13 +772,11 @@ test "fast counts race the owner's end: none gets through after it, and the obje
         const sink = try counter.sinkOpen(null, null, false);
         const id = try counter.create(sink, .{});
         var fired: Latch = .{};
-        try testing.expect(try counter.register(id, sink, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &fired } }));
+        try testing.expect(try registerCount(counter, id, sink, &fired));
         // Another thread acting as the owner (the C ABI allows it): its calls take the fast
         // path while the owner's count is above zero.
         var hammer: Hammer = .{ .counter = counter, .id = id, .caller = sink };
-        const thread = try std.Thread.spawn(.{}, Hammer.run, .{&hammer});
-        hammer.waitStarted();
-        spinRandom(prng.random());
+        const thread = try startHammer(&hammer, prng.random());
         try testing.expectEqual(Counter.SinkClosed.closed, try counter.sinkClose(sink));
         hammer.ended.store(true, .release);
         thread.join();
@@ -783,11 +795,9 @@ test "fast counts race the counter's close: none gets through after it" {
         const counter = try Counter.open(testing.allocator);
         const id = try counter.create(sink_none, .{});
         var fired: Latch = .{};
-        try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &fired } }));
+        try testing.expect(try registerCount(counter, id, sink_none, &fired));
         var hammer: Hammer = .{ .counter = counter, .id = id, .caller = sink_none };
-        const thread = try std.Thread.spawn(.{}, Hammer.run, .{&hammer});
-        hammer.waitStarted();
-        spinRandom(prng.random());
+        const thread = try startHammer(&hammer, prng.random());
         _ = try counter.close(sink_none);
         hammer.ended.store(true, .release);
         thread.join();
@@ -843,13 +853,11 @@ test "fast counts race locked counts to zero: exact at every step, out of scope 
     for (0..try scaledDefault(race_rounds_default)) |_| {
         const id = try counter.create(sink_none, .{});
         var fired: Latch = .{};
-        try testing.expect(try counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &fired } }));
+        try testing.expect(try registerCount(counter, id, sink_none, &fired));
         // The hammer's pairs keep the count above zero only while it holds one; the test's
         // own reference goes at a random point, so the last release is either side's.
         var hammer: Hammer = .{ .counter = counter, .id = id, .caller = sink_none };
-        const thread = try std.Thread.spawn(.{}, Hammer.run, .{&hammer});
-        hammer.waitStarted();
-        spinRandom(prng.random());
+        const thread = try startHammer(&hammer, prng.random());
         _ = try counter.release(id, sink_none);
         hammer.stop.store(true, .release);
         thread.join();
@@ -935,7 +943,7 @@ test "last releases without the lock race each other, registrations and borrows:
         var registered: u64 = 0;
         for (ids, 0..) |id, index| {
             if (index % 2 == 0) {
-                const accepted = counter.register(id, sink_none, .out_of_scope, .{ .native = .{ .function = countCallback, .context = &fired } }) catch |err| {
+                const accepted = registerCount(counter, id, sink_none, &fired) catch |err| {
                     try testing.expectEqual(error.StaleId, err);
                     continue;
                 };

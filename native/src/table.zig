@@ -732,10 +732,11 @@ pub const Table = struct {
     pub fn infoAt(table: *Table, slot: u32) Info {
         const entry = table.entryAt(slot);
         assert(entry.flags.state == .live);
+        const word = entry.load();
         var result: Info = .{
             .owner = entry.ownerSink(),
             // Released for the last time by another thread since the lookup: none left.
-            .refs_local = if (entry.load().dying) 0 else entry.load().refs_local,
+            .refs_local = if (word.dying) 0 else word.refs_local,
             .refs_submitted = entry.refs_submitted,
             .refs_borrowed = 0,
             .refs_lent = 0,
@@ -1355,7 +1356,8 @@ pub const Table = struct {
     /// The owner's retain of an object it holds, without the lock; false when it needs the
     /// locked path (which also reports every error).
     pub fn retainFast(table: *Table, id: Id, caller: Sink) bool {
-        return table.changeFast(id, caller, .increment) == .changed;
+        const found = table.findConcurrent(id) orelse return false;
+        return changeFast(found, caller, .increment) == .changed;
     }
 
     pub const FastRelease = enum {
@@ -1372,16 +1374,16 @@ pub const Table = struct {
     /// under the lock, meanwhile which every lookup finds it stale and `stats`, `snapshot`
     /// and the scans reap (or count it out) first, so nothing sees it live.
     pub fn releaseFast(table: *Table, id: Id, caller: Sink) FastRelease {
-        switch (table.changeFast(id, caller, .decrement)) {
+        const found = table.findConcurrent(id) orelse return .locked;
+        switch (changeFast(found, caller, .decrement)) {
             .none => return .locked,
             .changed => return .done,
             .dying => {},
         }
-        const parts = IdParts.decode(id).?;
+        const parts = found.parts;
+        const entry = found.entry;
         const shard = &table.shards[shardIndexOf(parts.slot)];
-        const index = parts.slot >> shard_bits;
-        const entry = shard.entries.atConcurrent(index).?;
-        const head = &shard.remote[index / entry_chunk_len];
+        const head = &shard.remote[(parts.slot >> shard_bits) / entry_chunk_len];
         // Push, the link in the word's count (a dying word's count means nothing else): no
         // thread but this one writes the word now (every other writer leaves a dying word
         // alone), and `reap` reads the link only after taking the list, whose release CAS
@@ -1409,9 +1411,19 @@ pub const Table = struct {
 
     const Fast = enum { none, changed, dying };
 
-    fn changeFast(table: *Table, id: Id, caller: Sink, comptime direction: Direction) Fast {
-        const parts = IdParts.decode(id) orelse return .none;
-        const entry = table.shards[shardIndexOf(parts.slot)].entries.atConcurrent(parts.slot >> shard_bits) orelse return .none;
+    const Found = struct { parts: IdParts, entry: *Entry };
+
+    /// The entry an id names, for a thread without the lock (it may be any object's, or
+    /// all zero: `changeFast` checks the word).
+    fn findConcurrent(table: *Table, id: Id) ?Found {
+        const parts = IdParts.decode(id) orelse return null;
+        const entry = table.shards[shardIndexOf(parts.slot)].entries.atConcurrent(parts.slot >> shard_bits) orelse return null;
+        return .{ .parts = parts, .entry = entry };
+    }
+
+    fn changeFast(found: Found, caller: Sink, comptime direction: Direction) Fast {
+        const parts = found.parts;
+        const entry = found.entry;
         // Acquire: the owner that `create` published with this word.
         var word: Word = @bitCast(entry.word.load(.acquire));
         for (0..fast_attempts) |_| {
