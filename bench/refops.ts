@@ -1,6 +1,7 @@
 /**
  * Benchmark 3, reference-operation cost: a retain+release pair, create+release, and a
- * batch release of 1000 references, each against the pure-TS Map counter in the same run.
+ * batch release of 1000 references, each against the pure-TS Map counter in the same run;
+ * and create+release with leak detection on, against the default (off).
  */
 import { bench, do_not_optimize, summary } from "mitata";
 import { Counter, type Ref } from "../mod.ts";
@@ -28,6 +29,8 @@ export async function referenceOperations(): Promise<void> {
     floor: "two FFI calls that do nothing (refscope_abi_version)",
     raw: "retain+release: the two FFI calls alone, no Ref",
     rawLocked: "retain+release: the two FFI calls alone, every count change locked (REFSCOPE_LOCKED_COUNTS)",
+    leaks: "create+release: leak detection on, no stacks",
+    leakStacks: "create+release: leak detection on, with stacks",
   };
   const symbols = native().symbols;
   // The native calls a Ref makes, made directly (as native code, on a native object), in
@@ -40,6 +43,8 @@ export async function referenceOperations(): Promise<void> {
   const lockedCounter = new Counter();
   if (kit.refscope_testkit_locked_counts(0) !== 0) throw new Error("unsetenv");
   const rawLocked = rawPair(lockedCounter);
+  const watched = new Counter({ leaks: { stacks: false, onLeak: () => {} } });
+  const watchedWithStacks = new Counter({ leaks: { onLeak: () => {} } });
   summary(() => {
     bench(names.pair, () => {
       held.retain().release();
@@ -62,6 +67,15 @@ export async function referenceOperations(): Promise<void> {
     });
     bench(names.createBaseline, () => {
       map.release(map.create());
+    });
+  });
+  // Leak detection: a FinalizationRegistry entry per Ref, made and dropped; off, one check.
+  summary(() => {
+    bench(names.leaks, () => {
+      watched.create().release();
+    });
+    bench(names.leakStacks, () => {
+      watchedWithStacks.create().release();
     });
   });
   summary(() => {
@@ -87,6 +101,8 @@ export async function referenceOperations(): Promise<void> {
   rawLocked.done();
   await counter.close();
   await lockedCounter.close();
+  await watched.close();
+  await watchedWithStacks.close();
 
   const pair = ns.get(names.pair)!;
   const pairBaseline = ns.get(names.pairBaseline)!;
@@ -117,6 +133,14 @@ export async function referenceOperations(): Promise<void> {
     unit: "ns",
     baseline: { name: "pure-TS Map counter", value: ns.get(names.createBaseline)! },
   });
+  for (const [name, key] of [["", "leaks"], [", with stacks", "leakStacks"]] as const) {
+    record({
+      name: `create+release, leak detection on${name}`,
+      value: ns.get(names[key])!,
+      unit: "ns",
+      baseline: { name: "the same, leak detection off (the default)", value: ns.get(names.create)! },
+    });
+  }
   const perHandle = ns.get(names.batch)! / batch;
   const perHandleBaseline = ns.get(names.batchBaseline)! / batch;
   record({

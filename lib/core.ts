@@ -5,6 +5,7 @@
  * @module
  */
 import { type CallbackKind, Delivery } from "./delivery.ts";
+import type { LeakDetector } from "./diagnostics.ts";
 import { RefscopeError, typeName } from "./errors.ts";
 import {
   CounterState,
@@ -49,6 +50,8 @@ export class Core {
   /** "opener": this thread opened the native counter; "attached": it attached by key. */
   readonly role: "opener" | "attached";
   state: "open" | "closing" | "closed" = "open";
+  /** Watches this thread's `Ref`s and leases when the counter's options ask for it (`leaks`). */
+  leaks: LeakDetector | undefined;
   readonly #symbols = native().symbols;
   /** The counter's address for the all-doubles calls, where they are the faster ones (Node, Deno). */
   readonly #address: number | undefined;
@@ -215,6 +218,19 @@ export class Core {
     if (status < 0) throw errorFromStatus(status, `borrow object ${id} from sink ${lender}`);
   }
 
+  /**
+   * The lender takes back its own unclaimed lend (a borrow from itself) and releases it:
+   * false when there was none left to take.
+   */
+  reclaim(id: ObjectId, lender: number, generation: number): boolean {
+    this.checkOpen("reclaim");
+    const status = this.#symbols.refscope_object_borrow(this.pointer, id, lender, generation, this.sink);
+    if (status === Status.NO_REFERENCE || status === Status.STALE_ID) return false;
+    if (status < 0) throw errorFromStatus(status, `reclaim object ${id}`);
+    this.release(id);
+    return true;
+  }
+
   free(id: ObjectId): void {
     this.checkOpen("free");
     const status = this.#symbols.refscope_object_free(this.pointer, id, this.sink);
@@ -327,6 +343,7 @@ export class Core {
       discardedTokens: u64At(raw, 0, Stats.tokens_discarded),
       memoryBytes: u64At(raw, 0, Stats.memory_bytes),
       wakersBlocked: u64At(raw, 0, Stats.wakers_blocked),
+      handlerTimes: delivery.timing?.figures(),
     };
   }
 

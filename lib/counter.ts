@@ -5,18 +5,86 @@
  *
  * @module
  */
+import { setTimeout } from "node:timers";
 import { Core } from "./core.ts";
+import { defaultSlowMs, HandlerTiming, LeakDetector } from "./diagnostics.ts";
 import { type HandlerError, RefscopeError, typeName } from "./errors.ts";
 import { CallbackKind, sinkNone } from "./ffi/abi.gen.ts";
 import { type ObjectRecord, type Snapshot, takeSnapshot } from "./snapshot.ts";
-import type { CounterStats, Holding, ObjectId, ObjectInfo, OutOfScopeHandler, Sink } from "./types.ts";
+import type {
+  CounterStats,
+  HandlerTimeBucket,
+  HandlerTimes,
+  Holding,
+  Leak,
+  ObjectId,
+  ObjectInfo,
+  OutOfScopeHandler,
+  Sink,
+  SlowHandler,
+} from "./types.ts";
 
-export type { CounterStats, Holding, ObjectInfo, ObjectRecord, OutOfScopeHandler, Sink, Snapshot };
+export type {
+  CounterStats,
+  HandlerTimeBucket,
+  HandlerTimes,
+  Holding,
+  Leak,
+  ObjectInfo,
+  ObjectRecord,
+  OutOfScopeHandler,
+  Sink,
+  SlowHandler,
+  Snapshot,
+};
 
-/** Options for `new Counter()` and `Counter.attach()`. */
+/** Options for `new Counter()` and `Counter.attach()`, for this thread's use of the counter. */
 export interface CounterOptions {
   /** Receives every error thrown (or rejected) by a handler on this thread. */
   onHandlerError?: (error: HandlerError) => void;
+  /**
+   * Leak detection, off by default: a `Ref` or lease of this thread that is garbage-collected
+   * while it still holds its references is reported (never released). `true` reports each
+   * with `console.warn`, on one line; an object chooses.
+   */
+  leaks?: boolean | LeakOptions;
+  /**
+   * Handler timing, off by default (it reads the clock once per handler): the run time of
+   * each of this thread's handlers goes into `stats().handlerTimes`, and handlers that run,
+   * or stay pending, for `slowMs` or more are reported. `true` reports each with
+   * `console.warn` at the default threshold (10 ms); an object chooses.
+   */
+  handlerTiming?: boolean | HandlerTimingOptions;
+}
+
+/** How leaks are reported (`CounterOptions.leaks`). */
+export interface LeakOptions {
+  /** Receives each leak; without it, each is reported by `console.warn`, on one line. */
+  onLeak?: (leak: Leak) => void;
+  /**
+   * Whether to capture, as each `Ref` and lease is made, where it was made (an `Error`
+   * stack, some microseconds each). Default true.
+   */
+  stacks?: boolean;
+}
+
+/** How slow handlers are reported (`CounterOptions.handlerTiming`). */
+export interface HandlerTimingOptions {
+  /** The threshold in ms, a number >= 0: a handler that runs, or stays pending, this long is slow. Default 10. */
+  slowMs?: number;
+  /** Receives each slow handler; without it, each is reported by `console.warn`, on one line. */
+  onSlow?: (slow: SlowHandler) => void;
+}
+
+/** Options for `Ref.lend`. */
+export interface LendOptions {
+  /**
+   * Reclaims the reference on this thread (as `Counter.reclaim` does) if nobody has
+   * borrowed it within this many ms: for a receiver that may end first. An integer in
+   * [0, 2^31). A borrow after that gets `NO_REFERENCE`. The timer does not keep the
+   * process alive.
+   */
+  reclaimAfterMs?: number;
 }
 
 /** Options for `Counter.create`. */
@@ -65,7 +133,7 @@ let refHeld: (ref: Ref) => boolean;
 let setRefHeld: (ref: Ref, held: boolean) => void;
 const constructing = Symbol("refscope.constructing");
 /** What `Counter.attach` hands the constructor, under a token object only it holds. */
-const attachments = new WeakMap<object, { core: Core; onHandlerError: CounterOptions["onHandlerError"] }>();
+const attachments = new WeakMap<object, { core: Core; options: ThreadOptions }>();
 
 /**
  * One local reference to an object. `release()` (or leaving a `using` block) drops it;
@@ -96,6 +164,7 @@ export class Ref implements Disposable {
     this.counter = counter;
     this.#core = core;
     this.id = id;
+    core.leaks?.track(this, "ref", [id]);
   }
 
   /** True once this reference has been released (or lent). */
@@ -110,11 +179,16 @@ export class Ref implements Disposable {
     return new Ref(constructing, this.counter, this.#core, this.id);
   }
 
-  /** Drops this reference. Releasing the same `Ref` twice throws `NO_REFERENCE`. */
+  /**
+   * Drops this reference. Releasing the same `Ref` twice throws `NO_REFERENCE`. Once the
+   * counter is closed (by this thread or, for an attached one, by its opener), it only
+   * marks the `Ref` released: the close released every reference already.
+   */
   release(): void {
     this.#checkHeld("release");
-    this.#core.release(this.id);
+    releaseQuietly(() => this.#core.release(this.id));
     this.#held = false;
+    this.#core.leaks?.untrack(this);
   }
 
   /**
@@ -122,27 +196,29 @@ export class Ref implements Disposable {
    * `postMessage`), which that thread claims with `counter.borrow(lent)`. The object stays
    * in scope meanwhile, and this `Ref` counts as released. To keep one, lend a `retain()`.
    * Until claimed, the reference is charged to this thread: if the receiver never borrows
-   * it (it ended first, say), claim it back here with `counter.borrow(lent)` and release
-   * it; it is also released when this thread closes its counter or ends.
+   * it (it ended first, say), take it back with `counter.reclaim(lent)`, or lend with
+   * `reclaimAfterMs` to have that done for you; it is also released when this thread
+   * closes its counter or ends.
    */
-  lend(): LentRef {
+  lend(options: LendOptions = {}): LentRef {
     this.#checkHeld("lend");
+    const reclaimAfterMs = readLendOptions(options);
     this.#core.lend(this.id);
     this.#held = false;
-    return Object.freeze({
+    this.#core.leaks?.untrack(this);
+    const lent: LentRef = Object.freeze({
       key: this.#core.key,
       id: this.id,
       lender: this.#core.sink,
       generation: this.#core.delivery.generation,
     });
+    if (reclaimAfterMs !== undefined) reclaimLater(this.counter, lent, reclaimAfterMs);
+    return lent;
   }
 
-  /**
-   * Releases if still held and the counter is open; otherwise does nothing (the counter's
-   * close released everything, also when another thread closed it).
-   */
+  /** Releases if still held; otherwise does nothing. */
   [Symbol.dispose](): void {
-    if (this.#held && this.#core.state === "open") disposeQuietly(() => this.release());
+    if (this.#held) this.release();
   }
 
   /** Same as `counter.onOutOfScope(this, handler)`. */
@@ -191,6 +267,7 @@ export class Lease implements Disposable {
     this.#core = core;
     this.#kind = kind;
     this.ids = ids;
+    core.leaks?.track(this, kind, ids);
   }
 
   /** True once released. */
@@ -198,24 +275,28 @@ export class Lease implements Disposable {
     return !this.#held;
   }
 
-  /** Removes the references. Twice throws `NO_REFERENCE`. */
+  /**
+   * Removes the references. Twice throws `NO_REFERENCE`. Once the counter is closed, it
+   * only marks the lease released, as `Ref.release` does.
+   */
   release(): void {
     if (!this.#held) throw new RefscopeError("NO_REFERENCE", `release: these ${this.#kind} refs were already released`);
-    this.#core.lease(this.#kind, false, this.ids);
+    releaseQuietly(() => this.#core.lease(this.#kind, false, this.ids));
     this.#held = false;
+    this.#core.leaks?.untrack(this);
   }
 
-  /** Releases if still held and the counter is open; otherwise does nothing. */
+  /** Releases if still held; otherwise does nothing. */
   [Symbol.dispose](): void {
-    if (this.#held && this.#core.state === "open") disposeQuietly(() => this.release());
+    if (this.#held) this.release();
   }
 }
 
 /**
- * Runs a disposal, ignoring `CLOSED`: the opener closed the counter (perhaps from another
- * thread), which released everything already.
+ * Runs a release, ignoring `CLOSED`: the counter was closed (perhaps by another thread),
+ * which released every reference already, so that cleanup in `finally` needs no try.
  */
-function disposeQuietly(release: () => void): void {
+function releaseQuietly(release: () => void): void {
   try {
     release();
   } catch (error) {
@@ -251,13 +332,11 @@ export class Counter implements AsyncDisposable {
     const attached = attachments.get(options);
     if (attached !== undefined) {
       attachments.delete(options);
-      this.#core = attached.core;
-      this.#core.delivery.onHandlerError = attached.onHandlerError;
+      this.#core = configure(attached.core, attached.options);
       return;
     }
-    const onHandlerError = readOptions(options, "new Counter");
-    this.#core = Core.open();
-    this.#core.delivery.onHandlerError = onHandlerError;
+    const read = readOptions(options, "new Counter");
+    this.#core = configure(Core.open(), read);
   }
 
   /**
@@ -266,9 +345,9 @@ export class Counter implements AsyncDisposable {
    * (or the thread ending) releases what it holds, and leaves the counter open.
    */
   static attach(key: number, options: CounterOptions = {}): Counter {
-    const onHandlerError = readOptions(options, "attach");
+    const read = readOptions(options, "attach");
     const token = {};
-    attachments.set(token, { core: Core.attach(key), onHandlerError });
+    attachments.set(token, { core: Core.attach(key), options: read });
     return new Counter(token);
   }
 
@@ -322,28 +401,30 @@ export class Counter implements AsyncDisposable {
   /** Claims a reference another thread lent (`Ref.lend()`), as a `Ref` of this thread. */
   borrow(lent: LentRef): Ref {
     this.#core.checkOpen("borrow");
-    if (typeof lent !== "object" || lent === null) {
-      throw new RefscopeError("INVALID_ARGUMENT", "borrow: expected a LentRef from Ref.lend()");
-    }
-    // Each field read once: what is checked is what is used.
-    const { key, id, lender, generation } = lent;
-    const valid = typeof id === "number" && typeof lender === "number" && typeof key === "number" &&
-      typeof generation === "number";
-    if (!valid) throw new RefscopeError("INVALID_ARGUMENT", "borrow: expected a LentRef from Ref.lend()");
-    // A sink number crosses the FFI as a u32, which Deno refuses and Bun wraps when out of
-    // range; `sinkNone` (2^32 - 1) would mean native code. Anything else is refused natively.
-    if (!Number.isInteger(lender) || lender < 0 || lender >= sinkNone) {
-      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the lender ${lender} is not a sink number`);
-    }
-    if (!Number.isInteger(generation) || generation < 0 || generation >= 2 ** 32) {
-      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the generation ${generation} is not a lender's generation`);
-    }
-    if (key !== this.#core.key) {
-      throw new RefscopeError("INVALID_ARGUMENT", `borrow: the reference was lent by another counter (key ${key})`);
-    }
-    // `+ 0` turns -0, which Deno's u32 conversion refuses, into 0.
-    this.#core.borrow(id, lender + 0, generation + 0);
+    const { id, lender, generation } = readLent(lent, this.#core.key, "borrow");
+    this.#core.borrow(id, lender, generation);
     return new Ref(constructing, this, this.#core, id);
+  }
+
+  /**
+   * Takes back a reference this thread lent (`Ref.lend()`) that nobody has borrowed, and
+   * releases it: true if it was still unclaimed, false if it had been borrowed or reclaimed
+   * already (or released by a close, or by the end of this thread's earlier participant
+   * in the same sink). Exactly one of a borrow and a reclaim racing for the same reference
+   * gets it. Reclaiming another thread's lend throws `INVALID_ARGUMENT`.
+   */
+  reclaim(lent: LentRef): boolean {
+    const core = this.#core;
+    const { id, lender, generation } = readLent(lent, core.key, "reclaim");
+    if (lender !== core.sink) {
+      throw new RefscopeError(
+        "INVALID_ARGUMENT",
+        `reclaim: object ${id} was lent by sink ${lender}, not by this thread (sink ${core.sink})`,
+      );
+    }
+    // A close released every lent reference, as did the end of an earlier participant.
+    if (core.state !== "open" || generation !== core.delivery.generation) return false;
+    return core.reclaim(id, lender, generation);
   }
 
   /**
@@ -399,10 +480,10 @@ export class Counter implements AsyncDisposable {
 
   /**
    * Releases many `Ref`s in one native call. All or nothing: if any is foreign, already
-   * released or repeated, nothing is released and a `RefscopeError` is thrown.
+   * released or repeated, nothing is released and a `RefscopeError` is thrown. Once the
+   * counter is closed, it only marks them released, as `Ref.release` does.
    */
   releaseAll(refs: Iterable<Ref>): void {
-    this.#core.checkOpen("releaseAll");
     if (typeof refs !== "object" || refs === null || !(Symbol.iterator in refs)) {
       throw new RefscopeError("INVALID_ARGUMENT", `releaseAll: expected an iterable of Refs, got ${typeName(refs)}`);
     }
@@ -446,16 +527,20 @@ export class Counter implements AsyncDisposable {
         let index = 0;
         for (const ref of refs) take(ref, index++);
       }
-      if (idBuffer !== undefined) {
-        this.#core.releaseBatchBuffer(idBuffer, length);
-      } else {
-        if (ids.length !== length) ids.length = length;
-        this.#core.releaseBatch(ids);
-      }
+      releaseQuietly(() => {
+        if (idBuffer !== undefined) {
+          this.#core.releaseBatchBuffer(idBuffer, length);
+        } else {
+          if (ids.length !== length) ids.length = length;
+          this.#core.releaseBatch(ids);
+        }
+      });
     } catch (error) {
       for (let index = 0; index < length; index++) setRefHeld(taken[index], true);
       throw error;
     }
+    const leaks = this.#core.leaks;
+    if (leaks !== undefined) { for (let index = 0; index < length; index++) leaks.untrack(taken[index]); }
   }
 
   /** Adds one submitted-task reference per target (a task took them as arguments). */
@@ -560,17 +645,140 @@ function checkRef(ref: unknown, core: Core, what: string): asserts ref is Ref {
   }
 }
 
+/** A thread's options, read and checked. */
+interface ThreadOptions {
+  readonly onHandlerError: CounterOptions["onHandlerError"];
+  readonly leaks: { readonly stacks: boolean; readonly onLeak: LeakOptions["onLeak"] } | undefined;
+  readonly timing: { readonly slowMs: number; readonly onSlow: HandlerTimingOptions["onSlow"] } | undefined;
+}
+
 /**
  * Reads and checks the counter options, each once (a getter may answer differently on a
  * second read): what is checked is what is used.
  */
-function readOptions(options: unknown, what: string): CounterOptions["onHandlerError"] {
-  if (typeof options !== "object" || options === null) {
-    throw new RefscopeError("INVALID_ARGUMENT", `${what}: options must be an object, not ${typeName(options)}`);
-  }
-  const onHandlerError = (options as CounterOptions).onHandlerError;
+function readOptions(options: unknown, what: string): ThreadOptions {
+  checkObject(options, `${what}: options`);
+  const { onHandlerError, leaks, handlerTiming } = options as CounterOptions;
   checkHook(onHandlerError, `${what}: onHandlerError`);
-  return onHandlerError;
+  return { onHandlerError, leaks: readLeakOptions(leaks, what), timing: readTimingOptions(handlerTiming, what) };
+}
+
+function readLeakOptions(leaks: unknown, what: string): ThreadOptions["leaks"] {
+  if (leaks === undefined || leaks === false) return undefined;
+  if (leaks === true) return { stacks: true, onLeak: undefined };
+  checkObject(leaks, `${what}: leaks`, "true, false or an object");
+  const { onLeak, stacks = true } = leaks as LeakOptions;
+  checkHook(onLeak, `${what}: leaks.onLeak`);
+  if (typeof stacks !== "boolean") {
+    throw new RefscopeError("INVALID_ARGUMENT", `${what}: leaks.stacks must be a boolean, not ${typeName(stacks)}`);
+  }
+  return { stacks, onLeak };
+}
+
+function readTimingOptions(timing: unknown, what: string): ThreadOptions["timing"] {
+  if (timing === undefined || timing === false) return undefined;
+  if (timing === true) return { slowMs: defaultSlowMs, onSlow: undefined };
+  checkObject(timing, `${what}: handlerTiming`, "true, false or an object");
+  const { slowMs = defaultSlowMs, onSlow } = timing as HandlerTimingOptions;
+  if (typeof slowMs !== "number" || !(slowMs >= 0) || slowMs === Infinity) {
+    throw new RefscopeError(
+      "INVALID_ARGUMENT",
+      `${what}: handlerTiming.slowMs must be a finite number >= 0, not ${
+        typeof slowMs === "number" ? slowMs : typeName(slowMs)
+      }`,
+    );
+  }
+  checkHook(onSlow, `${what}: handlerTiming.onSlow`);
+  return { slowMs, onSlow };
+}
+
+/** Applies a thread's options to its core. */
+function configure(core: Core, options: ThreadOptions): Core {
+  core.delivery.onHandlerError = options.onHandlerError;
+  const { leaks, timing } = options;
+  if (timing !== undefined) core.delivery.timing = new HandlerTiming(timing.slowMs, timing.onSlow);
+  if (leaks !== undefined) {
+    const scope = { open: () => core.state === "open", sizeOf: (id: ObjectId) => sizeOf(core, id) };
+    core.leaks = new LeakDetector(scope, leaks.stacks, leaks.onLeak);
+  }
+  return core;
+}
+
+/** An object's size for a leak report, or undefined if it is gone (or the counter is). */
+function sizeOf(core: Core, id: ObjectId): number | undefined {
+  try {
+    return core.info(id)?.sizeBytes;
+  } catch {
+    return undefined;
+  }
+}
+
+function checkObject(value: unknown, what: string, expected = "an object"): void {
+  if (typeof value !== "object" || value === null) {
+    throw new RefscopeError("INVALID_ARGUMENT", `${what} must be ${expected}, not ${typeName(value)}`);
+  }
+}
+
+/** Reads and checks `Ref.lend`'s options, each once; returns `reclaimAfterMs`. */
+function readLendOptions(options: unknown): number | undefined {
+  checkObject(options, "lend: options");
+  const { reclaimAfterMs } = options as LendOptions;
+  if (reclaimAfterMs === undefined) return undefined;
+  if (
+    typeof reclaimAfterMs !== "number" || !Number.isInteger(reclaimAfterMs) || reclaimAfterMs < 0 ||
+    reclaimAfterMs >= 2 ** 31
+  ) {
+    throw new RefscopeError(
+      "INVALID_ARGUMENT",
+      `lend: reclaimAfterMs must be an integer in [0, 2^31), not ${
+        typeof reclaimAfterMs === "number" ? reclaimAfterMs : typeName(reclaimAfterMs)
+      }`,
+    );
+  }
+  return reclaimAfterMs;
+}
+
+/**
+ * Reclaims `lent` after `ms`, on this thread, unless it was borrowed first (then the
+ * reclaim finds nothing). The timer does not keep the process alive.
+ */
+function reclaimLater(counter: Counter, lent: LentRef, ms: number): void {
+  const timer = setTimeout(() => {
+    try {
+      counter.reclaim(lent);
+    } catch (error) {
+      // Only a native failure can reach here (out of memory, say): the lend stays charged.
+      console.error(`refscope: reclaiming object ${lent.id} after ${ms} ms failed`, error);
+    }
+  }, ms);
+  (timer as { unref?: () => void }).unref?.();
+}
+
+/**
+ * Reads and checks a `LentRef`, each field once: what is checked is what is used. The
+ * key must be this counter's.
+ */
+function readLent(lent: unknown, key: number, what: string): { id: ObjectId; lender: number; generation: number } {
+  if (typeof lent !== "object" || lent === null) {
+    throw new RefscopeError("INVALID_ARGUMENT", `${what}: expected a LentRef from Ref.lend()`);
+  }
+  const { key: lentKey, id, lender, generation } = lent as LentRef;
+  const valid = typeof id === "number" && typeof lender === "number" && typeof lentKey === "number" &&
+    typeof generation === "number";
+  if (!valid) throw new RefscopeError("INVALID_ARGUMENT", `${what}: expected a LentRef from Ref.lend()`);
+  // A sink number crosses the FFI as a u32, which Deno refuses and Bun wraps when out of
+  // range; `sinkNone` (2^32 - 1) would mean native code. Anything else is refused natively.
+  if (!Number.isInteger(lender) || lender < 0 || lender >= sinkNone) {
+    throw new RefscopeError("INVALID_ARGUMENT", `${what}: the lender ${lender} is not a sink number`);
+  }
+  if (!Number.isInteger(generation) || generation < 0 || generation >= 2 ** 32) {
+    throw new RefscopeError("INVALID_ARGUMENT", `${what}: the generation ${generation} is not a lender's generation`);
+  }
+  if (lentKey !== key) {
+    throw new RefscopeError("INVALID_ARGUMENT", `${what}: the reference was lent by another counter (key ${lentKey})`);
+  }
+  // `+ 0` turns -0, which Deno's u32 conversion refuses, into 0.
+  return { id, lender: lender + 0, generation: generation + 0 };
 }
 
 function checkHook(hook: unknown, what: string): void {

@@ -35,6 +35,7 @@
  */
 import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
+import type { HandlerTiming } from "./diagnostics.ts";
 import { HandlerError } from "./errors.ts";
 import type { ObjectId, OutOfScopeHandler } from "./types.ts";
 import { type CallbackKind, Registration, Removal, SinkFlag, sinksMax, Status } from "./ffi/abi.gen.ts";
@@ -138,6 +139,8 @@ export class Delivery {
   handlersFired = 0;
   handlerErrors = 0;
   onHandlerError: ((error: HandlerError) => void) | undefined;
+  /** Times handlers when the counter's options ask for it (`handlerTiming`). */
+  timing: HandlerTiming | undefined;
 
   private constructor(counter: Pointer, key: number, sink: number, wake: Wake | undefined) {
     this.#counter = counter;
@@ -382,9 +385,19 @@ export class Delivery {
       this.#taken = count;
     }
     const tokens = this.#tokens;
-    while (this.#next < this.#taken) {
-      this.#fire(tokens[this.#next++]);
-      if ((this.#next & 255) === 0 && performance.now() >= deadline) break;
+    const timing = this.timing;
+    if (timing === undefined) {
+      while (this.#next < this.#taken) {
+        this.#fire(tokens[this.#next++]);
+        if ((this.#next & 255) === 0 && performance.now() >= deadline) break;
+      }
+    } else {
+      // One clock read per handler: each run ends where the next begins.
+      let now = performance.now();
+      while (this.#next < this.#taken) {
+        now = this.#fireTimed(tokens[this.#next++], timing, now);
+        if (now >= deadline) break;
+      }
     }
     return true;
   }
@@ -413,10 +426,45 @@ export class Delivery {
     this.#free(token);
     this.handlersFired++;
     try {
-      whenRejected(handler(id), (error) => this.#report(id, error));
+      whenSettled(handler(id), undefined, (error) => this.#report(id, error));
     } catch (error) {
       this.#report(id, error);
     }
+  }
+
+  /** `#fire`, timing the handler from `start`; returns the time it returned. */
+  #fireTimed(token: number, timing: HandlerTiming, start: number): number {
+    const handler = this.#handlers[token]!;
+    const id = this.#ids[token];
+    this.#free(token);
+    this.handlersFired++;
+    let value: unknown;
+    try {
+      value = handler(id);
+    } catch (error) {
+      this.#report(id, error);
+    }
+    const now = performance.now();
+    timing.record(id, handler, now - start);
+    if ((typeof value === "object" || typeof value === "function") && value !== null) {
+      try {
+        let done = false;
+        let stopWatching: (() => void) | undefined;
+        const settled = () => {
+          done = true;
+          stopWatching?.();
+        };
+        const thenable = whenSettled(value, settled, (error) => {
+          settled();
+          this.#report(id, error);
+        });
+        // Watched only if it did not settle at once (a thenable may call back synchronously).
+        if (thenable && !done) stopWatching = timing.watch(id, handler, start);
+      } catch (error) {
+        this.#report(id, error);
+      }
+    }
+    return now;
   }
 
   /** Reports a handler's failure; never throws (the rest of the batch must still run). */
@@ -430,7 +478,7 @@ export class Delivery {
       try {
         // An async hook (assignable to the hook's type) may reject: log it like a throw,
         // rather than leave an unhandled rejection, which ends the process on Deno.
-        whenRejected(hook(error), hookFailed);
+        whenSettled(hook(error), undefined, hookFailed);
       } catch (hookError) {
         hookFailed(hookError);
       }
@@ -454,15 +502,21 @@ export class Delivery {
 }
 
 /**
- * Calls `onRejected` if `value` is a thenable that rejects: a promise of this realm or of
- * another (`instanceof Promise` fails across realms), or any object with a `then` method.
- * `then` is read once and called at once, so a rejection is handled before it could be
- * reported as unhandled. Throws what reading or calling `then` throws.
+ * Subscribes to `value` if it is a thenable: a promise of this realm or of another
+ * (`instanceof Promise` fails across realms), or any object with a `then` method. `then` is
+ * read once and called at once, so a rejection is handled before it could be reported as
+ * unhandled. Returns whether it was a thenable. Throws what reading or calling `then` throws.
  */
-function whenRejected(value: unknown, onRejected: (reason: unknown) => void): void {
-  if ((typeof value !== "object" && typeof value !== "function") || value === null) return;
+function whenSettled(
+  value: unknown,
+  onFulfilled: (() => void) | undefined,
+  onRejected: (reason: unknown) => void,
+): boolean {
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) return false;
   const then = (value as { then?: unknown }).then;
-  if (typeof then === "function") then.call(value, undefined, onRejected);
+  if (typeof then !== "function") return false;
+  then.call(value, onFulfilled, onRejected);
+  return true;
 }
 
 /**

@@ -95,7 +95,7 @@ export class HandlerError extends Error {
  * value `String` refuses (`Object.create(null)`, a throwing `toString`), and an exception
  * here would escape the drain and lose the rest of its batch.
  */
-function describe(cause: unknown): string {
+export function describe(cause: unknown): string {
   try {
     return cause instanceof Error ? String(cause.message) : String(cause);
   } catch {

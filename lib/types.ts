@@ -16,10 +16,12 @@ export type ObjectId = number;
 
 /**
  * Runs once, on the thread that registered it, when the object goes out of scope or is
- * freed (or, for `onDeleted`, when its entry is deleted). A returned promise is awaited
- * only to report its rejection.
+ * freed (or, for `onDeleted`, when its entry is deleted). It may return anything, so that
+ * `(id) => cache.delete(id)` or `() => freed++` is a handler; a returned promise (any
+ * thenable) is awaited only to report its rejection, and, when handlers are timed, to
+ * report it while it stays pending.
  */
-export type OutOfScopeHandler = (id: ObjectId) => void | Promise<void>;
+export type OutOfScopeHandler = (id: ObjectId) => unknown;
 
 /**
  * Who takes part in a counter: a sink (the number of one JS thread's sink), `"native"`
@@ -115,4 +117,62 @@ export interface CounterStats {
    * thread ended meanwhile); each keeps only the counter's memory until it returns.
    */
   readonly wakersBlocked: number;
+  /**
+   * How long this thread's handlers ran, when the counter times them (`CounterOptions`
+   * `handlerTiming`); undefined otherwise.
+   */
+  readonly handlerTimes: HandlerTimes | undefined;
+}
+
+/**
+ * How long one thread's handlers ran: the synchronous part of each, the time it held up
+ * every later handler and the event loop. An async handler's pending time is not in it;
+ * only a `SlowHandler` report tells of it.
+ */
+export interface HandlerTimes {
+  /** Handlers timed. */
+  readonly count: number;
+  /** Their run time in all, in ms. */
+  readonly totalMs: number;
+  /** The longest run, in ms. */
+  readonly maxMs: number;
+  /**
+   * The runs by duration, in decades: `count` ran for less than `belowMs` and at least the
+   * previous bucket's `belowMs` (the first bucket from 0, the last up to `Infinity`).
+   */
+  readonly buckets: readonly HandlerTimeBucket[];
+  /** Handlers reported slow: they ran, or stayed pending, for `slowMs` or more. */
+  readonly slow: number;
+}
+
+/** One bucket of `HandlerTimes.buckets`. */
+export interface HandlerTimeBucket {
+  /** The bucket's upper bound in ms (exclusive): 0.001, 0.01, … 1000, then `Infinity`. */
+  readonly belowMs: number;
+  /** Runs that fell in it. */
+  readonly count: number;
+}
+
+/** A handler that ran, or stayed pending, for at least the threshold (`slowMs`). */
+export interface SlowHandler {
+  /** The object whose handler it is. */
+  readonly objectId: ObjectId;
+  /** The handler itself (its `name` says which, for a named function). */
+  readonly handler: OutOfScopeHandler;
+  /** How long it ran, in ms; for a pending one, how long it has been pending so far. */
+  readonly ms: number;
+  /** True for an async handler whose promise had not settled after `slowMs`. */
+  readonly pending: boolean;
+}
+
+/** A `Ref` or lease that was garbage-collected while it still held references. */
+export interface Leak {
+  /** `"ref"` for a `Ref`; `"submitted"` or `"lineage"` for a lease. */
+  readonly kind: "ref" | "submitted" | "lineage";
+  /** The objects it kept in scope, one reference each (a `Ref`: one). */
+  readonly ids: readonly ObjectId[];
+  /** Their sizes in all, as created (0 for those deleted since, by a close say). */
+  readonly sizeBytes: number;
+  /** Where it was made (an `Error` stack), or undefined when stacks are off. */
+  readonly stack: string | undefined;
 }

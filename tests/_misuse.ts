@@ -95,6 +95,41 @@ export async function refusals(t: IAssert, cases: Refusal[], observe: () => stri
   }
 }
 
+/** A release after the counter closed: `release` (default: the handle's own) of a held `handle`. */
+export interface QuietRelease {
+  what: string;
+  handle: Handle & { release(): void };
+  release?: () => void;
+}
+
+/**
+ * Runs each case: a release after close returns without an error, as disposal does (the
+ * close released every reference already), marks its handle released and changes nothing
+ * else; releasing the handle again is still `NO_REFERENCE`.
+ */
+export async function quietReleases(t: IAssert, cases: QuietRelease[], observe: () => string): Promise<void> {
+  for (const { what, handle, release = () => handle.release() } of cases) {
+    const before = observe();
+    t.eq(handle.released, false, `${what}: the handle was held`);
+    let caught: unknown;
+    try {
+      await release();
+    } catch (error) {
+      caught = error;
+    }
+    t.eq(caught, undefined, `${what}: returns quietly, as disposal does`);
+    t.eq(handle.released, true, `${what}: the handle counts as released`);
+    t.eq(observe(), before, `${what}: the table is unchanged`);
+    let again: unknown;
+    try {
+      handle.release();
+    } catch (error) {
+      again = error;
+    }
+    t.ok(again instanceof RefscopeError && again.code === "NO_REFERENCE", `${what}: a second release is NO_REFERENCE`);
+  }
+}
+
 /** One case per value: `call` with it must throw `code`, the message naming the operation. */
 export function each<T>(
   values: T[],

@@ -4,6 +4,7 @@
 import { setImmediate } from "node:timers";
 import { Counter, HandlerError, type ObjectId, RefscopeError } from "../mod.ts";
 import { macrotasks, suite, until, within } from "./_harness.ts";
+import { handlerShapes } from "./fixtures/handler-shapes.ts";
 
 suite("out-of-scope handlers", async (t) => {
   await t.test("the handler fires when the last reference is dropped (Ray: fire on del ref)", async (t) => {
@@ -54,6 +55,24 @@ suite("out-of-scope handlers", async (t) => {
     await macrotasks(5);
     t.eq(fired, 1, "neither a second free nor the last release fires again");
     t.eq(counter.info(ref.id), undefined, "the entry goes when its references drop");
+  });
+
+  await t.test("everyday handler shapes, returning anything, type-check and run once each", async (t) => {
+    await using counter = new Counter();
+    const seen = new Map<string, ObjectId>();
+    const shapes = handlerShapes(seen);
+    const refs = Object.values(shapes).map((handler) => {
+      const ref = counter.create();
+      t.ok(ref.onOutOfScope(handler), "registered");
+      return ref;
+    });
+    const errors: HandlerError[] = [];
+    counter.onHandlerError = (error) => void errors.push(error);
+    counter.releaseAll(refs);
+    await until(() => seen.size === refs.length, "every shape's handler");
+    t.eq([...seen.keys()].sort(), Object.keys(shapes).sort(), "each ran");
+    t.eq(counter.stats().handlersFired, refs.length, "once each");
+    t.eq(errors, [], "whatever they return, none is an error");
   });
 
   await t.test("handlers run in registration order (Ray: multiple callbacks all fire)", async (t) => {

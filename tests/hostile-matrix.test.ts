@@ -63,6 +63,13 @@ const hostile: [string, () => unknown][] = [
         "lineage",
         "reconstructable",
         "onHandlerError",
+        "leaks",
+        "onLeak",
+        "stacks",
+        "handlerTiming",
+        "slowMs",
+        "onSlow",
+        "reclaimAfterMs",
         "limitBytes",
         "onRelease",
         "signal",
@@ -81,10 +88,28 @@ const hostile: [string, () => unknown][] = [
 ];
 
 /** The calls, each with one parameter left to the hostile value. */
-function calls(counter: Counter, ref: Ref, lent: LentRef, budget: MemoryBudget): [string, (value: Loose) => unknown][] {
+function calls(
+  counter: Counter,
+  ref: Ref,
+  lent: LentRef,
+  budget: MemoryBudget,
+  spares: Ref[],
+): [string, (value: Loose) => unknown][] {
   const owner = budget.owners[0];
+  // A lend that succeeds (a hostile value may be a valid option) is reclaimed at once.
+  const lendSpare = (options: Loose) => {
+    const lentSpare = spares[spares.length - 1].lend(options);
+    spares.pop();
+    return counter.reclaim(lentSpare);
+  };
   return [
     ["new Counter(options)", (value) => new Counter(value)],
+    ["new Counter({ leaks })", (value) => new Counter({ leaks: value })],
+    ["new Counter({ leaks: { onLeak } })", (value) => new Counter({ leaks: { onLeak: value } })],
+    ["new Counter({ leaks: { stacks } })", (value) => new Counter({ leaks: { stacks: value } })],
+    ["new Counter({ handlerTiming })", (value) => new Counter({ handlerTiming: value })],
+    ["new Counter({ handlerTiming: { slowMs } })", (value) => new Counter({ handlerTiming: { slowMs: value } })],
+    ["new Counter({ handlerTiming: { onSlow } })", (value) => new Counter({ handlerTiming: { onSlow: value } })],
     ["Counter.attach(key)", (value) => Counter.attach(value)],
     ["Counter.attach(key, options)", (value) => Counter.attach(counter.key, value)],
     ["counter.create(options)", (value) => counter.create(value)],
@@ -97,6 +122,12 @@ function calls(counter: Counter, ref: Ref, lent: LentRef, budget: MemoryBudget):
     ["counter.borrow({ ...lent, lender })", (value) => counter.borrow({ ...lent, lender: value })],
     ["counter.borrow({ ...lent, generation })", (value) => counter.borrow({ ...lent, generation: value })],
     ["counter.borrow({ ...lent, key })", (value) => counter.borrow({ ...lent, key: value })],
+    ["counter.reclaim(lent)", (value) => counter.reclaim(value)],
+    ["counter.reclaim({ ...lent, id })", (value) => counter.reclaim({ ...lent, id: value })],
+    ["counter.reclaim({ ...lent, lender })", (value) => counter.reclaim({ ...lent, lender: value })],
+    ["counter.reclaim({ ...lent, generation })", (value) => counter.reclaim({ ...lent, generation: value })],
+    ["ref.lend(options)", (value) => lendSpare(value)],
+    ["ref.lend({ reclaimAfterMs })", (value) => lendSpare({ reclaimAfterMs: value })],
     ["counter.onOutOfScope(target)", (value) => counter.onOutOfScope(value, noop)],
     ["counter.onOutOfScope(ref, handler)", (value) => counter.onOutOfScope(ref, value)],
     ["counter.offOutOfScope(target)", (value) => counter.offOutOfScope(value, noop)],
@@ -145,12 +176,14 @@ suite("the hostile pass: every hostile value at every parameter of every public 
   const lent = lentSource.lend();
   const budget = new MemoryBudget(counter, { limitBytes: 1024 });
   budget.owner("first");
+  // One Ref per lend case and hostile value, each lent (and reclaimed) at most once.
+  const spares = Array.from({ length: 2 * hostile.length }, () => counter.create());
   const observe = observer([counter], [ref]);
   const failures: string[] = [];
   let calls_ = 0;
   let refused = 0;
   let accepted = 0;
-  for (const [call, run] of calls(counter, ref, lent, budget)) {
+  for (const [call, run] of calls(counter, ref, lent, budget, spares)) {
     for (const [name, make] of hostile) {
       calls_++;
       const what = `${call} with ${name}`;
@@ -190,6 +223,7 @@ suite("the hostile pass: every hostile value at every parameter of every public 
     `${calls_} calls: ${refused} refused with a RefscopeError or the value's own error, table unchanged; ${accepted} valid and undone`,
   );
   ref.release();
+  counter.releaseAll(spares);
   // The lent object, unless a valid-after-all field (-0 as the lender) claimed it and the
   // undo released it.
   t.ok(counter.liveObjects <= 1, `nothing is left but the lent object (${counter.liveObjects} live)`);
