@@ -81,6 +81,8 @@ export function typeName(value: unknown): string {
 export class HandlerError extends Error {
   /** The object whose handler failed. */
   readonly objectId: ObjectId;
+  /** What the handler threw, or what its promise rejected with. */
+  declare readonly cause: unknown;
 
   /** Wraps what the handler threw as `cause`. */
   constructor(objectId: ObjectId, cause: unknown) {

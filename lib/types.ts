@@ -34,7 +34,11 @@ export type Sink = number | "native" | "gone";
 export interface ObjectInfo {
   /** The object's id. */
   readonly id: ObjectId;
-  /** The sink that created it. */
+  /**
+   * Its owner: the number of the sink that created it, `"native"` when native code created
+   * it (acting for no sink), or `"gone"` once the owning sink has closed or its thread has
+   * ended (the object then has no owner, and the handlers registered on it were dropped).
+   */
   readonly owner: Sink;
   /** Whether this counter (this JS thread) owns it. */
   readonly owned: boolean;

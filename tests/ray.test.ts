@@ -131,6 +131,25 @@ suite("Ray reference counting semantics", async (t) => {
     t.eq(counter.liveObjects, 0, "nothing is left live");
   });
 
+  await t.test("free on a container: its handlers run at once, the objects it contains go only when its references drop", async (t) => {
+    await using counter = new Counter();
+    const { fired, on } = recorder();
+    const inner = counter.create();
+    const container = counter.create({ contains: [inner] });
+    inner.onOutOfScope(on("inner"));
+    container.onOutOfScope(on("container"));
+    inner.release();
+    container.free();
+    await until(() => fired.length === 1, "the freed container's handler");
+    await macrotasks(5);
+    t.eq(fired, ["container"], "the container's handler ran at the free; inner's did not");
+    t.eq(counter.info(inner.id)?.containedIn, 1, "the freed container still contains inner");
+    container.release();
+    await until(() => fired.length === 2, "inner's handler");
+    t.eq(fired, ["container", "inner"], "inner goes when the container's references drop, after it");
+    t.eq(counter.liveObjects, 0, "nothing is left live");
+  });
+
   await t.test("TestNestedObject: a borrower keeps an inner object after its containers go", async (t) => {
     await using counter = new Counter();
     await using borrower = Counter.attach(counter.key);

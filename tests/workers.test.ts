@@ -4,7 +4,7 @@
 // still borrowed.
 import { readdirSync, readFileSync } from "node:fs";
 import { Counter, type LentRef, type ObjectId } from "../mod.ts";
-import { macrotasks, suite, until } from "./_harness.ts";
+import { macrotasks, runtime, suite, until } from "./_harness.ts";
 import { Peer, type RemoteError } from "./_workers.ts";
 
 /** Runs `body` with `count` attached Worker peers, terminating them whatever happens. */
@@ -201,5 +201,30 @@ suite("Workers sharing one counter", async (t) => {
     await until(() => mineFired === 1, "this thread's own handler");
     await counter.close();
     t.ok(true, "the counter stayed responsive and closed");
+  });
+
+  await t.test("a Worker terminated while it spins: its borrow is released when its thread ends, on Deno only once its code returns", async (t) => {
+    const spinMs = 2000;
+    const counter = new Counter();
+    const worker = new Peer();
+    await worker.call("attach", counter.key);
+    const ref = counter.create();
+    let releasedAt = 0;
+    ref.onOutOfScope(() => void (releasedAt = performance.now()));
+    await worker.call("borrow", ref.lend());
+    await worker.call("busy", spinMs);
+    await worker.event("busy", 0);
+    const spinning = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    worker.terminate();
+    await until(() => releasedAt > 0, "the owner's handler, once the Worker's thread ended");
+    const afterMs = Math.round(releasedAt - spinning);
+    if (runtime === "deno") {
+      // Deno 2.9.6 cannot stop a Worker inside synchronous code: it ends when the code returns.
+      t.ok(afterMs >= spinMs - 500, `released ${afterMs} ms into a ${spinMs}-ms spin: when the spin ended`);
+    } else {
+      t.ok(afterMs < spinMs - 500, `released ${afterMs} ms into a ${spinMs}-ms spin: at terminate()`);
+    }
+    await counter.close();
   });
 });

@@ -149,7 +149,12 @@ function load(): Native {
 }
 
 /** Which librefscope this process uses, loading it first if it is not loaded yet. */
-export function nativeLibrary(): { readonly path: string; readonly abiVersion: number } {
+export function nativeLibrary(): {
+  /** The file it was loaded from. */
+  readonly path: string;
+  /** Its ABI version (`refscope_abi_version()`): always the one this module needs, or loading fails. */
+  readonly abiVersion: number;
+} {
   return { path: native().path, abiVersion };
 }
 
