@@ -2,7 +2,9 @@
 // native/npm/), its reading of the running process's C library, and the loader's order in
 // the checkout. The installed-package path itself is tested from packed tarballs, with no
 // checkout on the path (.ci/check-packages).
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { libraryCandidates, platforms, platformsFor, runningLibc } from "@refscope/native";
@@ -113,11 +115,39 @@ suite("loader", async (t) => {
     t.eq(report.code, "LIBRARY_NOT_FOUND", "LIBRARY_NOT_FOUND");
     const tried = String(report.message).split("\n").filter((line: string) => line.startsWith("  "));
     t.eq(tried.length, 1, `one path tried: ${JSON.stringify(tried)}`);
-    t.ok(tried[0].startsWith(`  REFSCOPE_LIB: ${missing}: `), "REFSCOPE_LIB's, with the runtime's reason");
-    t.ok(
-      typeof report.cause === "string" && tried[0].endsWith(report.cause),
-      `the runtime's own error is the cause: ${JSON.stringify(report.cause)}`,
-    );
+    t.ok(tried[0].startsWith(`  REFSCOPE_LIB: ${missing}: `), "REFSCOPE_LIB's, with the reason it failed");
+  });
+
+  await t.test("a path that fails to open is named once, with the system's reason and not the runtime's words", (t) => {
+    const directory = mkdtempSync(join(tmpdir(), "refscope-loader-"));
+    const notLibrary = join(directory, "librefscope.so");
+    writeFileSync(notLibrary, "not a shared library\n");
+    try {
+      for (const [what, path] of [["a missing file", join(directory, "missing.so")], ["not a library", notLibrary]]) {
+        const report = JSON.parse(
+          runScript(testPath("fixtures/load-failure.ts"), { REFSCOPE_LIB: path }).stdout || "{}",
+        );
+        const message = String(report.message);
+        t.eq(report.code, "LIBRARY_NOT_FOUND", `${what}: LIBRARY_NOT_FOUND`);
+        // Deno's wording (which it says twice), Bun's and Node's, each around dlerror's.
+        for (const phrase of ["Could not open library", "Failed to open library", "dlopen failed"]) {
+          t.ok(message.split(phrase).length <= 2, `${what}: "${phrase}" at most once`);
+        }
+        const line = message.split("\n").find((line) => line.startsWith(`  REFSCOPE_LIB: ${path}: `)) ?? "";
+        const reason = line.slice(`  REFSCOPE_LIB: ${path}: `.length);
+        t.ok(reason.length > 0, `${what}: the path, then the reason: ${JSON.stringify(line)}`);
+        // Off Linux the C library's reason may name the path itself (macOS lists every place
+        // it looked); glibc and musl name it before the reason, which the loader drops.
+        if (process.platform === "linux") t.eq(message.split(path).length, 2, `${what}: the path is named once`);
+        t.ok(
+          typeof report.cause === "string" && report.cause !== reason && report.cause.endsWith(reason),
+          `${what}: the runtime's whole error is the cause: ${JSON.stringify(report.cause)}`,
+        );
+        t.ok(/npm run build.*REFSCOPE_LIB/s.test(message), `${what}: and it says what to do`);
+      }
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   await t.test("a Node without node:ffi is UNSUPPORTED_RUNTIME, naming the Node it needs", (t) => {
