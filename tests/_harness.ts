@@ -53,14 +53,14 @@ export function busy(ms: number, poll: () => void = () => {}): void {
 export const runtime: "deno" | "bun" | "node" = "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node";
 
 /**
- * A runtime's arguments to run the script at `path`: on Node, without the warning that
- * `node:ffi` is experimental (tests read what scripts print), with `gc()` exposed, as Bun
- * always has it, and with TurboFan compiling on the JS thread: Node 26.10 can abort at exit
- * when a concurrent compile job is in flight (Node's bug, not refscope's: see
- * `tests/fixtures/node-ffi-exit.ts`).
+ * A runtime's arguments to run the script at `path`: on Deno, `denoFlags` (every permission
+ * unless told); on Node, without the warning that `node:ffi` is experimental (tests read
+ * what scripts print), with `gc()` exposed, as Bun always has it, and with TurboFan
+ * compiling on the JS thread: Node 26.10 can abort at exit when a concurrent compile job is
+ * in flight (Node's bug, not refscope's: see `tests/fixtures/node-ffi-exit.ts`).
  */
-export function runtimeArgs(path: string): string[] {
-  if (runtime === "deno") return ["run", "-A", path];
+export function runtimeArgs(path: string, denoFlags: readonly string[] = ["-A"]): string[] {
+  if (runtime === "deno") return ["run", ...denoFlags, path];
   if (runtime === "node") {
     return ["--disable-warning=ExperimentalWarning", "--expose-gc", "--no-concurrent-recompilation", path];
   }
@@ -84,18 +84,28 @@ const runtimeCommand = process.env.REFSCOPE_TEST_RUNTIME || process.execPath;
 /** Whether the runtime under test runs in an emulator (tests/run's arm64 stage says so). */
 export const emulated = process.env.REFSCOPE_EMULATED === "1";
 
+/** Where a script runs, and with which permissions on Deno, when not as the tests run. */
+export interface ScriptPlace {
+  /** The working directory, which decides which deno.json or package.json Deno finds. */
+  readonly cwd?: string;
+  /** Deno's flags before the script, in place of `-A`. */
+  readonly denoFlags?: readonly string[];
+}
+
 /** Runs a script under the current runtime in a child process, bounded by `timeoutMs`. */
 export function runScript(
   path: string,
   env: Record<string, string> = {},
   timeoutMs = 30_000,
   scriptArgs: readonly string[] = [],
+  place: ScriptPlace = {},
 ): ScriptResult {
-  const args = [...runtimeArgs(path), ...scriptArgs];
+  const args = [...runtimeArgs(path, place.denoFlags), ...scriptArgs];
   const started = performance.now();
   const result = spawnSync(runtimeCommand, args, {
     encoding: "utf8",
     timeout: timeoutMs,
+    cwd: place.cwd,
     env: { ...process.env, ...env },
   });
   return {

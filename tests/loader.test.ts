@@ -2,14 +2,16 @@
 // native/npm/), its reading of the running process's C library, and the loader's order in
 // the checkout. The installed-package path itself is tested from packed tarballs, with no
 // checkout on the path (.ci/check-packages).
-import { readFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { libraryCandidates, platforms, platformsFor, runningLibc } from "@refscope/native";
 import { Counter, nativeLibrary, Status } from "../mod.ts";
 import { Hint } from "../lib/ffi/abi.gen.ts";
-import { backend, errorFromStatus, native } from "../lib/ffi/mod.ts";
-import { runScript, runtime, suite, testPath } from "./_harness.ts";
+import { backend, errorFromStatus, libraryFile, native } from "../lib/ffi/mod.ts";
+import { emulated, runScript, runtime, suite, testPath } from "./_harness.ts";
 
 /**
  * The C library this process was started with, read another way than the resolver does:
@@ -30,6 +32,41 @@ function interpreterLibc(): "glibc" | "musl" | undefined {
     return interpreter.includes("musl") ? "musl" : interpreter.includes("ld-linux") ? "glibc" : undefined;
   }
   return undefined;
+}
+
+/**
+ * A refscope checkout as `git clone` and `npm install` leave one, made in `root/checkout` from
+ * this checkout's files, with its zig-out library a link to the one this process loaded. A
+ * copy, so that its `@refscope/native` is its own: this checkout's node_modules may be
+ * another checkout's (git worktrees share one), and then so would be the resolver.
+ */
+function copyCheckout(root: string): string {
+  const source = fileURLToPath(new URL("../", import.meta.url));
+  const checkout = join(root, "checkout");
+  for (const path of ["mod.ts", "lib", "native/npm", "package.json", "deno.json"]) {
+    cpSync(join(source, path), join(checkout, path), { recursive: true });
+  }
+  mkdirSync(join(checkout, "node_modules", "@refscope"), { recursive: true });
+  symlinkSync("../../native/npm", join(checkout, "node_modules", "@refscope", "native"));
+  const { directory, file } = libraryFile("refscope");
+  mkdirSync(join(checkout, "zig-out", directory), { recursive: true });
+  symlinkSync(nativeLibrary().path, join(checkout, "zig-out", directory, file));
+  return checkout;
+}
+
+/**
+ * Another project, in `root/app`, with no deno.json or package.json: fixtures/outside-app.ts
+ * and its Worker, importing the checkout in `root/checkout` by a relative path.
+ */
+function outsideProject(root: string): string {
+  const app = join(root, "app");
+  mkdirSync(app);
+  for (const name of ["outside-app.ts", "outside-worker.ts"]) {
+    const text = readFileSync(testPath(`fixtures/${name}`), "utf8");
+    if (!text.includes(`from "../../mod.ts"`)) throw new Error(`fixtures/${name} no longer imports ../../mod.ts`);
+    writeFileSync(join(app, name), text.replace(`from "../../mod.ts"`, `from "../checkout/mod.ts"`));
+  }
+  return app;
 }
 
 suite("loader", async (t) => {
@@ -113,11 +150,75 @@ suite("loader", async (t) => {
     t.eq(report.code, "LIBRARY_NOT_FOUND", "LIBRARY_NOT_FOUND");
     const tried = String(report.message).split("\n").filter((line: string) => line.startsWith("  "));
     t.eq(tried.length, 1, `one path tried: ${JSON.stringify(tried)}`);
-    t.ok(tried[0].startsWith(`  REFSCOPE_LIB: ${missing}: `), "REFSCOPE_LIB's, with the runtime's reason");
-    t.ok(
-      typeof report.cause === "string" && tried[0].endsWith(report.cause),
-      `the runtime's own error is the cause: ${JSON.stringify(report.cause)}`,
-    );
+    t.ok(tried[0].startsWith(`  REFSCOPE_LIB: ${missing}: `), "REFSCOPE_LIB's, with the reason it failed");
+  });
+
+  await t.test("a path that fails to open is named once, with the system's reason and not the runtime's words", (t) => {
+    const directory = mkdtempSync(join(tmpdir(), "refscope-loader-"));
+    const notLibrary = join(directory, "librefscope.so");
+    writeFileSync(notLibrary, "not a shared library\n");
+    try {
+      for (const [what, path] of [["a missing file", join(directory, "missing.so")], ["not a library", notLibrary]]) {
+        const report = JSON.parse(
+          runScript(testPath("fixtures/load-failure.ts"), { REFSCOPE_LIB: path }).stdout || "{}",
+        );
+        const message = String(report.message);
+        t.eq(report.code, "LIBRARY_NOT_FOUND", `${what}: LIBRARY_NOT_FOUND`);
+        // Deno's wording (which it says twice), Bun's and Node's, each around dlerror's.
+        for (const phrase of ["Could not open library", "Failed to open library", "dlopen failed"]) {
+          t.ok(message.split(phrase).length <= 2, `${what}: "${phrase}" at most once`);
+        }
+        const line = message.split("\n").find((line) => line.startsWith(`  REFSCOPE_LIB: ${path}: `)) ?? "";
+        const reason = line.slice(`  REFSCOPE_LIB: ${path}: `.length);
+        t.ok(reason.length > 0, `${what}: the path, then the reason: ${JSON.stringify(line)}`);
+        // Off Linux the C library's reason may name the path itself (macOS lists every place
+        // it looked); glibc and musl name it before the reason, which the loader drops.
+        if (process.platform === "linux") t.eq(message.split(path).length, 2, `${what}: the path is named once`);
+        t.ok(
+          typeof report.cause === "string" && report.cause !== reason && report.cause.endsWith(reason),
+          `${what}: the runtime's whole error is the cause: ${JSON.stringify(report.cause)}`,
+        );
+        t.ok(/npm run build.*REFSCOPE_LIB/s.test(message), `${what}: and it says what to do`);
+      }
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  await t.test("a checkout's mod.ts works from another project (Deno: --node-modules-dir=manual; a Worker: read)", (t) => {
+    const root = mkdtempSync(join(tmpdir(), "refscope-outside-"));
+    try {
+      const checkout = copyCheckout(root);
+      const app = outsideProject(root);
+      // The library a child loads: REFSCOPE_LIB when the run sets it (as the musl and arm64
+      // stages do) and the child may read it, else the checkout's build.
+      const override = runtime === "deno" ? undefined : process.env.REFSCOPE_LIB || undefined;
+      const expected = override ?? join(checkout, "zig-out", libraryFile("refscope").directory);
+      const timeoutMs = emulated ? 120_000 : 30_000;
+      // Deno has no import map there, and resolves the checkout's `@refscope/native` from the
+      // checkout's node_modules only when told to. A Worker needs read access to the local
+      // modules it loads: its own, and the checkout's.
+      const runs = [
+        { what: "on this thread", args: [], denoFlags: ["--allow-ffi", "--node-modules-dir=manual"], handlers: 1 },
+        {
+          what: "and with a Worker",
+          args: ["worker"],
+          denoFlags: ["--allow-ffi", "--node-modules-dir=manual", `--allow-read=${app},${checkout}`],
+          handlers: 2,
+        },
+      ];
+      for (const { what, args, denoFlags, handlers } of runs) {
+        const result = runScript(join(app, "outside-app.ts"), {}, timeoutMs, args, { cwd: app, denoFlags });
+        const flags = runtime === "deno" ? ` (deno run ${denoFlags.join(" ")})` : "";
+        const stderr = result.status === 0 ? "" : `: ${result.stderr.slice(0, 600)}`;
+        t.eq(result.status, 0, `${what}${flags}: exits with status 0${stderr}`);
+        const report = JSON.parse(result.stdout.trim().split("\n").at(-1) || "{}");
+        t.eq(report.ran?.length, handlers, `${what}: ${handlers} handler(s) ran, then the counter closed`);
+        t.ok(String(report.library).startsWith(expected), `${what}: loading ${report.library}`);
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   await t.test("a Node without node:ffi is UNSUPPORTED_RUNTIME, naming the Node it needs", (t) => {

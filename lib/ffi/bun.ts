@@ -16,6 +16,7 @@ import process from "node:process";
 import {
   type Backend,
   type Bound,
+  messageWithout,
   type NativeType,
   type Pointer,
   type SymbolSpec,
@@ -75,6 +76,10 @@ export const backend: Backend = {
       } as BunFfi.FFIFunction;
     }
     return bunFfi().dlopen(path, translated).symbols as unknown as Bound<S>;
+  },
+
+  openFailureReason(error: unknown, path: string): string {
+    return messageWithout(error, `Failed to open library "${path}": `);
   },
 
   pointerFromCell(cell: BigUint64Array): Pointer {

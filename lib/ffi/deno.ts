@@ -9,7 +9,15 @@
  *
  * @module
  */
-import type { Backend, Bound, Channel, Pointer, SymbolSpec, Wake } from "./symbols.ts";
+import {
+  type Backend,
+  type Bound,
+  type Channel,
+  messageWithout,
+  type Pointer,
+  type SymbolSpec,
+  type Wake,
+} from "./symbols.ts";
 
 export const backend: Backend = {
   runtime: "deno",
@@ -47,6 +55,11 @@ export const backend: Backend = {
     // The symbol table is written in Deno's own vocabulary, so it passes through as is.
     const library = Deno.dlopen(path, symbols as unknown as Deno.ForeignLibraryInterface);
     return library.symbols as unknown as Bound<S>;
+  },
+
+  openFailureReason(error: unknown): string {
+    // Deno 2.9 says "Could not open library: Could not open library: <dlerror>".
+    return messageWithout(error, "Could not open library: ");
   },
 
   pointerFromCell(cell: BigUint64Array): Pointer {

@@ -95,6 +95,18 @@ function* candidates(): Generator<Candidate> {
 }
 
 /**
+ * Why `path` did not open, in the system's words only: the line that shows it names the
+ * path already, so the runtime's wording is dropped and so is the C library's naming of the
+ * file before its reason (glibc's "<path>: ", musl's "Error loading shared library <path>: ").
+ * The runtime's whole message stays in the error's `cause`.
+ */
+function openFailureReason(error: unknown, path: string): string {
+  const reason = backend.openFailureReason(error, path);
+  const named = reason.indexOf(`${path}: `);
+  return named === -1 ? reason : reason.slice(named + path.length + 2);
+}
+
+/**
  * Opens the first candidate that loads. The error names every path tried and why each
  * failed; its `cause` is the runtime's own error for each one that failed to open (one
  * error, or an `AggregateError` of several).
@@ -114,8 +126,7 @@ function openFirst<S extends Record<string, SymbolSpec>>(
     try {
       return { path: candidate.path, symbols: backend.open(candidate.path, symbols) };
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      failures.push(`  ${candidate.label}: ${candidate.path}: ${message}`);
+      failures.push(`  ${candidate.label}: ${candidate.path}: ${openFailureReason(error, candidate.path)}`);
       errors.push(error);
     }
   }

@@ -28,6 +28,7 @@ import { isMainThread } from "node:worker_threads";
 import {
   type Backend,
   type Bound,
+  messageWithout,
   type NativeType,
   type Pointer,
   type SymbolSpec,
@@ -168,6 +169,10 @@ export const backend: Backend = {
     }
     opened.set(path, library);
     return bound as unknown as Bound<S>;
+  },
+
+  openFailureReason(error: unknown): string {
+    return messageWithout(error, "dlopen failed: ");
   },
 
   pointerFromCell(cell: BigUint64Array): Pointer {

@@ -80,6 +80,11 @@ export interface Backend {
   env(name: string): string | undefined;
   /** Opens a shared library; throws the runtime's error when it cannot. */
   open<S extends Record<string, SymbolSpec>>(path: string, symbols: S): Bound<S>;
+  /**
+   * The system's reason in an error that `open(path)` threw, without the words the runtime
+   * wraps it in: the load error names each path once, with the reason after it.
+   */
+  openFailureReason(error: unknown, path: string): string;
   /** Reads the pointer a native call wrote into an out-parameter cell. */
   pointerFromCell(cell: BigUint64Array): Pointer;
   /**
@@ -125,4 +130,14 @@ export function unrefChannel(name: string, onMessage?: (data: unknown) => void):
   if (onMessage !== undefined) channel.onmessage = (event) => onMessage(event.data);
   channel.unref();
   return { post: (data) => channel.postMessage(data), close: () => channel.close() };
+}
+
+/**
+ * `error`'s message without each leading `prefix`: a runtime's own wording around the
+ * system's message, which Deno repeats.
+ */
+export function messageWithout(error: unknown, prefix: string): string {
+  let message = error instanceof Error ? error.message : String(error);
+  while (message.startsWith(prefix)) message = message.slice(prefix.length);
+  return message;
 }

@@ -11,11 +11,15 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+// Imported, not required: Deno loads a module without read permission, but lets `require`
+// read a file outside node_modules only with --allow-read, and in a refscope checkout this
+// file is native/npm/index.js, which node_modules links to.
+import platformList from "./platforms.json" with { type: "json" };
 
 const require = createRequire(import.meta.url);
 
 /** Every platform a package is published for (see platforms.json). */
-export const platforms = require("./platforms.json");
+export const platforms = platformList;
 
 /**
  * The C library of the running process: "glibc", "musl", or undefined when it cannot be
