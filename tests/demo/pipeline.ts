@@ -6,7 +6,9 @@
  * references when done. Each block is charged to the producer's budget when created and
  * given back by refscope's out-of-scope handler the moment its last reference is gone; the
  * producer waits (`await producer.reserve(bytes)`) whenever the budget is full. The same
- * pipeline then runs without a budget, to show the peak memory the budget saved.
+ * pipeline then runs without a budget. The report sets the budget's peak of live blocks'
+ * bytes beside the process's own peaks, sampled from `process.memoryUsage()` in the same
+ * runs: a released block's buffer stays in memory until the garbage collector frees it.
  *
  *   npm run demo                                     Deno, then Bun, then Node, with the defaults
  *   deno run -A tests/demo/pipeline.ts [options]     one runtime (or: bun tests/demo/pipeline.ts,
@@ -46,13 +48,37 @@ export const defaults: PipelineOptions = {
 export interface RunFigures {
   processed: number;
   seconds: number;
-  /** The budget's peak: bytes of live blocks plus bytes reserved for blocks being made. */
+  /**
+   * The budget's peak: bytes of live blocks plus bytes reserved for blocks being made. This
+   * is the budget's accounting, not memory the process held: see `memory`.
+   */
   peakBytes: number;
   producerWaitedMs: number;
   /** Each block's drop → release latency: from the consumer's release to the budget's. */
   latenciesUs: number[];
   /** Checksum of everything the consumers read (both runs must agree). */
   checksum: number;
+  /** The process's own memory over the run, sampled. */
+  memory: ProcessMemory;
+}
+
+/**
+ * The process's own memory during one run, from `process.memoryUsage()`: sampled every few
+ * milliseconds and after each block is made, when the blocks' bytes have just grown.
+ */
+export interface ProcessMemory {
+  /**
+   * The `process.memoryUsage()` field that counts ArrayBuffers' bytes on this runtime, or
+   * null where none does (see `arrayBufferField`).
+   */
+  arrayBuffersField: "arrayBuffers" | "external" | null;
+  /** That field when the run started, and its highest sample; null where there is no field. */
+  arrayBuffersStartBytes: number | null;
+  arrayBuffersPeakBytes: number | null;
+  /** The resident set when the run started (what earlier runs left), and its highest sample. */
+  rssStartBytes: number;
+  rssPeakBytes: number;
+  samples: number;
 }
 
 /** What the demo reports. */
@@ -69,6 +95,8 @@ export interface PipelineReport {
 }
 
 const MiB = 2 ** 20;
+
+type MemoryUsage = ReturnType<typeof process.memoryUsage>;
 
 /** Runs the pipeline with and without the budget, and reports. `print` gets each line. */
 export async function runPipeline(
@@ -130,9 +158,11 @@ async function runOnce(
   let processed = 0;
   let checksum = 0;
 
+  const memory = new MemorySampler();
+  const sampler = setInterval(() => memory.sample(), 5);
   const live = options.live && process.stdout.isTTY === true;
   const display = new Display(limitBytes, sizes, live, print);
-  const redraw = () => display.draw(produced, processed, queue.length, budget.stats());
+  const redraw = () => display.draw(produced, processed, queue.length, budget.stats(), memory.latest);
   const timer = live ? setInterval(redraw, 100) : undefined;
   const started = performance.now();
 
@@ -142,7 +172,10 @@ async function runOnce(
       const block = reservation.create();
       const data = new Uint8Array(sizes[index]).fill(index & 0xff);
       payloads.set(block.id, data);
-      block.onOutOfScope((id) => void payloads.delete(id)); // the buffer can be collected
+      // The map holds the buffer's last JS reference: once the handler deletes it, the
+      // garbage collector frees the buffer when it next runs, which the runtime decides.
+      block.onOutOfScope((id) => void payloads.delete(id));
+      memory.sample();
       queue.push(block);
       produced++;
       idle.shift()?.();
@@ -173,15 +206,69 @@ async function runOnce(
   while (budget.stats().usedBytes > 0) await new Promise((resolve) => setImmediate(resolve));
   const seconds = (performance.now() - started) / 1000;
   clearInterval(timer);
+  clearInterval(sampler);
+  memory.sample();
   redraw();
   display.finish();
   const stats = budget.stats();
-  return { processed, seconds, peakBytes: stats.peakBytes, producerWaitedMs: stats.waitedMs, latenciesUs, checksum };
+  return {
+    processed,
+    seconds,
+    peakBytes: stats.peakBytes,
+    producerWaitedMs: stats.waitedMs,
+    latenciesUs,
+    checksum,
+    memory: memory.figures(),
+  };
 }
 
 /**
- * Progress bars per stage, and memory against the budget: redrawn in place when live (on a
- * terminal), else drawn once, at the end, as plain text.
+ * The `process.memoryUsage()` field that counts ArrayBuffers' bytes. Node's `arrayBuffers`
+ * does. Deno 2.9 reports `arrayBuffers` as 0, but V8 counts every ArrayBuffer's bytes in
+ * `external` (with about a MiB of Deno's own), and takes a freed one out only at the next
+ * collection after the one that freed it. Bun 1.4 reports `arrayBuffers` as 0 and leaves
+ * ArrayBuffers out of `external`, so on Bun only the resident set shows the blocks.
+ */
+export function arrayBufferField(): ProcessMemory["arrayBuffersField"] {
+  if ("Bun" in globalThis) return null;
+  return "Deno" in globalThis ? "external" : "arrayBuffers";
+}
+
+/** Highest figures of `process.memoryUsage()` over one run; the first sample is the start. */
+class MemorySampler {
+  readonly #field = arrayBufferField();
+  readonly #start = process.memoryUsage();
+  #arrayBuffersPeakBytes = this.#field === null ? 0 : this.#start[this.#field];
+  #rssPeakBytes = this.#start.rss;
+  #samples = 1;
+  /** The last sample, for the progress display. */
+  latest = this.#start;
+
+  sample(): void {
+    const usage = process.memoryUsage();
+    this.latest = usage;
+    if (this.#field !== null) this.#arrayBuffersPeakBytes = Math.max(this.#arrayBuffersPeakBytes, usage[this.#field]);
+    this.#rssPeakBytes = Math.max(this.#rssPeakBytes, usage.rss);
+    this.#samples++;
+  }
+
+  figures(): ProcessMemory {
+    const field = this.#field;
+    return {
+      arrayBuffersField: field,
+      arrayBuffersStartBytes: field === null ? null : this.#start[field],
+      arrayBuffersPeakBytes: field === null ? null : this.#arrayBuffersPeakBytes,
+      rssStartBytes: this.#start.rss,
+      rssPeakBytes: this.#rssPeakBytes,
+      samples: this.#samples,
+    };
+  }
+}
+
+/**
+ * Progress bars per stage, the budget's live blocks against its limit, and the process's
+ * memory as last sampled: redrawn in place when live (on a terminal), else drawn once, at the
+ * end, as plain text.
  */
 class Display {
   #lines = 0;
@@ -201,16 +288,24 @@ class Display {
     this.#scale = Number.isFinite(limitBytes) ? limitBytes : sizes.reduce((total, size) => total + size, 0);
   }
 
-  draw(produced: number, processed: number, queued: number, stats: ReturnType<MemoryBudget["stats"]>): void {
+  draw(
+    produced: number,
+    processed: number,
+    queued: number,
+    stats: ReturnType<MemoryBudget["stats"]>,
+    usage: MemoryUsage,
+  ): void {
     const total = this.sizes.length;
     const heading = Number.isFinite(this.limitBytes) ? `with a ${format(this.limitBytes)} budget` : "without a budget";
-    const memory = stats.usedBytes + stats.reservedBytes;
+    const live = stats.usedBytes + stats.reservedBytes;
+    const field = arrayBufferField();
     const lines = [
       heading,
       `  produce  ${bar(produced / total)}  ${produced}/${total} blocks`,
       `  consume  ${bar(processed / total)}  ${processed}/${total} blocks, ${queued} queued`,
-      `  memory   ${bar(memory / this.#scale)}  ${format(memory)} in use, peak ${format(stats.peakBytes)}` +
+      `  budget   ${bar(live / this.#scale)}  ${format(live)} of live blocks, peak ${format(stats.peakBytes)}` +
       (stats.waiting > 0 ? ", producer waiting" : ""),
+      `  process  ${field === null ? "" : `${field} ${format(usage[field])}, `}RSS ${format(usage.rss)}`,
     ];
     if (!this.live) return this.print(lines.map((line) => `${line}\n`).join(""));
     const up = this.#lines > 0 ? `\x1b[${this.#lines}A` : "";
@@ -230,19 +325,37 @@ function bar(fraction: number, width = 30): string {
 }
 
 function formatReport(report: PipelineReport): string {
-  const { withBudget, withoutBudget } = report;
-  const saved = 1 - withBudget.peakBytes / withoutBudget.peakBytes;
+  const { withBudget: on, withoutBudget: off } = report;
+  const row = (label: string, withBudget: string, without = "", note = "") =>
+    `  ${label.padEnd(28)}${withBudget.padEnd(24)}${without.padEnd(24)}${note}`.trimEnd();
+  const less = (withBudget: number, without: number) => `${((1 - withBudget / without) * 100).toFixed(0)}% less`;
+  const seconds = (value: number) => `${value.toFixed(2)} s`;
+  const field = on.memory.arrayBuffersField;
+  const [peakOn, peakOff] = [on.memory.arrayBuffersPeakBytes ?? 0, off.memory.arrayBuffersPeakBytes ?? 0];
+  const arrayBuffers = field === null
+    ? row("process arrayBuffers, peak", `not reported by ${report.runtime}`)
+    : row(`process ${field}, peak`, format(peakOn), format(peakOff), less(peakOn, peakOff));
   return [
     `report (${report.runtime})`,
-    `  blocks processed       ${withBudget.processed} of ${report.options.blocks} (${
-      format(report.totalBytes)
-    } in all)`,
-    `  peak with the budget   ${format(withBudget.peakBytes)} (budget ${format(report.budgetBytes)}), ` +
-    `in ${withBudget.seconds.toFixed(2)} s; the producer waited ${(withBudget.producerWaitedMs / 1000).toFixed(2)} s`,
-    `  peak without a budget  ${format(withoutBudget.peakBytes)}, in ${withoutBudget.seconds.toFixed(2)} s`,
-    `  peak memory saved      ${(saved * 100).toFixed(0)}%`,
-    `  drop → release         p50 ${report.p50Us.toFixed(0)} µs, p99 ${report.p99Us.toFixed(0)} µs ` +
-    `(the consumer's release to the budget getting the bytes back)`,
+    row("blocks processed", `${on.processed} of ${report.options.blocks} (${format(report.totalBytes)} in all)`),
+    row("", `with a ${format(report.budgetBytes)} budget`, "without a budget"),
+    row("time", seconds(on.seconds), seconds(off.seconds)),
+    row("producer waited", seconds(on.producerWaitedMs / 1000), seconds(off.producerWaitedMs / 1000)),
+    row("live block bytes, peak", format(on.peakBytes), format(off.peakBytes), less(on.peakBytes, off.peakBytes)),
+    arrayBuffers,
+    row("process RSS, peak", format(on.memory.rssPeakBytes), format(off.memory.rssPeakBytes)),
+    row("process RSS at the start", format(on.memory.rssStartBytes), format(off.memory.rssStartBytes)),
+    row("drop → release", `p50 ${report.p50Us.toFixed(0)} µs, p99 ${report.p99Us.toFixed(0)} µs`) +
+    " (the consumer's release to the budget getting the bytes back)",
+    "",
+    "  live block bytes: the budget's count of the blocks made and not yet released, not memory.",
+    "  process: process.memoryUsage(), sampled every 5 ms and after each block made; the RSS at",
+    "  the start (what the process held before that run) is shown, not subtracted.",
+    "  A released block's buffer is freed only when the garbage collector runs, which the",
+    "  runtime decides.",
+    ...(field === "external"
+      ? ["  Deno reports arrayBuffers as 0; external counts them, but drops a freed one a collection late."]
+      : []),
     "",
   ].join("\n") + "\n";
 }
