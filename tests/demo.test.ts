@@ -13,6 +13,7 @@ const small: PipelineOptions = {
   workMs: 2,
   seed: 7,
   live: false,
+  gc: false,
 };
 
 const MiB = 2 ** 20;
@@ -36,6 +37,7 @@ suite("demo", async (t) => {
     t.eq(withBudget.latenciesUs.length, 60, "a drop → release latency for every block");
     t.ok(report.p50Us >= 0 && report.p50Us <= report.p99Us, `p50 ${report.p50Us} <= p99 ${report.p99Us} µs`);
     t.ok(withBudget.producerWaitedMs > 0, "the producer was throttled");
+    t.eq(report.collectEveryBytes, null, "without --gc the runtime alone decides when to collect");
 
     for (const [name, { memory }] of [["with the budget", withBudget], ["without", withoutBudget]] as const) {
       t.eq(memory.arrayBuffersField, arrayBufferField(), `${name}: the figures come from the runtime's field`);
@@ -69,7 +71,7 @@ suite("demo", async (t) => {
         "drop → release",
         "the budget's count of the blocks made and not yet released, not memory",
         "freed only when the garbage collector runs",
-        "which the\n  runtime decides",
+        "when the runtime chose (--gc: after each quarter of the budget dropped)",
       ]
     ) {
       t.ok(text.includes(heading), `the report shows "${heading}"`);
@@ -91,6 +93,24 @@ suite("demo", async (t) => {
     if (field === null) t.ok(usage.external < buffer.length, `nor does external ${usage.external}`);
     t.ok(usage.rss >= buffer.length, `the resident set (${usage.rss}) holds it`);
     return Promise.resolve();
+  });
+
+  await t.test("--gc collects after each quarter of the budget dropped, where gc() is exposed", async (t) => {
+    const global = globalThis as { gc?: unknown };
+    const lines: string[] = [];
+    const running = runPipeline({ ...small, gc: true }, (text) => void lines.push(text));
+    if (runtime !== "bun" && typeof global.gc !== "function") {
+      const error = await running.then(() => undefined, (error: Error) => error);
+      t.ok(error?.message.includes("--expose-gc"), `without gc() it says how to expose it: ${error?.message}`);
+      return;
+    }
+    const report = await within(running, 30_000, "the pipeline with --gc");
+    t.eq(report.withBudget.processed + report.withoutBudget.processed, 120, "every block processed, in both runs");
+    t.eq(report.collectEveryBytes, report.budgetBytes / 4, "a collection after each quarter of the budget");
+    t.ok(
+      lines.join("").includes(`after each ${(report.budgetBytes / 4 / 1024).toFixed(1)} KiB of blocks dropped (--gc)`),
+      "and says so",
+    );
   });
 
   await t.test("the command line runs the demo and rejects bad options", (t) => {

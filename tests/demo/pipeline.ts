@@ -15,7 +15,9 @@
  *                                                    node tests/demo/pipeline.ts)
  *
  * Options: --blocks N (300), --block-kib MIN[-MAX] (256-1024), --budget-mib N (16),
- * --consumers N (4), --work-ms N (25: a consumer's time per block), --seed N, --no-live.
+ * --consumers N (4), --work-ms N (25: a consumer's time per block), --seed N, --no-live,
+ * --gc (collect garbage after each quarter of the budget dropped; Deno and Node need gc()
+ * exposed, which `npm run demo` does).
  */
 import process from "node:process";
 import { setImmediate } from "node:timers";
@@ -32,6 +34,12 @@ export interface PipelineOptions {
   seed: number;
   /** Redraw progress bars while running (on a terminal). */
   live: boolean;
+  /**
+   * Collect garbage from the out-of-scope handler each time blocks of a quarter of the budget
+   * have been dropped since the last collection (in both runs), rather than when the runtime
+   * chooses to.
+   */
+  gc: boolean;
 }
 
 export const defaults: PipelineOptions = {
@@ -42,6 +50,7 @@ export const defaults: PipelineOptions = {
   workMs: 25,
   seed: 1,
   live: true,
+  gc: false,
 };
 
 /** One run of the pipeline. */
@@ -90,6 +99,8 @@ export interface PipelineReport {
   totalBytes: number;
   withBudget: RunFigures;
   withoutBudget: RunFigures;
+  /** Bytes of blocks dropped between the demo's garbage collections (`--gc`), else null. */
+  collectEveryBytes: number | null;
   p50Us: number;
   p99Us: number;
 }
@@ -114,8 +125,9 @@ export async function runPipeline(
     `refscope pipeline demo on ${runtime}: ${options.blocks} blocks of ${options.blockKiB.join("-")} KiB, ` +
       `${options.consumers} consumers at ${options.workMs} ms a block\n\n`,
   );
-  const withBudget = await runOnce(options, sizes, budgetBytes, print);
-  const withoutBudget = await runOnce(options, sizes, Infinity, print);
+  const collect = options.gc ? collector(budgetBytes) : undefined;
+  const withBudget = await runOnce(options, sizes, budgetBytes, print, collect);
+  const withoutBudget = await runOnce(options, sizes, Infinity, print, collect);
   const sorted = [...withBudget.latenciesUs].sort((a, b) => a - b);
   const report: PipelineReport = {
     runtime,
@@ -125,6 +137,7 @@ export async function runPipeline(
     totalBytes: sizes.reduce((total, size) => total + size, 0),
     withBudget,
     withoutBudget,
+    collectEveryBytes: collect === undefined ? null : collect.everyBytes,
     p50Us: percentile(sorted, 0.5),
     p99Us: percentile(sorted, 0.99),
   };
@@ -132,12 +145,16 @@ export async function runPipeline(
   return report;
 }
 
-/** One pass of the pipeline; `limitBytes` Infinity is the unthrottled baseline. */
+/**
+ * One pass of the pipeline; `limitBytes` Infinity is the unthrottled baseline. `collect`, if
+ * given, is called after each quarter of the budget's bytes has been dropped.
+ */
 async function runOnce(
   options: PipelineOptions,
   sizes: readonly number[],
   limitBytes: number,
   print: (text: string) => void,
+  collect?: Collector,
 ): Promise<RunFigures> {
   await using counter = new Counter();
   const dropped = new Map<number, number>(); // object id → when its consumer let go
@@ -157,6 +174,7 @@ async function runOnce(
   let produced = 0;
   let processed = 0;
   let checksum = 0;
+  let droppedBytes = 0; // since the last collection the demo ran
 
   const memory = new MemorySampler();
   const sampler = setInterval(() => memory.sample(), 5);
@@ -172,9 +190,15 @@ async function runOnce(
       const block = reservation.create();
       const data = new Uint8Array(sizes[index]).fill(index & 0xff);
       payloads.set(block.id, data);
-      // The map holds the buffer's last JS reference: once the handler deletes it, the
-      // garbage collector frees the buffer when it next runs, which the runtime decides.
-      block.onOutOfScope((id) => void payloads.delete(id));
+      block.onOutOfScope((id) => {
+        // The map held the buffer's last JS reference (this handler holds none, so as not to
+        // keep it alive): the garbage collector frees it when it next runs, which the runtime
+        // decides unless the demo was asked to (--gc).
+        payloads.delete(id);
+        if (collect === undefined || (droppedBytes += sizes[index]) < collect.everyBytes) return;
+        droppedBytes = 0;
+        collect.run();
+      });
       memory.sample();
       queue.push(block);
       produced++;
@@ -220,6 +244,25 @@ async function runOnce(
     checksum,
     memory: memory.figures(),
   };
+}
+
+/** A garbage collection the demo may run, and after how many bytes dropped. */
+interface Collector {
+  run: () => void;
+  everyBytes: number;
+}
+
+/** The runtime's full garbage collection: Bun always has one, Deno and Node only when asked. */
+function collector(budgetBytes: number): Collector {
+  const global = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
+  const run = global.Bun ? () => global.Bun!.gc(true) : global.gc;
+  if (run === undefined) {
+    throw new Error("--gc needs gc() exposed: deno run --v8-flags=--expose-gc, or node --expose-gc");
+  }
+  // A quarter of the budget: the buffers dropped and not yet collected then add at most that
+  // to what the process holds, for four full collections per budget's worth of blocks, each
+  // of which stops the JS thread for a few milliseconds.
+  return { run, everyBytes: budgetBytes / 4 };
 }
 
 /**
@@ -335,6 +378,9 @@ function formatReport(report: PipelineReport): string {
   const arrayBuffers = field === null
     ? row("process arrayBuffers, peak", `not reported by ${report.runtime}`)
     : row(`process ${field}, peak`, format(peakOn), format(peakOff), less(peakOn, peakOff));
+  const collection = report.collectEveryBytes === null
+    ? "when the runtime chose (--gc: after each quarter of the budget dropped)."
+    : `after each ${format(report.collectEveryBytes)} of blocks dropped (--gc).`;
   return [
     `report (${report.runtime})`,
     row("blocks processed", `${on.processed} of ${report.options.blocks} (${format(report.totalBytes)} in all)`),
@@ -351,8 +397,8 @@ function formatReport(report: PipelineReport): string {
     "  live block bytes: the budget's count of the blocks made and not yet released, not memory.",
     "  process: process.memoryUsage(), sampled every 5 ms and after each block made; the RSS at",
     "  the start (what the process held before that run) is shown, not subtracted.",
-    "  A released block's buffer is freed only when the garbage collector runs, which the",
-    "  runtime decides.",
+    "  A released block's buffer is freed only when the garbage collector runs: here",
+    `  ${collection}`,
     ...(field === "external"
       ? ["  Deno reports arrayBuffers as 0; external counts them, but drops a freed one a collection late."]
       : []),
@@ -395,6 +441,10 @@ export function parseOptions(args: readonly string[]): PipelineOptions {
     const name = args[index];
     if (name === "--no-live") {
       options.live = false;
+      continue;
+    }
+    if (name === "--gc") {
+      options.gc = true;
       continue;
     }
     const value = args[++index];
