@@ -6,14 +6,18 @@
  * references when done. Each block is charged to the producer's budget when created and
  * given back by refscope's out-of-scope handler the moment its last reference is gone; the
  * producer waits (`await producer.reserve(bytes)`) whenever the budget is full. The same
- * pipeline then runs without a budget, to show the peak memory the budget saved.
+ * pipeline then runs without a budget. The report sets the budget's peak of live blocks'
+ * bytes beside the process's own peaks, sampled from `process.memoryUsage()` in the same
+ * runs: a released block's buffer stays in memory until the garbage collector frees it.
  *
  *   npm run demo                                     Deno, then Bun, then Node, with the defaults
  *   deno run -A tests/demo/pipeline.ts [options]     one runtime (or: bun tests/demo/pipeline.ts,
  *                                                    node tests/demo/pipeline.ts)
  *
  * Options: --blocks N (300), --block-kib MIN[-MAX] (256-1024), --budget-mib N (16),
- * --consumers N (4), --work-ms N (25: a consumer's time per block), --seed N, --no-live.
+ * --consumers N (4), --work-ms N (25: a consumer's time per block), --seed N, --no-live,
+ * --gc (collect garbage after each quarter of the budget dropped; Deno and Node need gc()
+ * exposed, which `npm run demo` does).
  */
 import process from "node:process";
 import { setImmediate } from "node:timers";
@@ -30,6 +34,12 @@ export interface PipelineOptions {
   seed: number;
   /** Redraw progress bars while running (on a terminal). */
   live: boolean;
+  /**
+   * Collect garbage from the out-of-scope handler each time blocks of a quarter of the budget
+   * have been dropped since the last collection (in both runs), rather than when the runtime
+   * chooses to.
+   */
+  gc: boolean;
 }
 
 export const defaults: PipelineOptions = {
@@ -40,19 +50,44 @@ export const defaults: PipelineOptions = {
   workMs: 25,
   seed: 1,
   live: true,
+  gc: false,
 };
 
 /** One run of the pipeline. */
 export interface RunFigures {
   processed: number;
   seconds: number;
-  /** The budget's peak: bytes of live blocks plus bytes reserved for blocks being made. */
+  /**
+   * The budget's peak: bytes of live blocks plus bytes reserved for blocks being made. This
+   * is the budget's accounting, not memory the process held: see `memory`.
+   */
   peakBytes: number;
   producerWaitedMs: number;
   /** Each block's drop → release latency: from the consumer's release to the budget's. */
   latenciesUs: number[];
   /** Checksum of everything the consumers read (both runs must agree). */
   checksum: number;
+  /** The process's own memory over the run, sampled. */
+  memory: ProcessMemory;
+}
+
+/**
+ * The process's own memory during one run, from `process.memoryUsage()`: sampled every few
+ * milliseconds and after each block is made, when the blocks' bytes have just grown.
+ */
+export interface ProcessMemory {
+  /**
+   * The `process.memoryUsage()` field that counts ArrayBuffers' bytes on this runtime, or
+   * null where none does (see `arrayBufferField`).
+   */
+  arrayBuffersField: "arrayBuffers" | "external" | null;
+  /** That field when the run started, and its highest sample; null where there is no field. */
+  arrayBuffersStartBytes: number | null;
+  arrayBuffersPeakBytes: number | null;
+  /** The resident set when the run started (what earlier runs left), and its highest sample. */
+  rssStartBytes: number;
+  rssPeakBytes: number;
+  samples: number;
 }
 
 /** What the demo reports. */
@@ -64,11 +99,15 @@ export interface PipelineReport {
   totalBytes: number;
   withBudget: RunFigures;
   withoutBudget: RunFigures;
+  /** Bytes of blocks dropped between the demo's garbage collections (`--gc`), else null. */
+  collectEveryBytes: number | null;
   p50Us: number;
   p99Us: number;
 }
 
 const MiB = 2 ** 20;
+
+type MemoryUsage = ReturnType<typeof process.memoryUsage>;
 
 /** Runs the pipeline with and without the budget, and reports. `print` gets each line. */
 export async function runPipeline(
@@ -86,8 +125,9 @@ export async function runPipeline(
     `refscope pipeline demo on ${runtime}: ${options.blocks} blocks of ${options.blockKiB.join("-")} KiB, ` +
       `${options.consumers} consumers at ${options.workMs} ms a block\n\n`,
   );
-  const withBudget = await runOnce(options, sizes, budgetBytes, print);
-  const withoutBudget = await runOnce(options, sizes, Infinity, print);
+  const collect = options.gc ? collector(budgetBytes) : undefined;
+  const withBudget = await runOnce(options, sizes, budgetBytes, print, collect);
+  const withoutBudget = await runOnce(options, sizes, Infinity, print, collect);
   const sorted = [...withBudget.latenciesUs].sort((a, b) => a - b);
   const report: PipelineReport = {
     runtime,
@@ -97,6 +137,7 @@ export async function runPipeline(
     totalBytes: sizes.reduce((total, size) => total + size, 0),
     withBudget,
     withoutBudget,
+    collectEveryBytes: collect === undefined ? null : collect.everyBytes,
     p50Us: percentile(sorted, 0.5),
     p99Us: percentile(sorted, 0.99),
   };
@@ -104,12 +145,16 @@ export async function runPipeline(
   return report;
 }
 
-/** One pass of the pipeline; `limitBytes` Infinity is the unthrottled baseline. */
+/**
+ * One pass of the pipeline; `limitBytes` Infinity is the unthrottled baseline. `collect`, if
+ * given, is called after each quarter of the budget's bytes has been dropped.
+ */
 async function runOnce(
   options: PipelineOptions,
   sizes: readonly number[],
   limitBytes: number,
   print: (text: string) => void,
+  collect?: Collector,
 ): Promise<RunFigures> {
   await using counter = new Counter();
   const dropped = new Map<number, number>(); // object id → when its consumer let go
@@ -129,10 +174,13 @@ async function runOnce(
   let produced = 0;
   let processed = 0;
   let checksum = 0;
+  let droppedBytes = 0; // since the last collection the demo ran
 
+  const memory = new MemorySampler();
+  const sampler = setInterval(() => memory.sample(), 5);
   const live = options.live && process.stdout.isTTY === true;
   const display = new Display(limitBytes, sizes, live, print);
-  const redraw = () => display.draw(produced, processed, queue.length, budget.stats());
+  const redraw = () => display.draw(produced, processed, queue.length, budget.stats(), memory.latest);
   const timer = live ? setInterval(redraw, 100) : undefined;
   const started = performance.now();
 
@@ -142,7 +190,16 @@ async function runOnce(
       const block = reservation.create();
       const data = new Uint8Array(sizes[index]).fill(index & 0xff);
       payloads.set(block.id, data);
-      block.onOutOfScope((id) => void payloads.delete(id)); // the buffer can be collected
+      block.onOutOfScope((id) => {
+        // The map held the buffer's last JS reference (this handler holds none, so as not to
+        // keep it alive): the garbage collector frees it when it next runs, which the runtime
+        // decides unless the demo was asked to (--gc).
+        payloads.delete(id);
+        if (collect === undefined || (droppedBytes += sizes[index]) < collect.everyBytes) return;
+        droppedBytes = 0;
+        collect.run();
+      });
+      memory.sample();
       queue.push(block);
       produced++;
       idle.shift()?.();
@@ -173,15 +230,88 @@ async function runOnce(
   while (budget.stats().usedBytes > 0) await new Promise((resolve) => setImmediate(resolve));
   const seconds = (performance.now() - started) / 1000;
   clearInterval(timer);
+  clearInterval(sampler);
+  memory.sample();
   redraw();
   display.finish();
   const stats = budget.stats();
-  return { processed, seconds, peakBytes: stats.peakBytes, producerWaitedMs: stats.waitedMs, latenciesUs, checksum };
+  return {
+    processed,
+    seconds,
+    peakBytes: stats.peakBytes,
+    producerWaitedMs: stats.waitedMs,
+    latenciesUs,
+    checksum,
+    memory: memory.figures(),
+  };
+}
+
+/** A garbage collection the demo may run, and after how many bytes dropped. */
+interface Collector {
+  run: () => void;
+  everyBytes: number;
+}
+
+/** The runtime's full garbage collection: Bun always has one, Deno and Node only when asked. */
+function collector(budgetBytes: number): Collector {
+  const global = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
+  const run = global.Bun ? () => global.Bun!.gc(true) : global.gc;
+  if (run === undefined) {
+    throw new Error("--gc needs gc() exposed: deno run --v8-flags=--expose-gc, or node --expose-gc");
+  }
+  // A quarter of the budget: the buffers dropped and not yet collected then add at most that
+  // to what the process holds, for four full collections per budget's worth of blocks, each
+  // of which stops the JS thread for a few milliseconds.
+  return { run, everyBytes: budgetBytes / 4 };
 }
 
 /**
- * Progress bars per stage, and memory against the budget: redrawn in place when live (on a
- * terminal), else drawn once, at the end, as plain text.
+ * The `process.memoryUsage()` field that counts ArrayBuffers' bytes. Node's `arrayBuffers`
+ * does. Deno 2.9 reports `arrayBuffers` as 0, but V8 counts every ArrayBuffer's bytes in
+ * `external` (with about a MiB of Deno's own), and takes a freed one out only at the next
+ * collection after the one that freed it. Bun 1.4 reports `arrayBuffers` as 0 and leaves
+ * ArrayBuffers out of `external`, so on Bun only the resident set shows the blocks.
+ */
+export function arrayBufferField(): ProcessMemory["arrayBuffersField"] {
+  if ("Bun" in globalThis) return null;
+  return "Deno" in globalThis ? "external" : "arrayBuffers";
+}
+
+/** Highest figures of `process.memoryUsage()` over one run; the first sample is the start. */
+class MemorySampler {
+  readonly #field = arrayBufferField();
+  readonly #start = process.memoryUsage();
+  #arrayBuffersPeakBytes = this.#field === null ? 0 : this.#start[this.#field];
+  #rssPeakBytes = this.#start.rss;
+  #samples = 1;
+  /** The last sample, for the progress display. */
+  latest = this.#start;
+
+  sample(): void {
+    const usage = process.memoryUsage();
+    this.latest = usage;
+    if (this.#field !== null) this.#arrayBuffersPeakBytes = Math.max(this.#arrayBuffersPeakBytes, usage[this.#field]);
+    this.#rssPeakBytes = Math.max(this.#rssPeakBytes, usage.rss);
+    this.#samples++;
+  }
+
+  figures(): ProcessMemory {
+    const field = this.#field;
+    return {
+      arrayBuffersField: field,
+      arrayBuffersStartBytes: field === null ? null : this.#start[field],
+      arrayBuffersPeakBytes: field === null ? null : this.#arrayBuffersPeakBytes,
+      rssStartBytes: this.#start.rss,
+      rssPeakBytes: this.#rssPeakBytes,
+      samples: this.#samples,
+    };
+  }
+}
+
+/**
+ * Progress bars per stage, the budget's live blocks against its limit, and the process's
+ * memory as last sampled: redrawn in place when live (on a terminal), else drawn once, at the
+ * end, as plain text.
  */
 class Display {
   #lines = 0;
@@ -201,16 +331,24 @@ class Display {
     this.#scale = Number.isFinite(limitBytes) ? limitBytes : sizes.reduce((total, size) => total + size, 0);
   }
 
-  draw(produced: number, processed: number, queued: number, stats: ReturnType<MemoryBudget["stats"]>): void {
+  draw(
+    produced: number,
+    processed: number,
+    queued: number,
+    stats: ReturnType<MemoryBudget["stats"]>,
+    usage: MemoryUsage,
+  ): void {
     const total = this.sizes.length;
     const heading = Number.isFinite(this.limitBytes) ? `with a ${format(this.limitBytes)} budget` : "without a budget";
-    const memory = stats.usedBytes + stats.reservedBytes;
+    const live = stats.usedBytes + stats.reservedBytes;
+    const field = arrayBufferField();
     const lines = [
       heading,
       `  produce  ${bar(produced / total)}  ${produced}/${total} blocks`,
       `  consume  ${bar(processed / total)}  ${processed}/${total} blocks, ${queued} queued`,
-      `  memory   ${bar(memory / this.#scale)}  ${format(memory)} in use, peak ${format(stats.peakBytes)}` +
+      `  budget   ${bar(live / this.#scale)}  ${format(live)} of live blocks, peak ${format(stats.peakBytes)}` +
       (stats.waiting > 0 ? ", producer waiting" : ""),
+      `  process  ${field === null ? "" : `${field} ${format(usage[field])}, `}RSS ${format(usage.rss)}`,
     ];
     if (!this.live) return this.print(lines.map((line) => `${line}\n`).join(""));
     const up = this.#lines > 0 ? `\x1b[${this.#lines}A` : "";
@@ -230,19 +368,40 @@ function bar(fraction: number, width = 30): string {
 }
 
 function formatReport(report: PipelineReport): string {
-  const { withBudget, withoutBudget } = report;
-  const saved = 1 - withBudget.peakBytes / withoutBudget.peakBytes;
+  const { withBudget: on, withoutBudget: off } = report;
+  const row = (label: string, withBudget: string, without = "", note = "") =>
+    `  ${label.padEnd(28)}${withBudget.padEnd(24)}${without.padEnd(24)}${note}`.trimEnd();
+  const less = (withBudget: number, without: number) => `${((1 - withBudget / without) * 100).toFixed(0)}% less`;
+  const seconds = (value: number) => `${value.toFixed(2)} s`;
+  const field = on.memory.arrayBuffersField;
+  const [peakOn, peakOff] = [on.memory.arrayBuffersPeakBytes ?? 0, off.memory.arrayBuffersPeakBytes ?? 0];
+  const arrayBuffers = field === null
+    ? row("process arrayBuffers, peak", `not reported by ${report.runtime}`)
+    : row(`process ${field}, peak`, format(peakOn), format(peakOff), less(peakOn, peakOff));
+  const collection = report.collectEveryBytes === null
+    ? "when the runtime chose (--gc: after each quarter of the budget dropped)."
+    : `after each ${format(report.collectEveryBytes)} of blocks dropped (--gc).`;
   return [
     `report (${report.runtime})`,
-    `  blocks processed       ${withBudget.processed} of ${report.options.blocks} (${
-      format(report.totalBytes)
-    } in all)`,
-    `  peak with the budget   ${format(withBudget.peakBytes)} (budget ${format(report.budgetBytes)}), ` +
-    `in ${withBudget.seconds.toFixed(2)} s; the producer waited ${(withBudget.producerWaitedMs / 1000).toFixed(2)} s`,
-    `  peak without a budget  ${format(withoutBudget.peakBytes)}, in ${withoutBudget.seconds.toFixed(2)} s`,
-    `  peak memory saved      ${(saved * 100).toFixed(0)}%`,
-    `  drop → release         p50 ${report.p50Us.toFixed(0)} µs, p99 ${report.p99Us.toFixed(0)} µs ` +
-    `(the consumer's release to the budget getting the bytes back)`,
+    row("blocks processed", `${on.processed} of ${report.options.blocks} (${format(report.totalBytes)} in all)`),
+    row("", `with a ${format(report.budgetBytes)} budget`, "without a budget"),
+    row("time", seconds(on.seconds), seconds(off.seconds)),
+    row("producer waited", seconds(on.producerWaitedMs / 1000), seconds(off.producerWaitedMs / 1000)),
+    row("live block bytes, peak", format(on.peakBytes), format(off.peakBytes), less(on.peakBytes, off.peakBytes)),
+    arrayBuffers,
+    row("process RSS, peak", format(on.memory.rssPeakBytes), format(off.memory.rssPeakBytes)),
+    row("process RSS at the start", format(on.memory.rssStartBytes), format(off.memory.rssStartBytes)),
+    row("drop → release", `p50 ${report.p50Us.toFixed(0)} µs, p99 ${report.p99Us.toFixed(0)} µs`) +
+    " (the consumer's release to the budget getting the bytes back)",
+    "",
+    "  live block bytes: the budget's count of the blocks made and not yet released, not memory.",
+    "  process: process.memoryUsage(), sampled every 5 ms and after each block made; the RSS at",
+    "  the start (what the process held before that run) is shown, not subtracted.",
+    "  A released block's buffer is freed only when the garbage collector runs: here",
+    `  ${collection}`,
+    ...(field === "external"
+      ? ["  Deno reports arrayBuffers as 0; external counts them, but drops a freed one a collection late."]
+      : []),
     "",
   ].join("\n") + "\n";
 }
@@ -282,6 +441,10 @@ export function parseOptions(args: readonly string[]): PipelineOptions {
     const name = args[index];
     if (name === "--no-live") {
       options.live = false;
+      continue;
+    }
+    if (name === "--gc") {
+      options.gc = true;
       continue;
     }
     const value = args[++index];
