@@ -142,7 +142,8 @@ export class HandlerTiming {
       this.#report({ objectId, handler, ms, pending: true });
     };
     const arm = (delay: number) => {
-      timer = setTimeout(check, Math.ceil(delay));
+      // A handler that ran past the threshold before it returned its promise is checked at once.
+      timer = setTimeout(check, Math.max(0, Math.ceil(delay)));
       // Watching a handler must not keep the process alive.
       (timer as { unref?: () => void }).unref?.();
     };

@@ -1,8 +1,7 @@
 // The README's first command: the pipeline demo runs to completion, the budget holds its
 // peak to the budget (plus at most one block), the report's figures add up, and it sets the
 // process's own memory beside the budget's count, each labelled for what it measures.
-import process from "node:process";
-import { arrayBufferField, type PipelineOptions, runPipeline } from "./demo/pipeline.ts";
+import { arrayBufferField, memoryUsage, type PipelineOptions, runPipeline } from "./demo/pipeline.ts";
 import { runScript, runtime, suite, testPath, within } from "./_harness.ts";
 
 const small: PipelineOptions = {
@@ -82,7 +81,7 @@ suite("demo", async (t) => {
 
   await t.test("the field the demo reads counts ArrayBuffers on this runtime, and the others do not", (t) => {
     const buffer = new Uint8Array(8 * MiB).fill(1);
-    const usage = process.memoryUsage();
+    const usage = memoryUsage();
     const field = arrayBufferField();
     t.eq(field, ({ deno: "external", bun: null, node: "arrayBuffers" } as const)[runtime], `${runtime} reads ${field}`);
     if (field !== null) t.ok(usage[field] >= buffer.length, `${field} ${usage[field]} counts a live 8 MiB buffer`);

@@ -19,6 +19,7 @@
  * --gc (collect garbage after each quarter of the budget dropped; Deno and Node need gc()
  * exposed, which `npm run demo` does).
  */
+import { readFileSync } from "node:fs";
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import { Counter, MemoryBudget, type Ref } from "../../mod.ts";
@@ -277,10 +278,26 @@ export function arrayBufferField(): ProcessMemory["arrayBuffersField"] {
   return "Deno" in globalThis ? "external" : "arrayBuffers";
 }
 
+/**
+ * `process.memoryUsage()`, with the resident set read from `/proc/self/status` where the
+ * runtime reports it as 0 (Bun under qemu-user: there it is the emulator's, which holds the
+ * program's memory).
+ */
+export function memoryUsage(): MemoryUsage {
+  const usage = process.memoryUsage();
+  if (usage.rss > 0) return usage;
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/status", "utf8"));
+    return match === null ? usage : { ...usage, rss: Number(match[1]) * 1024 };
+  } catch {
+    return usage;
+  }
+}
+
 /** Highest figures of `process.memoryUsage()` over one run; the first sample is the start. */
 class MemorySampler {
   readonly #field = arrayBufferField();
-  readonly #start = process.memoryUsage();
+  readonly #start = memoryUsage();
   #arrayBuffersPeakBytes = this.#field === null ? 0 : this.#start[this.#field];
   #rssPeakBytes = this.#start.rss;
   #samples = 1;
@@ -288,7 +305,7 @@ class MemorySampler {
   latest = this.#start;
 
   sample(): void {
-    const usage = process.memoryUsage();
+    const usage = memoryUsage();
     this.latest = usage;
     if (this.#field !== null) this.#arrayBuffersPeakBytes = Math.max(this.#arrayBuffersPeakBytes, usage[this.#field]);
     this.#rssPeakBytes = Math.max(this.#rssPeakBytes, usage.rss);
