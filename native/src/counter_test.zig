@@ -760,6 +760,17 @@ fn startHammer(hammer: *Hammer, random: std.Random) !std.Thread {
     return thread;
 }
 
+/// Takes a native object holding one local reference through a retain and two releases,
+/// checking its count at each step, and that it is gone after the last.
+fn expectExactCounts(counter: *Counter, id: Id) !void {
+    try counter.retain(id, sink_none);
+    try testing.expectEqual(@as(u32, 2), (try counter.info(id)).refs_local);
+    _ = try counter.release(id, sink_none);
+    try testing.expectEqual(@as(u32, 1), (try counter.info(id)).refs_local);
+    _ = try counter.release(id, sink_none);
+    try testing.expectError(error.StaleId, counter.info(id));
+}
+
 fn spinRandom(random: std.Random) void {
     for (0..random.uintLessThan(u32, race_spins_max)) |_| std.atomic.spinLoopHint();
 }
@@ -832,12 +843,7 @@ test "fast counts on a stale id never reach the slot's next objects, whose count
         for (0..20) |_| {
             const id = try counter.create(sink_none, .{});
             try testing.expect(id != stale);
-            try counter.retain(id, sink_none);
-            try testing.expectEqual(@as(u32, 2), (try counter.info(id)).refs_local);
-            _ = try counter.release(id, sink_none);
-            try testing.expectEqual(@as(u32, 1), (try counter.info(id)).refs_local);
-            _ = try counter.release(id, sink_none);
-            try testing.expectError(error.StaleId, counter.info(id));
+            try expectExactCounts(counter, id);
         }
         hammer.stop.store(true, .release);
         thread.join();
@@ -1014,12 +1020,7 @@ test "REFSCOPE_LOCKED_COUNTS: a counter opened with it takes the lock for every 
         try testing.expectEqual(fast, counter.table.lock_free);
         // Exact either way.
         const id = try counter.create(sink_none, .{});
-        try counter.retain(id, sink_none);
-        try testing.expectEqual(@as(u32, 2), (try counter.info(id)).refs_local);
-        _ = try counter.release(id, sink_none);
-        try testing.expectEqual(@as(u32, 1), (try counter.info(id)).refs_local);
-        _ = try counter.release(id, sink_none);
-        try testing.expectError(error.StaleId, counter.info(id));
+        try expectExactCounts(counter, id);
         try testing.expectEqual(@as(u64, 0), counter.stats().objects_live);
     }
 }
